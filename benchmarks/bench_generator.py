@@ -1,0 +1,160 @@
+"""Generator speed: ms per frame for the full synthesis and for stopping at a middle layer.
+
+    python benchmarks/bench_generator.py                      # the built-in models
+    python benchmarks/bench_generator.py --model ffhq.pkl     # any model irep3d loads
+    python benchmarks/bench_generator.py --released sg3t-1024 # NVIDIA's released config, random weights
+    python benchmarks/bench_generator.py --baseline           # also time the zero-stuffing reference algorithm
+
+Batch 1 and batch 8, on the CPU and on CUDA when there is one. `--baseline` swaps our
+polyphase resampling for the textbook algorithm NVIDIA's pure-PyTorch reference path uses
+(zero insertion + dense filtering, filter-then-discard downsampling; written here from the
+definition) and prints the speed-up ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from irep3d.generator import build_generator, layer_table, load_spec, seeds_to_ws
+from irep3d.model_file import NetworkSpec
+from irep3d.networks import resample
+
+RELEASED = {  # NVIDIA's released training configurations (train.py), random weights
+    "sg3t-1024": ("stylegan3", dict(channel_base=32768, channel_max=512, mapping_kwargs=dict(num_layers=2))),
+    "sg3r-1024": (
+        "stylegan3",
+        dict(
+            channel_base=65536,
+            channel_max=1024,
+            conv_kernel=1,
+            use_radial_filters=True,
+            mapping_kwargs=dict(num_layers=2),
+        ),
+    ),
+    "sg2-1024": (
+        "stylegan2",
+        dict(
+            channel_base=32768,
+            channel_max=512,
+            num_fp16_res=4,
+            conv_clamp=256,
+            mapping_kwargs=dict(num_layers=8),
+        ),
+    ),
+}
+
+
+def released_spec(name: str) -> NetworkSpec:
+    from irep3d.generator import _generator_class
+
+    arch, kwargs = RELEASED[name]
+    kwargs = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=1024, img_channels=3, **kwargs)
+    net = _generator_class(arch)(**kwargs)
+    return NetworkSpec(arch, kwargs, net.state_dict(), source=f"released:{name}")
+
+
+def naive_upfirdn2d(x, f, up=1, down=1, padding=0, gain=1.0):
+    """The reference algorithm: zero insertion, dense (separable) filtering, then discard."""
+    if isinstance(padding, int):
+        padding = [padding] * 4
+    n, c, h, w = x.shape
+    if up > 1:
+        z = x.new_zeros(n, c, h * up, w * up)
+        z[:, :, ::up, ::up] = x
+        x = z
+    x = F.pad(x, list(padding))
+    if f is None:
+        f = torch.ones(1, device=x.device)
+    f = (f * gain ** (f.ndim / 2)).flip(list(range(f.ndim))).to(x.dtype)
+    if f.ndim == 1:
+        x = F.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), groups=c)
+        x = F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), groups=c)
+    else:
+        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
+    return x[:, :, ::down, ::down]
+
+
+@contextlib.contextmanager
+def baseline_resampling():
+    saved = resample.upfirdn2d
+    resample.upfirdn2d = naive_upfirdn2d
+    try:
+        yield
+    finally:
+        resample.upfirdn2d = saved
+
+
+def time_ms(fn, device: torch.device, repeat: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
+
+
+@torch.no_grad()
+def bench(spec: NetworkSpec, device: torch.device, batches, repeat: int, baseline: bool) -> None:
+    net = build_generator(spec, device)
+    rows = layer_table(net)
+    middle = rows[len(rows) // 2].name
+    print(
+        f"\n{spec.source} ({spec.architecture}, {net.img_resolution} px) on {device}; middle layer {middle}"
+    )
+    print(
+        f"{'batch':>5} {'stop at':>12} {'ms/frame':>10}"
+        + (f" {'baseline':>10} {'speed-up':>8}" if baseline else "")
+    )
+    for batch in batches:
+        ws = seeds_to_ws(net, list(range(batch)))
+        for label, capture in (("full", None), (middle, [middle])):
+
+            def run(ws=ws, capture=capture):
+                return net.synthesis(ws, capture=capture)
+
+            ours = time_ms(run, device, repeat) / batch
+            line = f"{batch:>5} {label:>12} {ours:>10.1f}"
+            if baseline:
+                with baseline_resampling():
+                    ref = time_ms(run, device, max(1, repeat // 2)) / batch
+                line += f" {ref:>10.1f} {ref / ours:>7.2f}x"
+            print(line, flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", action="append", help="model path or builtin:NAME (repeatable)")
+    parser.add_argument("--released", action="append", choices=sorted(RELEASED), help="a released config")
+    parser.add_argument("--batch", type=int, action="append", help="batch sizes (default 1 and 8)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--baseline", action="store_true", help="also time the zero-stuffing algorithm")
+    parser.add_argument("--quick", action="store_true", help="batch 1 only, 1 repeat (for make demo)")
+    args = parser.parse_args()
+
+    specs = [load_spec(m) for m in args.model or []] + [released_spec(r) for r in args.released or []]
+    if not specs:
+        specs = [load_spec(f"builtin:{n}") for n in ("sg3t-256", "sg3r-256", "sg2-256")]
+    batches = args.batch or ([1] if args.quick else [1, 8])
+    repeat = 1 if args.quick else args.repeat
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    for device in devices:
+        for spec in specs:
+            bench(spec, device, batches, repeat, args.baseline)
+
+
+if __name__ == "__main__":
+    main()

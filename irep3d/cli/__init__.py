@@ -1,0 +1,28 @@
+"""The `irep3d` command line: parse, call the library, show progress and results.
+
+Every command lives in the module of its group and imports heavy modules (torch) inside
+the command, so `irep3d --help` stays fast. Known errors are mapped in one place
+(`_common.reports_errors`): an `Irep3dError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from . import model
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="irep3d",
+    help="Turn the hidden layers of a StyleGAN into looping activation clips and 3D scenes.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+model.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="irep3d")

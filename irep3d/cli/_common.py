@@ -1,0 +1,45 @@
+"""What every command group shares: consoles, options defined once, and error mapping."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..errors import Irep3dError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="Network: an NVIDIA .pkl, an irep3d .safetensors, or builtin:NAME (see `irep3d models`).",
+        show_default=False,
+    ),
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def reports_errors(fn: F) -> F:
+    """Turn an Irep3dError into one red line on stderr and exit code 2, never a traceback.
+
+    IREP3D_DEBUG=1 lets the exception through, traceback and all.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except Irep3dError as exc:
+            if os.environ.get("IREP3D_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,675 @@
+"""Read and write generator network files (step 1 of the data flow: model file -> generator).
+
+Two formats are understood:
+
+* **NVIDIA network pickles** (``*.pkl`` from StyleGAN3 or StyleGAN2-ADA-PyTorch). A plain
+  ``pickle.load`` of such a file would execute the Python source stored inside it (NVIDIA's
+  ``persistence`` mechanism ships each network's module source and runs it on load). irep3d
+  never does that: a restricted unpickler admits only a short allow-list of globals
+  (containers, tensor and NumPy rebuilders), and every network object is turned into an inert
+  record of its class name and ``__dict__``. The stored source is never read, let alone run.
+  The parameters, buffers and constructor arguments are then taken from those records.
+* **irep3d ``.safetensors`` files**, written by :func:`write_safetensors`: the same weights
+  plus the architecture and constructor arguments in the safetensors metadata, in a format
+  that cannot carry code at all.
+
+Every problem with a file surfaces as :class:`~irep3d.errors.ModelFileError` (or its subclass
+:class:`~irep3d.errors.UnsafeModelError` when a pickle asks for something outside the
+allow-list), with a one-line message that names the file and says what would be valid.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import importlib
+import io
+import json
+import os
+import pickle
+import re
+import secrets
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import safetensors
+import safetensors.torch
+import torch
+
+from irep3d.errors import Irep3dError, ModelFileError, UnsafeModelError
+
+__all__ = [
+    "ALLOWED_PICKLE_GLOBALS",
+    "ARCHITECTURES",
+    "NetworkSpec",
+    "read_network",
+    "read_nvidia_pickle",
+    "read_safetensors",
+    "write_safetensors",
+]
+
+#: The architectures irep3d can build, as stored in :attr:`NetworkSpec.architecture`.
+ARCHITECTURES: tuple[str, ...] = ("stylegan3", "stylegan2")
+
+# Metadata that marks a .safetensors file as one of ours.
+_FORMAT_NAME = "irep3d-network"
+_FORMAT_VERSION = "1"
+
+# The generator constructor's positional parameters, in order, for the rare pickle whose
+# top-level network was built with positional arguments (NVIDIA's tools always use keywords).
+_POSITIONAL_INIT_NAMES = (
+    "z_dim",
+    "c_dim",
+    "w_dim",
+    "img_resolution",
+    "img_channels",
+    "mapping_kwargs",
+    "synthesis_kwargs",
+)
+_REQUIRED_INIT_NAMES = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+
+# One state-dict key that only each architecture has.
+_ARCHITECTURE_MARKERS = {
+    "stylegan3": "synthesis.input.freqs",
+    "stylegan2": "synthesis.b4.const",
+}
+
+_EXPECTED = (
+    "expected an NVIDIA StyleGAN2/StyleGAN3 network pickle (.pkl) or a .safetensors file written by irep3d"
+)
+
+
+@dataclass(frozen=True, eq=False)
+class NetworkSpec:
+    """Everything needed to build a generator, independent of the file it came from.
+
+    Attributes:
+        architecture: ``"stylegan3"`` or ``"stylegan2"``.
+        init_kwargs: the generator's constructor arguments under NVIDIA's names. StyleGAN2-ADA
+            nests most of them in ``synthesis_kwargs``; they are merged into the top level here,
+            so both code bases give the same flat layout (``z_dim``, ``c_dim``, ``w_dim``,
+            ``img_resolution``, ``img_channels``, ``mapping_kwargs``, ``channel_base``, ...).
+            Values are plain JSON types (dicts, lists, str, int, float, bool, None).
+        state_dict: every parameter and buffer under NVIDIA's dotted names
+            (``"mapping.fc0.weight"``, ``"synthesis.L3_36_512.affine.bias"``, ...), as
+            contiguous float32 CPU tensors that share no memory with each other.
+        source: where the spec came from (a path), for messages and manifests.
+
+    Equality is identity (``eq=False``): comparing dicts of tensors with ``==`` has no single
+    truth value, so callers compare the fields they care about.
+    """
+
+    architecture: str
+    init_kwargs: dict[str, Any]
+    state_dict: dict[str, torch.Tensor] = field(repr=False)
+    source: str = ""
+
+
+# --------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------
+
+
+def read_network(path: str | os.PathLike[str]) -> NetworkSpec:
+    """Read a network file of either supported format, chosen by its content (not its name).
+
+    Raises:
+        ModelFileError: the file is missing, unreadable, of an unknown format, corrupt, or
+            holds no StyleGAN2/StyleGAN3 generator.
+        UnsafeModelError: a pickle asks for a global outside the allow-list.
+    """
+    name = os.fspath(path)
+    kind = _sniff(name)
+    if kind == "pickle":
+        return read_nvidia_pickle(name)
+    if kind == "safetensors":
+        return read_safetensors(name)
+    raise ModelFileError(f"{name}: not a network file; {_EXPECTED}")
+
+
+def read_nvidia_pickle(path: str | os.PathLike[str]) -> NetworkSpec:
+    """Read the generator from an NVIDIA network pickle without executing anything from it.
+
+    The snapshot's ``G_ema`` (the averaged generator NVIDIA's own tools use) is taken; a file
+    without ``G_ema`` but with ``G`` gives ``G``.
+
+    Raises:
+        ModelFileError: missing, unreadable, not a pickle, truncated or corrupt, or without a
+            StyleGAN2/StyleGAN3 generator.
+        UnsafeModelError: the pickle asks for a global outside :data:`ALLOWED_PICKLE_GLOBALS`.
+    """
+    name = os.fspath(path)
+    if _sniff(name) != "pickle":
+        raise ModelFileError(f"{name}: not a pickle; expected an NVIDIA network pickle (.pkl)")
+    try:
+        with open(name, "rb") as f:
+            snapshot = _RestrictedUnpickler(f, name).load()
+    except Irep3dError:
+        raise
+    except OSError as e:
+        raise ModelFileError(f"{name}: cannot read the file ({_oneline(e)})") from e
+    except _UnsafeContentError as e:
+        raise UnsafeModelError(f"{name}: {e}") from e
+    except _ContentError as e:
+        raise ModelFileError(f"{name}: is corrupt: {e}") from e
+    except Exception as e:  # any failure inside unpickling means a bad file
+        raise ModelFileError(
+            f"{name}: is truncated or corrupt (unpickling failed: {_oneline(e)}); {_EXPECTED}"
+        ) from e
+
+    if not isinstance(snapshot, Mapping):
+        raise ModelFileError(
+            f"{name}: the pickle holds a {type(snapshot).__name__}, not a network snapshot "
+            f"(a dict with 'G_ema'); {_EXPECTED}"
+        )
+    key = "G_ema" if "G_ema" in snapshot else "G" if "G" in snapshot else None
+    if key is None:
+        keys = ", ".join(repr(k) for k in list(snapshot)[:10]) or "none"
+        raise ModelFileError(
+            f"{name}: the pickle holds no generator (no 'G_ema' or 'G' entry; its keys: {keys}); {_EXPECTED}"
+        )
+    generator = snapshot[key]
+    if not isinstance(generator, _PersistentRecord):
+        raise ModelFileError(
+            f"{name}: the pickle's {key!r} is a {type(generator).__name__}, not a network module; {_EXPECTED}"
+        )
+    try:
+        state_dict = _flatten_tensors(generator)
+        init_kwargs = _generator_init_kwargs(generator)
+    except _ContentError as e:
+        raise ModelFileError(f"{name}: is corrupt: the generator {key!r}: {e}") from e
+    architecture = _detect_architecture(state_dict, name)
+    return NetworkSpec(architecture, init_kwargs, state_dict, name)
+
+
+def read_safetensors(path: str | os.PathLike[str]) -> NetworkSpec:
+    """Read a network written by :func:`write_safetensors`.
+
+    Raises:
+        ModelFileError: missing, unreadable, not a safetensors file, not one of irep3d's
+            (no ``format: irep3d-network`` metadata), of a newer format version, or corrupt.
+    """
+    name = os.fspath(path)
+    if _sniff(name) != "safetensors":
+        raise ModelFileError(
+            f"{name}: not a safetensors file; expected a .safetensors file written by irep3d"
+        )
+    try:
+        with safetensors.safe_open(name, framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            names = f.keys()
+            tensors = {key: f.get_tensor(key) for key in names}
+    except OSError as e:
+        raise ModelFileError(f"{name}: cannot read the file ({_oneline(e)})") from e
+    except Exception as e:  # the library's own error types vary by version
+        raise ModelFileError(
+            f"{name}: is truncated or corrupt (safetensors: {_oneline(e)}); "
+            "expected a .safetensors file written by irep3d"
+        ) from e
+
+    if metadata.get("format") != _FORMAT_NAME:
+        raise ModelFileError(
+            f"{name}: is a safetensors file but not an irep3d network (its metadata lacks "
+            f"format={_FORMAT_NAME!r}); convert the NVIDIA pickle with irep3d instead"
+        )
+    version = metadata.get("format_version")
+    if version != _FORMAT_VERSION:
+        raise ModelFileError(
+            f"{name}: irep3d network format version {version!r} is not supported "
+            f"(this irep3d reads version {_FORMAT_VERSION!r})"
+        )
+    architecture = metadata.get("architecture")
+    if architecture not in ARCHITECTURES:
+        raise ModelFileError(
+            f"{name}: unknown architecture {architecture!r} in the metadata "
+            f"(valid: {', '.join(ARCHITECTURES)})"
+        )
+    try:
+        init_kwargs = json.loads(metadata.get("init_kwargs", ""))
+    except ValueError as e:
+        raise ModelFileError(f"{name}: the init_kwargs metadata is not valid JSON ({e})") from e
+    if not isinstance(init_kwargs, dict):
+        raise ModelFileError(f"{name}: the init_kwargs metadata is not a JSON object")
+
+    state_dict = {key: _as_float32(t, key, name) for key, t in tensors.items()}
+    detected = _detect_architecture(state_dict, name)
+    if detected != architecture:
+        raise ModelFileError(
+            f"{name}: the metadata says {architecture!r} but the weights are a {detected!r} "
+            "generator; the file is corrupt"
+        )
+    return NetworkSpec(architecture, init_kwargs, state_dict, name)
+
+
+def write_safetensors(spec: NetworkSpec, path: str | os.PathLike[str]) -> None:
+    """Write ``spec`` as an irep3d ``.safetensors`` file, atomically.
+
+    The data go to a temporary file in the destination folder, which then replaces ``path`` in
+    one step, so a reader never sees a half-written file and an interrupted write leaves the
+    previous file (if any) intact.
+
+    Raises:
+        ModelFileError: the spec cannot be stored (unknown architecture, init_kwargs that are
+            not JSON, weights that do not match the architecture) or the file cannot be written.
+    """
+    name = os.fspath(path)
+    if spec.architecture not in ARCHITECTURES:
+        raise ModelFileError(
+            f"{name}: cannot write architecture {spec.architecture!r} (valid: {', '.join(ARCHITECTURES)})"
+        )
+    if _detect_architecture(spec.state_dict, name) != spec.architecture:
+        raise ModelFileError(f"{name}: cannot write: the weights are not a {spec.architecture!r} generator")
+    try:
+        init_json = json.dumps(spec.init_kwargs, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise ModelFileError(f"{name}: cannot write: init_kwargs are not plain JSON ({e})") from e
+    metadata = {
+        "format": _FORMAT_NAME,
+        "format_version": _FORMAT_VERSION,
+        "architecture": spec.architecture,
+        "init_kwargs": init_json,
+    }
+    # Own copies: safetensors refuses tensors that share memory, and needs them contiguous.
+    tensors = {
+        key: t.detach().to(device="cpu", dtype=torch.float32).clone(memory_format=torch.contiguous_format)
+        for key, t in spec.state_dict.items()
+    }
+
+    target = Path(name)
+    # A fresh unique name (not mkstemp) so the final file gets the usual umask permissions.
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    try:
+        safetensors.torch.save_file(tensors, os.fspath(tmp), metadata=metadata)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, OSError):
+            raise ModelFileError(f"{name}: cannot write the file ({_oneline(e)})") from e
+        raise
+
+
+# --------------------------------------------------------------------------------------
+# Format detection
+# --------------------------------------------------------------------------------------
+
+
+def _sniff(name: str) -> str:
+    """Say what a file holds from its first bytes: ``"pickle"``, ``"safetensors"`` or ``"other"``.
+
+    Raises ModelFileError for a missing, unreadable or empty file.
+    """
+    try:
+        with open(name, "rb") as f:
+            head = f.read(16)
+            size = os.fstat(f.fileno()).st_size
+    except FileNotFoundError as e:
+        raise ModelFileError(f"{name}: no such file; {_EXPECTED}") from e
+    except IsADirectoryError as e:
+        raise ModelFileError(f"{name}: is a directory, not a network file; {_EXPECTED}") from e
+    except OSError as e:
+        raise ModelFileError(f"{name}: cannot read the file ({_oneline(e)})") from e
+    if not head:
+        raise ModelFileError(f"{name}: the file is empty; {_EXPECTED}")
+    # Pickles of protocol 2 and later (everything NVIDIA wrote) open with the PROTO opcode.
+    if head[0] == 0x80:
+        return "pickle"
+    # safetensors: an 8-byte little-endian header length, then a JSON object.
+    if len(head) > 8 and head[8:9] == b"{":
+        header_len = int.from_bytes(head[:8], "little")
+        if 0 < header_len <= size - 8:
+            return "safetensors"
+    return "other"
+
+
+def _detect_architecture(state_dict: Mapping[str, Any], name: str) -> str:
+    """Tell StyleGAN3 from StyleGAN2 by a weight only each has; anything else is refused."""
+    found = [arch for arch, key in _ARCHITECTURE_MARKERS.items() if key in state_dict]
+    if len(found) != 1:
+        raise ModelFileError(
+            f"{name}: the network is not a StyleGAN2/StyleGAN3 generator (expected exactly one "
+            "of the weights 'synthesis.input.freqs' (StyleGAN3) or 'synthesis.b4.const' "
+            f"(StyleGAN2); it has {'both' if found else 'neither'})"
+        )
+    return found[0]
+
+
+def _oneline(e: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(e).strip().splitlines()
+    first = text[0] if text else ""
+    if len(first) > 200:
+        first = first[:200] + "..."
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _as_float32(t: Any, key: str, name: str) -> torch.Tensor:
+    """A contiguous float32 CPU copy of a stored weight; refuses what is not a real tensor."""
+    if not isinstance(t, torch.Tensor) or t.is_complex():
+        raise ModelFileError(f"{name}: the weight {key!r} is not a real-valued tensor")
+    return t.detach().to(device="cpu", dtype=torch.float32).clone(memory_format=torch.contiguous_format)
+
+
+# --------------------------------------------------------------------------------------
+# The restricted unpickler
+# --------------------------------------------------------------------------------------
+
+
+class _ContentError(Exception):
+    """Raised by the rebuild functions for malformed content; the reader adds the file name."""
+
+
+class _UnsafeContentError(_ContentError):
+    """Raised where content asks for code outside the allow-list; becomes UnsafeModelError."""
+
+
+@dataclass
+class _PersistentRecord:
+    """What a persistent NVIDIA object becomes: its class name and its ``__dict__``, inert."""
+
+    class_name: str
+    state: dict[str, Any]
+
+
+class _EasyDict(dict):  # type: ignore[type-arg]
+    """Stands in for ``dnnlib.util.EasyDict`` (a dict subclass); only its items matter."""
+
+
+def _reconstruct_persistent_obj(meta: Any) -> _PersistentRecord:
+    """Replacement for NVIDIA's persistent-object rebuilder that never runs ``module_src``.
+
+    It keeps only ``class_name`` and ``state``; the stored source code is not looked at.
+    """
+    if not isinstance(meta, Mapping):
+        raise _ContentError("a persistent object's description is not a dict")
+    class_name = meta.get("class_name")
+    state = meta.get("state")
+    if not isinstance(class_name, str) or not isinstance(state, Mapping):
+        raise _ContentError("a persistent object lacks its class name or state")
+    return _PersistentRecord(class_name, dict(state))
+
+
+def _load_storage_from_bytes(payload: Any) -> torch.storage.TypedStorage:
+    """Decode one tensor storage, stored as a legacy ``torch.save`` stream.
+
+    ``torch.load(..., weights_only=True)`` reads the legacy (non-zip) format with PyTorch's
+    own restricted unpickler, so the payload cannot run code either; an explicit
+    ``weights_only=True`` is not overridden by PyTorch's environment switches.
+    """
+    if not isinstance(payload, (bytes, bytearray)):
+        raise _ContentError("a tensor storage is not stored as bytes")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TypedStorage deprecation notices
+            storage = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad stream
+        raise _storage_error(e) from e
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise _ContentError(f"a tensor storage decodes to a {type(storage).__name__}")
+    return storage
+
+
+def _storage_error(e: Exception) -> _ContentError:
+    """Our error for a storage PyTorch would not decode, without PyTorch's advice to retry
+    with ``weights_only=False`` (which would run code from the file)."""
+    text = str(e)
+    unsafe = re.search(r"GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return _UnsafeContentError(
+            f"refusing to load: a tensor storage in the pickle asks for {unsafe.group(1)!r}, "
+            "which is not a tensor component"
+        )
+    # Keep PyTorch's actual finding; drop its boilerplate (and its advice to load unsafely).
+    boilerplate = ("weights only load failed", "please file an issue", "check the documentation")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.lower().startswith(boilerplate)]
+    detail = f"{type(e).__name__}: {lines[0][:200]}" if lines else type(e).__name__
+    return _ContentError(f"a tensor storage cannot be decoded ({detail})")
+
+
+def _rebuild_tensor(
+    storage: Any,
+    storage_offset: Any,
+    size: Any,
+    stride: Any,
+    requires_grad: Any = False,
+    backward_hooks: Any = None,
+    metadata: Any = None,
+) -> torch.Tensor:
+    """Rebuild a tensor view of a decoded storage, checking that it stays inside the storage.
+
+    (``Tensor.set_`` would silently grow a storage that is too small, reading garbage.)
+    """
+    del requires_grad, backward_hooks, metadata  # training-time details, irrelevant here
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise _ContentError("a tensor refers to something that is not a storage")
+    if not (
+        _is_int(storage_offset)
+        and isinstance(size, (tuple, list))
+        and isinstance(stride, (tuple, list))
+        and len(size) == len(stride)
+        and all(_is_int(s) and s >= 0 for s in (*size, *stride))
+        and storage_offset >= 0
+    ):
+        raise _ContentError("a tensor has a malformed shape, stride or offset")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TypedStorage deprecation notices
+        untyped = storage.untyped()
+        numel = storage.size()
+    if all(size):
+        extent = storage_offset + 1 + sum((n - 1) * s for n, s in zip(size, stride, strict=True))
+        if extent > numel:
+            raise _ContentError(f"a tensor of shape {tuple(size)} reaches past the end of its storage")
+    t = torch.empty((0,), dtype=storage.dtype)
+    return t.set_(untyped, storage_offset, tuple(size), tuple(stride))
+
+
+def _rebuild_parameter(data: Any, requires_grad: Any = False, backward_hooks: Any = None) -> Any:
+    """A parameter is kept as its plain tensor; gradients and hooks do not matter here."""
+    del requires_grad, backward_hooks
+    if not isinstance(data, torch.Tensor):
+        raise _ContentError("a parameter is not a tensor")
+    return data
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _numpy_multiarray() -> Any:
+    """NumPy's ``multiarray`` module under its current name (it moved in NumPy 2)."""
+    if int(np.__version__.split(".")[0]) >= 2:
+        return importlib.import_module("numpy._core.multiarray")
+    return importlib.import_module("numpy.core.multiarray")
+
+
+_np_multiarray = _numpy_multiarray()
+
+
+def _np_reconstruct(subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    """NumPy's array rebuilder, limited to plain ndarrays (no subclasses)."""
+    if subtype is not np.ndarray:
+        raise _ContentError("a NumPy array of an unexpected subtype")
+    return _np_multiarray._reconstruct(subtype, shape, dtype)
+
+
+def _np_scalar(dtype: Any, *data: Any) -> Any:
+    """NumPy's scalar rebuilder; object scalars are refused (a real network has none)."""
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise _ContentError("a NumPy scalar of an unexpected type")
+    return _np_multiarray.scalar(dtype, *data)
+
+
+def _np_frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """NumPy's protocol-5 array rebuilder (a network re-saved under Python >= 3.8 with
+    protocol 5): raw bytes into a plain array, object dtypes refused."""
+    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(buf, (bytes, bytearray)):
+        raise _ContentError("a NumPy buffer of an unexpected type")
+    return np.frombuffer(buf, dtype=dtype).reshape(shape, order=order).copy()
+
+
+def _plain_set(items: Any = ()) -> set:
+    """`builtins.set`: protocol 2/3 pickles (Python 3.7, stylegan2-ada-pytorch's default)
+    write every module's `_non_persistent_buffers_set` through it. It only builds a set."""
+    return set(items)
+
+
+#: Every global an NVIDIA network pickle may ask for, and what irep3d gives it instead.
+_ALLOWED: dict[str, Callable[..., Any] | type] = {
+    "torch_utils.persistence._reconstruct_persistent_obj": _reconstruct_persistent_obj,
+    "collections.OrderedDict": collections.OrderedDict,
+    "torch._utils._rebuild_tensor_v2": _rebuild_tensor,
+    "torch._utils._rebuild_parameter": _rebuild_parameter,
+    "torch.storage._load_from_bytes": _load_storage_from_bytes,
+    "numpy.core.multiarray._reconstruct": _np_reconstruct,
+    "numpy._core.multiarray._reconstruct": _np_reconstruct,
+    "numpy.core.multiarray.scalar": _np_scalar,
+    "numpy._core.multiarray.scalar": _np_scalar,
+    "numpy.ndarray": np.ndarray,
+    "numpy.dtype": np.dtype,
+    "dnnlib.util.EasyDict": _EasyDict,
+    # Beyond refvectors/README.md: harmless constructors that real files written with other
+    # pickle protocols use for the same data.
+    "builtins.set": _plain_set,
+    "numpy.core.numeric._frombuffer": _np_frombuffer,
+    "numpy._core.numeric._frombuffer": _np_frombuffer,
+}
+
+#: The dotted names of the globals a network pickle may reference; anything else is refused.
+ALLOWED_PICKLE_GLOBALS: frozenset[str] = frozenset(_ALLOWED)
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`ALLOWED_PICKLE_GLOBALS`, to irep3d's stand-ins.
+
+    Nothing is imported on the pickle's behalf: ``find_class`` is the only way a pickle can
+    reach code, and it answers from a fixed table.
+    """
+
+    def __init__(self, file: io.BufferedIOBase, name: str) -> None:
+        super().__init__(file)
+        self._name = name
+
+    def find_class(self, module: str, name: str) -> Any:
+        dotted = f"{module}.{name}"
+        try:
+            return _ALLOWED[dotted]
+        except KeyError:
+            raise UnsafeModelError(
+                f"{self._name}: refusing to load: the pickle asks for {dotted!r}, which is not "
+                f"a network component (allowed: {', '.join(sorted(ALLOWED_PICKLE_GLOBALS))})"
+            ) from None
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise _ContentError("the pickle uses persistent ids, which network pickles never do")
+
+
+# --------------------------------------------------------------------------------------
+# From module records to a spec
+# --------------------------------------------------------------------------------------
+
+
+def _module_parts(record: _PersistentRecord, where: str) -> tuple[Mapping, Mapping, Mapping]:
+    """A module record's ``_parameters``, ``_buffers`` and ``_modules`` mappings."""
+    parts = []
+    for attr in ("_parameters", "_buffers", "_modules"):
+        value = record.state.get(attr)
+        if not isinstance(value, Mapping):
+            raise _ContentError(f"module {where or '(top)'} has no {attr} mapping")
+        parts.append(value)
+    return parts[0], parts[1], parts[2]
+
+
+def _walk_tensors(record: _PersistentRecord, prefix: str, seen: set[int]) -> Iterator[tuple[str, Any]]:
+    """Yield ``(dotted name, tensor)`` for a module tree, parameters and buffers first.
+
+    ``None`` entries are skipped: NVIDIA registers e.g. ``up_filter=None`` for identity filters.
+    """
+    if id(record) in seen:
+        raise _ContentError(f"module {prefix or '(top)'} contains itself")
+    seen.add(id(record))
+    params, buffers, modules = _module_parts(record, prefix.rstrip("."))
+    for table in (params, buffers):
+        for key, value in table.items():
+            if value is not None:
+                yield f"{prefix}{key}", value
+    for key, child in modules.items():
+        if child is None:
+            continue
+        if not isinstance(child, _PersistentRecord):
+            raise _ContentError(f"submodule {prefix}{key} is a {type(child).__name__}")
+        yield from _walk_tensors(child, f"{prefix}{key}.", seen)
+    seen.discard(id(record))
+
+
+def _flatten_tensors(record: _PersistentRecord) -> dict[str, torch.Tensor]:
+    """The generator's state dict: every parameter and buffer as float32, contiguous, CPU."""
+    out: dict[str, torch.Tensor] = {}
+    for key, value in _walk_tensors(record, "", set()):
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor) or value.is_complex():
+            raise _ContentError(f"weight {key!r} is not a real-valued tensor")
+        if key in out:
+            raise _ContentError(f"weight {key!r} appears twice")
+        out[key] = value.detach().to(dtype=torch.float32).clone(memory_format=torch.contiguous_format)
+    return out
+
+
+def _plain(value: Any, where: str) -> Any:
+    """Turn a stored constructor argument into plain JSON types (EasyDicts, NumPy values...)."""
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _ContentError(f"constructor argument {where} has a non-text key {key!r}")
+            out[key] = _plain(item, f"{where}.{key}" if where else key)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_plain(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist(), where)
+    if isinstance(value, np.generic):
+        return _plain(value.item(), where)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise _ContentError(
+        f"constructor argument {where!r} has an unsupported value of type {type(value).__name__}"
+    )
+
+
+def _generator_init_kwargs(record: _PersistentRecord) -> dict[str, Any]:
+    """The generator's constructor arguments under NVIDIA's names, ``synthesis_kwargs`` merged.
+
+    StyleGAN2-ADA-PyTorch's generator takes ``synthesis_kwargs={...}``; StyleGAN3's (and its
+    StyleGAN2 port) take the same arguments flat. Both give the flat form here.
+    """
+    args = record.state.get("_init_args", ())
+    kwargs = record.state.get("_init_kwargs", {})
+    if not isinstance(args, (tuple, list)) or not isinstance(kwargs, Mapping):
+        raise _ContentError("its constructor arguments are malformed")
+    if len(args) > len(_POSITIONAL_INIT_NAMES):
+        raise _ContentError(f"it has {len(args)} positional constructor arguments")
+    merged: dict[str, Any] = dict(zip(_POSITIONAL_INIT_NAMES, args, strict=False))
+    for key, value in kwargs.items():
+        if key in merged:
+            raise _ContentError(f"constructor argument {key!r} is given twice")
+        merged[key] = value
+    init_kwargs = _plain(merged, "")
+
+    nested = init_kwargs.pop("synthesis_kwargs", None) or {}
+    if not isinstance(nested, dict):
+        raise _ContentError("constructor argument 'synthesis_kwargs' is not a dict")
+    for key, value in nested.items():
+        if key in init_kwargs and init_kwargs[key] != value:
+            raise _ContentError(f"constructor argument {key!r} is given twice, differently")
+        init_kwargs[key] = value
+
+    missing = [key for key in _REQUIRED_INIT_NAMES if key not in init_kwargs]
+    if missing:
+        raise _ContentError(f"its constructor arguments lack {', '.join(missing)}")
+    return init_kwargs

@@ -1,0 +1,91 @@
+"""StyleGAN3 (configs T and R) against NVIDIA's reference outputs, layer by layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from irep3d.errors import ArchitectureError, LayerError
+from irep3d.networks.stylegan3 import Generator
+from tests.refdata import assert_close_to_ref, load
+
+
+@pytest.fixture(scope="module", params=["sg3t_64", "sg3r_64"])
+def ref(request):
+    meta, state, d = load(request.param)
+    net = Generator(**meta["init_kwargs"]).eval().requires_grad_(False)
+    net.load_state_dict(state, strict=True)
+    return request.param, meta, d, net
+
+
+def test_designed_filters_equal_the_stored_ones(ref):
+    """Our Kaiser/jinc filter design reproduces NVIDIA's buffers (built-ins rely on it)."""
+    _name, meta, d, _ = ref
+    fresh = Generator(**meta["init_kwargs"]).state_dict()
+    keys = [k for k in d.files if k.endswith("_filter")]
+    assert keys, "reference has filters"
+    for key in keys:
+        torch.testing.assert_close(fresh[key[len("param/") :]], torch.from_numpy(d[key]), atol=1e-6, rtol=0)
+
+
+def test_mapping_with_truncation_matches(ref):
+    _, meta, d, net = ref
+    ws = net.mapping(torch.from_numpy(d["z"]), None, truncation_psi=meta["truncation_psi"])
+    torch.testing.assert_close(ws, torch.from_numpy(d["w"]), atol=1e-5, rtol=1e-5)
+
+
+def test_every_layer_matches_reference(ref):
+    name, meta, d, net = ref
+    ws = torch.from_numpy(d["w"][:1])
+    acts = net.synthesis(ws, capture=meta["layer_order"])
+    assert list(acts) == meta["layer_order"]
+    for layer in meta["layer_order"]:
+        assert_close_to_ref(acts[layer], d[f"act/{layer}"], f"{name} {layer}")
+
+
+def test_final_images_match_for_all_seeds(ref):
+    name, _, d, net = ref
+    img = net.synthesis(torch.from_numpy(d["w"]))
+    assert_close_to_ref(img, d["img"], f"{name} image")
+
+
+def test_layer_names_and_shapes_without_running(ref):
+    _, meta, _, net = ref
+    shapes = net.synthesis.layer_shapes()
+    assert list(shapes) == meta["layer_order"]
+    assert {k: list(v) for k, v in shapes.items()} == meta["layer_shapes"]
+
+
+def test_capture_stops_after_deepest_layer(ref):
+    _, meta, d, net = ref
+    ran: list[str] = []
+    hooks = [
+        getattr(net.synthesis, n).register_forward_hook(lambda m, i, o, n=n: ran.append(n))
+        for n in meta["layer_order"][1:]
+    ]
+    try:
+        out = net.synthesis(torch.from_numpy(d["w"][:1]), capture=["L2_36_32", "L0_36_32"])
+    finally:
+        for h in hooks:
+            h.remove()
+    assert set(out) == {"L0_36_32", "L2_36_32"}
+    assert ran == ["L0_36_32", "L1_36_32", "L2_36_32"]
+
+
+def test_batch_results_do_not_depend_on_batch_mates(ref):
+    _, _, d, net = ref
+    ws = torch.from_numpy(d["w"])
+    alone = net.synthesis(ws[1:2], capture=["L9_84_32"])["L9_84_32"]
+    batch = net.synthesis(ws, capture=["L9_84_32"])["L9_84_32"]
+    torch.testing.assert_close(alone[0], batch[1], atol=1e-5, rtol=1e-4)
+
+
+def test_unknown_layer_is_a_clear_error(ref):
+    _, _, d, net = ref
+    with pytest.raises(LayerError, match=r"unknown layer 'L99'.*L0_36_32"):
+        net.synthesis(torch.from_numpy(d["w"][:1]), capture=["L99"])
+
+
+def test_unknown_option_is_an_architecture_error():
+    with pytest.raises(ArchitectureError, match="warp_drive"):
+        Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, warp_drive=True)
