@@ -21,6 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from irep3d.allocator import tune_allocator
 from irep3d.generator import build_generator, layer_table, load_spec, seeds_to_ws
 from irep3d.model_file import NetworkSpec
 from irep3d.networks import resample
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--baseline", action="store_true", help="also time the zero-stuffing algorithm")
     parser.add_argument("--quick", action="store_true", help="batch 1 only, 1 repeat (for make demo)")
     args = parser.parse_args()
+    tuned = tune_allocator()
 
     specs = [load_spec(m) for m in args.model or []] + [released_spec(r) for r in args.released or []]
     if not specs:
@@ -150,7 +152,7 @@ def main() -> None:
     batches = args.batch or ([1] if args.quick else [1, 8])
     repeat = 1 if args.quick else args.repeat
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, allocator tuned: {tuned}")
     for device in devices:
         for spec in specs:
             bench(spec, device, batches, repeat, args.baseline)

@@ -51,30 +51,30 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         "stylegan3",
         dict(
             z_dim=128, c_dim=0, w_dim=128, img_resolution=256, img_channels=3,
-            channel_base=4096, channel_max=64, mapping_kwargs=dict(num_layers=2),
+            channel_base=8192, channel_max=64, mapping_kwargs=dict(num_layers=2),
         ),
         seed=1,
-        description="StyleGAN3-T layout (16 layers, 36..276 px with margin), up to 64 channels",
+        description="StyleGAN3-T layout (input + L0..L14, 36..276 px with margin), 32..64 channels",
     ),
     "sg3r-256": BuiltinModel(
         "stylegan3",
         dict(
             z_dim=128, c_dim=0, w_dim=128, img_resolution=256, img_channels=3,
-            channel_base=8192, channel_max=64, conv_kernel=1, use_radial_filters=True,
+            channel_base=16384, channel_max=64, conv_kernel=1, use_radial_filters=True,
             mapping_kwargs=dict(num_layers=2),
         ),
         seed=2,
-        description="StyleGAN3-R layout (1x1 convs, radial filters), up to 64 channels",
+        description="StyleGAN3-R layout (1x1 convs, radial filters, 36..276 px), 64 channels",
     ),
     "sg2-256": BuiltinModel(
         "stylegan2",
         dict(
             z_dim=128, c_dim=0, w_dim=128, img_resolution=256, img_channels=3,
-            channel_base=8192, channel_max=128, num_fp16_res=4, conv_clamp=256,
+            channel_base=16384, channel_max=256, num_fp16_res=4, conv_clamp=256,
             mapping_kwargs=dict(num_layers=8),
         ),
         seed=3,
-        description="StyleGAN2 skip generator (4..256 px), up to 128 channels",
+        description="StyleGAN2 skip generator (b4..b256), 64..256 channels",
     ),
 }  # fmt: skip
 

@@ -25,4 +25,7 @@ model.register(app)
 
 def main() -> None:
     """Console-script entry point."""
+    from ..allocator import tune_allocator
+
+    tune_allocator()
     app(prog_name="irep3d")

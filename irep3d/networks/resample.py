@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 #: Size of the upsampled temporary one slice of `filtered_lrelu` may use (bytes).
-FILTER_CHUNK_BYTES = 16 * 2**20
+FILTER_CHUNK_BYTES = 256 * 2**20
 
 __all__ = [
     "design_lowpass_filter",
