@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.irep3d-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench clean venv sysdeps
 
 venv: $(STAMP)
 
@@ -26,20 +26,38 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# Debian tools the tests use to check our EXR files independently (exrheader, oiiotool).
+sysdeps:
+	@if ! command -v exrheader >/dev/null 2>&1 || ! command -v oiiotool >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && apt-get install -y -qq openexr openimageio-tools >/dev/null; \
+	  else \
+	    echo "note: install Debian's openexr and openimageio-tools (as root) for the external EXR checks"; \
+	  fi; \
+	fi
+
+IREP3D := $(VENV)/bin/irep3d
+DEMO_MODEL := builtin:sg3t-256
+DEMO_LAYER := L10_276_64
+
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
-	$(VENV)/bin/irep3d models
-	$(VENV)/bin/irep3d layers builtin:sg3t-256
-	$(VENV)/bin/irep3d convert builtin:sg3t-256 $(DEMO_OUT)/sg3t-256.safetensors
-	$(VENV)/bin/irep3d layers $(DEMO_OUT)/sg3t-256.safetensors --json > $(DEMO_OUT)/sg3t-256.layers.json
-	$(PY) benchmarks/bench_generator.py --model $(DEMO_OUT)/sg3t-256.safetensors --quick
-	@echo "demo outputs in $(DEMO_OUT)/"
+	$(IREP3D) models
+	$(IREP3D) layers $(DEMO_MODEL)
+	$(IREP3D) convert $(DEMO_MODEL) $(DEMO_OUT)/sg3t-256.safetensors
+	$(IREP3D) channels $(DEMO_OUT)/sg3t-256.safetensors --layer $(DEMO_LAYER) --seed 42 --out $(DEMO_OUT)/$(DEMO_LAYER)-sheet.png
+	$(IREP3D) maps $(DEMO_OUT)/sg3t-256.safetensors --layer $(DEMO_LAYER) --channels auto --seeds 3,17,42,7 \
+	  --frames-per-seed 15 --crop-margin --out $(DEMO_OUT)/maps --name demo_clip
+	$(IREP3D) preview $(DEMO_OUT)/maps/demo_clip --out $(DEMO_OUT)/demo_clip.gif
+	$(IREP3D) pack $(DEMO_MODEL) --layers L5_84_64,L7_148_64,L9_148_64 --clips-per-layer 2 --seeds-mode locked \
+	  --seeds 0-3 --frames-per-seed 8 --out $(DEMO_OUT)/pack-locked
+	@echo "demo outputs in $(DEMO_OUT)/: contact sheet, a looping EXR clip + GIF preview, a locked pack"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: lint
+test: lint sysdeps
 	$(PY) -m pytest -q
 
 bench: $(STAMP)

@@ -12,6 +12,7 @@ __all__ = [
     "Irep3dError",
     "LayerError",
     "ModelFileError",
+    "OutputError",
     "UnsafeModelError",
     "UsageError",
 ]
@@ -39,3 +40,7 @@ class LayerError(Irep3dError):
 
 class UsageError(Irep3dError):
     """An option value that is out of range or malformed."""
+
+
+class OutputError(Irep3dError):
+    """An output that cannot be written, or a clip (frames, manifest) that cannot be read."""

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ArchitectureError, ModelFileError, UsageError
+from .errors import ArchitectureError, LayerError, ModelFileError, UsageError
 from .model_file import NetworkSpec, read_network
 
 __all__ = [
@@ -23,6 +23,8 @@ __all__ = [
     "LayerInfo",
     "build_generator",
     "builtin_spec",
+    "layer_info",
+    "layer_margin",
     "layer_table",
     "load_generator",
     "load_spec",
@@ -164,6 +166,26 @@ def load_generator(model: str | os.PathLike, device: str | torch.device = "auto"
 def layer_table(net: nn.Module) -> list[LayerInfo]:
     """Every capturable layer with its shape, in network order."""
     return [LayerInfo(name, c, h, w) for name, (c, h, w) in net.synthesis.layer_shapes().items()]
+
+
+def layer_info(net: nn.Module, layer: str) -> LayerInfo:
+    """One layer's shape; an unknown name raises LayerError listing the valid ones."""
+    rows = {r.name: r for r in layer_table(net)}
+    if layer not in rows:
+        raise LayerError(f"unknown layer {layer!r}; this network has: " + ", ".join(rows))
+    return rows[layer]
+
+
+def layer_margin(net: nn.Module, layer: str) -> int:
+    """Pixels of StyleGAN3 margin on each side of a layer (148 px at rate 128 -> 10); 0 for
+    StyleGAN2 and for StyleGAN3's last, critically sampled layers."""
+    layer_info(net, layer)
+    if getattr(net, "architecture", "") != "stylegan3":
+        return 0
+    module = getattr(net.synthesis, layer)
+    if layer == "input":
+        return int(module.size - module.sampling_rate) // 2
+    return int(module.out_size - module.out_sampling_rate) // 2
 
 
 def seed_to_z(seed: int, z_dim: int) -> np.ndarray:

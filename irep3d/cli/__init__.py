@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import model
+from . import maps, model
 
 __all__ = ["app", "main"]
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     add_completion=False,
 )
 model.register(app)
+maps.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,284 @@
+"""Commands that make and look at activation clips: `maps`, `pack`, `channels`, `preview`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import UsageError
+from ._common import ModelArg, console, reports_errors
+
+if TYPE_CHECKING:
+    from ..maps import ClipResult, MapsOptions
+
+# -- options shared by maps and pack (defined once) ------------------------------------------
+SeedsOpt = Annotated[str, typer.Option("--seeds", help="Seeds of the walk: 3,17,42 or 100-115 or both.")]
+FramesOpt = Annotated[int, typer.Option("--frames-per-seed", "-k", help="Frames from one seed to the next.")]
+PsiOpt = Annotated[float, typer.Option("--psi", help="Truncation psi (1 = none).")]
+LoopOpt = Annotated[
+    bool, typer.Option("--loop/--no-loop", help="Seamless loop (frames = seeds x K) or one pass.")
+]
+FpsOpt = Annotated[float, typer.Option("--fps", help="Frame rate recorded in clip.json.")]
+NormOpt = Annotated[
+    str,
+    typer.Option(
+        "--norm",
+        help="none = raw activations; global = robust percentiles over the whole walk (no flicker); "
+        "fixed = visualizer mapping 0.5 + 0.5*v*gain; frame = per-frame (flickers).",
+    ),
+]
+GainOpt = Annotated[float, typer.Option("--gain-db", help="Gain in dB, as in NVIDIA's visualizer.")]
+SizeOpt = Annotated[
+    int | None, typer.Option("--size", help="Upscale to SIZE x SIZE px on the device (e.g. 2048).")
+]
+CropOpt = Annotated[
+    bool, typer.Option("--crop-margin/--keep-margin", help="Remove the StyleGAN3 layer margin (148 -> 128).")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch", help="Frames per forward pass (default: auto).")]
+CompressionOpt = Annotated[
+    str, typer.Option("--compression", help="EXR compression: zip, piz, dwaa, none, ...")
+]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
+
+
+class _RateColumn(ProgressColumn):
+    """Frames per second of a task."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:6.2f} frames/s" if task.speed else "      - frames/s", style="cyan")
+
+
+def _options(**kwargs) -> MapsOptions:
+    from ..maps import MapsOptions
+
+    options = MapsOptions(**kwargs)
+    options.check()
+    return options
+
+
+def _run_with_progress(net, model: str, jobs, out: Path, options: MapsOptions) -> list[ClipResult]:
+    """Render with two bars: network frames and EXR files written, each with rate and ETA."""
+    from ..maps import render_clips
+
+    columns = (
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        _RateColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks = {"render": bar.add_task("network", total=None), "write": bar.add_task("EXR", total=None)}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            bar.update(tasks[stage], completed=done, total=total)
+
+        return render_clips(net, model, jobs, out, options, progress=progress)
+
+
+def _summary(results: list[ClipResult], title: str) -> None:
+    table = Table(title=title)
+    for col in ("clip", "layer", "channels", "frames", "written", "skipped"):
+        table.add_column(col, no_wrap=True)
+    for r in results:
+        table.add_row(
+            r.name,
+            r.layer,
+            ",".join(map(str, r.channels)),
+            str(r.frames),
+            str(r.written),
+            str(r.skipped),
+        )
+    console.print(table)
+
+
+def maps(
+    model: ModelArg,
+    layer: Annotated[str, typer.Option("--layer", help="Layer name (see `irep3d layers MODEL`).")],
+    channels: Annotated[
+        str, typer.Option("--channels", help="a,b,c -> R,G,B; one index -> grey; auto = 3 active ones.")
+    ] = "auto",
+    seeds: SeedsOpt = "0-3",
+    frames_per_seed: FramesOpt = 60,
+    out: OutOpt = Path("out/maps"),
+    name: Annotated[str | None, typer.Option("--name", help="Clip name (default: layer + channels).")] = None,
+    psi: PsiOpt = 1.0,
+    loop: LoopOpt = True,
+    fps: FpsOpt = 30.0,
+    norm: NormOpt = "global",
+    gain_db: GainOpt = 0.0,
+    size: SizeOpt = None,
+    crop_margin: CropOpt = False,
+    device: DeviceOpt = "auto",
+    batch: BatchOpt = None,
+    compression: CompressionOpt = "zip",
+) -> None:
+    """Render one layer as a looping seed walk: a folder of half-float EXR frames + clip.json."""
+    from ..colour import parse_channels
+    from ..generator import layer_info, load_generator
+    from ..maps import ClipJob
+    from ..walk import parse_seeds
+
+    seed_list = parse_seeds(seeds)
+    options = _options(
+        frames_per_seed=frames_per_seed,
+        loop=loop,
+        fps=fps,
+        psi=psi,
+        norm=norm,
+        gain_db=gain_db,
+        size=size,
+        crop_margin=crop_margin,
+        compression=compression,
+        batch=batch,
+    )
+    net = load_generator(model, device)
+    info = layer_info(net, layer)
+    picked = parse_channels(channels, info.channels, layer)
+    clip_name = name or f"{layer}_{'c' + '-'.join(map(str, picked)) if picked else 'auto'}"
+    job = ClipJob(name=clip_name, layer=layer, channels=picked, seeds=seed_list)
+    results = _run_with_progress(net, model, [job], out, options)
+    _summary(results, f"{model} -> {out}")
+
+
+def pack(
+    model: ModelArg,
+    layers: Annotated[str, typer.Option("--layers", help="Comma-separated layer names.")],
+    clips_per_layer: Annotated[
+        int, typer.Option("--clips-per-layer", help="Clips per layer (3 channels each).")
+    ] = 8,
+    seeds_mode: Annotated[
+        str,
+        typer.Option("--seeds-mode", help="locked: one seed sequence for all clips; unique: one per clip."),
+    ] = "locked",
+    seeds: SeedsOpt = "0-3",
+    frames_per_seed: FramesOpt = 60,
+    out: OutOpt = Path("out/pack"),
+    psi: PsiOpt = 1.0,
+    loop: LoopOpt = True,
+    fps: FpsOpt = 30.0,
+    norm: NormOpt = "global",
+    gain_db: GainOpt = 0.0,
+    size: SizeOpt = None,
+    crop_margin: CropOpt = False,
+    device: DeviceOpt = "auto",
+    batch: BatchOpt = None,
+    compression: CompressionOpt = "zip",
+) -> None:
+    """Render a pack: N clips per layer, each with 3 channels no other clip of the layer uses."""
+    from ..generator import layer_info, load_generator
+    from ..maps import ClipJob, results_json, write_pack_manifest
+    from ..walk import parse_seeds, seed_sequences
+
+    seed_list = parse_seeds(seeds)
+    layer_names = [x.strip() for x in layers.split(",") if x.strip()]
+    if not layer_names:
+        raise UsageError("--layers is empty; give comma-separated layer names (see `irep3d layers MODEL`)")
+    if clips_per_layer < 1:
+        raise UsageError(f"--clips-per-layer must be at least 1, not {clips_per_layer}")
+    sequences = seed_sequences(seed_list, clips_per_layer * len(layer_names), seeds_mode)
+    options = _options(
+        frames_per_seed=frames_per_seed,
+        loop=loop,
+        fps=fps,
+        psi=psi,
+        norm=norm,
+        gain_db=gain_db,
+        size=size,
+        crop_margin=crop_margin,
+        compression=compression,
+        batch=batch,
+    )
+    net = load_generator(model, device)
+    jobs = []
+    for li, layer in enumerate(layer_names):
+        info = layer_info(net, layer)
+        if 3 * clips_per_layer > info.channels:
+            raise UsageError(
+                f"layer {layer} has {info.channels} channels: not enough for {clips_per_layer} clips of 3 "
+                f"unique channels (needs {3 * clips_per_layer}); use --clips-per-layer {info.channels // 3} or less"
+            )
+        for j in range(clips_per_layer):
+            seq = sequences[li * clips_per_layer + j]
+            jobs.append(ClipJob(name=f"{layer}_clip{j + 1:02d}", layer=layer, channels=None, seeds=seq))
+    results = _run_with_progress(net, model, jobs, out, options)
+    write_pack_manifest(
+        out,
+        {
+            "format": "irep3d-pack",
+            "version": 1,
+            "model": model,
+            "layers": layer_names,
+            "clips_per_layer": clips_per_layer,
+            "seeds_mode": seeds_mode,
+            "seeds": seed_list,
+            "frames_per_seed": frames_per_seed,
+            "loop": loop,
+            "norm": norm,
+            "clips": results_json(results, out),
+        },
+    )
+    _summary(results, f"pack {model} -> {out} ({seeds_mode})")
+    console.print(f"wrote {out / 'pack.json'}")
+
+
+def channels(
+    model: ModelArg,
+    layer: Annotated[str, typer.Option("--layer", help="Layer name (see `irep3d layers MODEL`).")],
+    seed: Annotated[int, typer.Option("--seed", help="Seed to look at.")] = 0,
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet to write.")] = Path("sheet.png"),
+    psi: PsiOpt = 1.0,
+    tile: Annotated[int, typer.Option("--tile", help="Tile size in px.")] = 128,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Contact sheet of every channel of a layer, labelled with its index, to choose three."""
+    import torch
+
+    from ..generator import layer_info, load_generator, seeds_to_ws
+    from ..sheet import contact_sheet
+
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out} must end in .png")
+    net = load_generator(model, device)
+    layer_info(net, layer)
+    with torch.no_grad():
+        acts = net.synthesis(seeds_to_ws(net, [seed], truncation_psi=psi), capture=[layer])[layer][0]
+    path = contact_sheet(acts.float().cpu(), layer, out, tile=tile, title=f"{model}  {layer}  seed {seed}")
+    console.print(f"wrote {path} ({acts.shape[0]} channels)")
+
+
+def preview(
+    clip_dir: Annotated[
+        Path, typer.Argument(help="A clip folder written by `irep3d maps`.", show_default=False)
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="clip.mp4 or clip.gif")] = Path("clip.mp4"),
+    fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (default: the clip's).")] = None,
+    size: Annotated[int | None, typer.Option("--size", help="Scale to SIZE px wide.")] = None,
+) -> None:
+    """A quick video (mp4) or GIF of a clip, to look at before rendering in 3D."""
+    from ..preview import make_preview
+
+    path = make_preview(clip_dir, out, fps=fps, size=size)
+    console.print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the app."""
+    for command in (maps, pack, channels, preview):
+        app.command()(reports_errors(command))
+
+
+__all__ = ["register"]

@@ -1,0 +1,135 @@
+"""Contact sheet: every channel of one layer in one PNG, to choose channels before rendering.
+
+Each channel becomes a grayscale tile normalised on its own (its 1st..99th percentile to
+black..white, so quiet channels are visible too), labelled with its index on a small dark
+box, laid out in a near-square grid, with an optional title line on top.
+
+Layout (pixels): width = columns·tile + (columns − 1)·`TILE_GAP`; height = rows·tile +
+(rows − 1)·`TILE_GAP`, plus `TITLE_HEIGHT` when there is a title.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
+
+from .errors import UsageError
+from .resize import resize
+
+__all__ = ["TILE_GAP", "TITLE_HEIGHT", "contact_sheet", "sheet_size"]
+
+#: Dark pixels between tiles.
+TILE_GAP = 2
+#: Height of the title line (when a title is given).
+TITLE_HEIGHT = 24
+_BACKGROUND = 24  # grey level behind tiles and title
+_LABEL_SIZE = 12
+_TITLE_SIZE = 14
+
+
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's default font at `size` px (scalable since Pillow 10.1; bitmap before)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (TypeError, OSError):  # old Pillow or no FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def sheet_size(channels: int, tile: int, columns: int | None = None, title: bool = False) -> tuple[int, int]:
+    """(width, height) in pixels of a sheet of `channels` tiles (see the module)."""
+    cols, rows = _grid(channels, columns)
+    width = cols * tile + (cols - 1) * TILE_GAP
+    height = rows * tile + (rows - 1) * TILE_GAP + (TITLE_HEIGHT if title else 0)
+    return width, height
+
+
+def _grid(channels: int, columns: int | None) -> tuple[int, int]:
+    cols = columns if columns is not None else math.ceil(math.sqrt(channels))
+    cols = max(1, min(cols, channels))
+    return cols, math.ceil(channels / cols)
+
+
+def _tiles(acts: torch.Tensor, tile: int) -> np.ndarray:
+    """[C, tile, tile] uint8: each channel's 1st..99th percentile to 0..255, resized."""
+    x = torch.nan_to_num(acts.detach().to("cpu", torch.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    c = x.shape[0]
+    # numpy, not torch.quantile: the latter refuses inputs above 16M values (512 ch × 276²)
+    q = torch.from_numpy(np.percentile(x.reshape(c, -1).numpy(), [1.0, 99.0], axis=1).astype(np.float32))
+    lo, hi = q[0][:, None, None], q[1][:, None, None]
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    v = (x - lo) / span
+    v = resize(v[None], tile)[0].clamp(0.0, 1.0)
+    return (v * 255.0 + 0.5).to(torch.uint8).numpy()
+
+
+def contact_sheet(
+    acts: torch.Tensor,
+    layer: str,
+    out: Path,
+    tile: int = 128,
+    columns: int | None = None,
+    title: str = "",
+) -> Path:
+    """Write a contact sheet of one frame's activations acts [C, H, W] of `layer` to `out`.
+
+    Args:
+        acts: [C, H, W] one frame of the layer (any device and float dtype).
+        layer: the layer's name, stored in the PNG's text metadata and used in errors.
+        out: the PNG to write; written atomically (a temporary file in the same folder,
+            then `os.replace`), so a reader never sees half a file. Parent folders are
+            created.
+        tile: tile size in pixels (each channel is resized to tile × tile).
+        columns: tiles per row (default: ceil(sqrt(C)), a near-square grid).
+        title: text of a title line on top; none when empty.
+
+    Returns:
+        `out`.
+
+    Raises:
+        UsageError: acts is not [C, H, W] with C >= 1, tile or columns below 1, or out
+            does not end in .png.
+    """
+    out = Path(out)
+    if acts.ndim != 3 or acts.shape[0] < 1:
+        raise UsageError(f"contact sheet of {layer} needs one frame [C, H, W], got shape {list(acts.shape)}")
+    if tile < 1 or (columns is not None and columns < 1):
+        raise UsageError(f"contact sheet tile and columns must be at least 1, got {tile} and {columns}")
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"contact sheet must be a .png file, got {out}")
+    channels = acts.shape[0]
+    cols, _ = _grid(channels, columns)
+    width, height = sheet_size(channels, tile, columns, title=bool(title))
+    top = TITLE_HEIGHT if title else 0
+
+    image = Image.new("L", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    label_font = _font(_LABEL_SIZE)
+    for index, pixels in enumerate(_tiles(acts, tile)):
+        row, col = divmod(index, cols)
+        x0 = col * (tile + TILE_GAP)
+        y0 = top + row * (tile + TILE_GAP)
+        image.paste(Image.fromarray(pixels), (x0, y0))  # uint8 [tile, tile] -> mode L
+        _, _, right, lower = draw.textbbox((x0 + 3, y0 + 2), str(index), font=label_font)
+        draw.rectangle((x0, y0, right + 2, lower + 2), fill=0)
+        draw.text((x0 + 3, y0 + 2), str(index), fill=255, font=label_font)
+    if title:
+        draw.text((6, (TITLE_HEIGHT - _TITLE_SIZE) // 2), title, fill=235, font=_font(_TITLE_SIZE))
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("irep3d:layer", layer)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            image.save(handle, format="PNG", pnginfo=info)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out

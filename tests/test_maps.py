@@ -1,0 +1,180 @@
+"""Clips and packs end to end on a built-in model: files, keyframes, normalisation, resume, packs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from irep3d.colour import NormStats, apply_norm
+from irep3d.errors import UsageError
+from irep3d.exr_clip import read_exr
+from irep3d.generator import load_generator, seeds_to_ws
+from irep3d.maps import ClipJob, MapsOptions, render_clips
+
+LAYER = "L3_52_64"  # an early layer: the capture stops there, so tests stay fast
+OTHER = "L5_84_64"
+
+
+@pytest.fixture(scope="module")
+def net():
+    return load_generator("builtin:sg3t-256", "cpu")
+
+
+@pytest.fixture
+def counted(net, monkeypatch):
+    """Count the frames that go through the synthesis network."""
+    calls: list[int] = []
+    forward = net.synthesis.forward
+
+    def counting(ws, *args, **kwargs):
+        calls.append(ws.shape[0])
+        return forward(ws, *args, **kwargs)
+
+    monkeypatch.setattr(net.synthesis, "forward", counting)
+    return calls
+
+
+def frames_of(path, name):
+    return sorted(path.glob(f"{name}_*.exr"))
+
+
+def raw_layer(net, seeds, layer=LAYER):
+    with torch.no_grad():
+        return net.synthesis(seeds_to_ws(net, seeds), capture=[layer])[layer]
+
+
+def test_clip_files_manifest_and_exact_keyframes(net, tmp_path):
+    opts = MapsOptions(frames_per_seed=3, norm="none", batch=4)
+    (res,) = render_clips(
+        net, "builtin:sg3t-256", [ClipJob("c", LAYER, [5, 1, 9], [3, 17, 42])], tmp_path, opts
+    )
+    files = frames_of(tmp_path / "c", "c")
+    assert [f.name for f in files] == [f"c_{i:05d}.exr" for i in range(1, 10)]
+    assert res.frames == 9 and res.written == 9
+    manifest = json.loads((tmp_path / "c" / "clip.json").read_text())
+    for key in ("model", "layer", "channels", "seeds", "frames", "fps", "loop", "norm", "normalization"):
+        assert key in manifest
+    assert manifest["channels"] == [5, 1, 9] and manifest["frames"] == 9 and manifest["loop"] is True
+    # Frame i*K is exactly seed i's activation (raw, R,G,B in the order given), as half float.
+    raw = raw_layer(net, [3, 17, 42])
+    for i in range(3):
+        rgb, header = read_exr(files[i * 3])
+        assert rgb.dtype == np.float16 and rgb.shape == (52, 52, 3)
+        expected = raw[i, [5, 1, 9]].permute(1, 2, 0).numpy()
+        # Same w exactly (see test_walk); batch mates may move the last float32 bit, which
+        # can flip one half-float rounding: allow one half ulp.
+        np.testing.assert_allclose(rgb, expected, rtol=1e-3, atol=1e-4)
+        assert header["irep3d:layer"] == LAYER
+        assert header["irep3d:frame"] == i * 3 + 1
+
+
+@pytest.mark.parametrize("seeds,loop,expected", [([1, 2, 3], False, 7), ([4], False, 1), ([4, 5], True, 6)])
+def test_frame_counts(net, tmp_path, seeds, loop, expected):
+    opts = MapsOptions(frames_per_seed=3, loop=loop, norm="fixed")
+    (res,) = render_clips(net, "m", [ClipJob("c", LAYER, [0], seeds)], tmp_path, opts)
+    assert res.frames == expected == len(frames_of(tmp_path / "c", "c"))
+    rgb, _ = read_exr(frames_of(tmp_path / "c", "c")[0])
+    assert np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])  # grey
+
+
+def test_global_normalisation_uses_one_mapping_for_the_whole_walk(net, tmp_path, counted):
+    opts = MapsOptions(frames_per_seed=4, norm="global", batch=3)
+    (res,) = render_clips(net, "m", [ClipJob("g", LAYER, [2, 7, 11], [0, 1, 2])], tmp_path, opts)
+    assert sum(counted) == 12  # the network ran once per frame, despite the measuring pass
+    manifest = json.loads((tmp_path / "g" / "clip.json").read_text())
+    stats = NormStats.from_json(manifest["normalization"])
+    assert stats == res.stats
+    raw = raw_layer(net, [0, 1, 2])[:, [2, 7, 11]]
+    expected = apply_norm(raw, "global", stats).permute(0, 2, 3, 1).numpy().astype(np.float16)
+    files = frames_of(tmp_path / "g", "g")
+    for i in range(3):
+        np.testing.assert_allclose(read_exr(files[i * 4])[0], expected[i], atol=2e-3)
+    values = np.stack([read_exr(f)[0] for f in files])
+    assert 0.0 < np.percentile(values, 50) < 1.0 and values.min() < 0.1 and values.max() > 0.9
+
+
+def test_resume_renders_only_missing_frames_and_matches(net, tmp_path, counted):
+    opts = MapsOptions(frames_per_seed=3, norm="global", batch=2)
+    job = lambda: ClipJob("r", LAYER, None, [5, 6, 7])  # noqa: E731 - auto channels, picked again on resume
+    render_clips(net, "m", [job()], tmp_path, opts)
+    files = frames_of(tmp_path / "r", "r")
+    before = {f.name: read_exr(f)[0] for f in files}
+    files[4].unlink()
+    files[7].unlink()
+    (tmp_path / "r" / ".r_00005.exr.123-1.tmp.exr").write_bytes(b"half-written")  # a killed run's temp
+    counted.clear()
+    (res,) = render_clips(net, "m", [job()], tmp_path, opts)
+    assert (res.written, res.skipped) == (2, 7)
+    assert sum(counted) == 2  # figures come from clip.json: only the missing frames ran
+    after = {f.name: read_exr(f)[0] for f in frames_of(tmp_path / "r", "r")}
+    assert after.keys() == before.keys()
+    for name in before:  # same figures; other batch mates may flip a last half-float bit
+        np.testing.assert_allclose(after[name], before[name], rtol=2e-3, atol=2e-4)
+    assert not list((tmp_path / "r").glob(".*tmp*"))
+
+
+def test_rerun_with_other_settings_is_refused(net, tmp_path):
+    render_clips(net, "m", [ClipJob("x", LAYER, [0, 1, 2], [1, 2])], tmp_path, MapsOptions(frames_per_seed=2))
+    with pytest.raises(UsageError, match=r"other settings \(frames_per_seed\)"):
+        render_clips(
+            net, "m", [ClipJob("x", LAYER, [0, 1, 2], [1, 2])], tmp_path, MapsOptions(frames_per_seed=3)
+        )
+
+
+def test_interrupted_run_leaves_only_complete_files_and_resumes(net, tmp_path):
+    opts = MapsOptions(frames_per_seed=4, norm="fixed", batch=2)
+
+    def stop(stage, done, total):
+        if stage == "render" and done >= 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        render_clips(net, "m", [ClipJob("k", LAYER, [0, 1, 2], [1, 2, 3])], tmp_path, opts, progress=stop)
+    leftovers = [p.name for p in (tmp_path / "k").iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+    for f in frames_of(tmp_path / "k", "k"):
+        read_exr(f)  # every file present is complete
+    (res,) = render_clips(net, "m", [ClipJob("k", LAYER, [0, 1, 2], [1, 2, 3])], tmp_path, opts)
+    assert len(frames_of(tmp_path / "k", "k")) == 12 and res.written == 12 - res.skipped
+
+
+def test_locked_pack_is_one_pass_per_frame_with_unique_channels(net, tmp_path, counted):
+    opts = MapsOptions(frames_per_seed=3, norm="global", batch=4)
+    jobs = [ClipJob(f"{layer}_clip{j}", layer, None, [8, 9]) for layer in (LAYER, OTHER) for j in range(3)]
+    results = render_clips(net, "m", jobs, tmp_path, opts)
+    assert sum(counted) == 6  # 6 frames, 6 clips, 2 layers: one forward pass per frame
+    for layer in (LAYER, OTHER):
+        chans = [c for r in results if r.layer == layer for c in r.channels]
+        assert len(chans) == 9 and len(set(chans)) == 9
+    # A pack clip equals the same clip rendered alone.
+    first = results[4]
+    (alone,) = render_clips(
+        net, "m", [ClipJob("alone", first.layer, first.channels, [8, 9])], tmp_path / "solo", opts
+    )
+    for a, b in zip(frames_of(first.path, first.name), frames_of(alone.path, "alone"), strict=True):
+        np.testing.assert_allclose(read_exr(a)[0], read_exr(b)[0], atol=1e-3)
+
+
+def test_unique_pack_gives_each_clip_its_own_walk(net, tmp_path, counted):
+    opts = MapsOptions(frames_per_seed=2, norm="fixed")
+    jobs = [ClipJob(f"u{j}", LAYER, None, [10 + 2 * j, 11 + 2 * j]) for j in range(2)]
+    results = render_clips(net, "m", jobs, tmp_path, opts)
+    assert sum(counted) == 8  # two walks of 4 frames
+    assert not set(results[0].channels) & set(results[1].channels)
+
+
+def test_crop_margin_and_upscale(net, tmp_path):
+    opts = MapsOptions(frames_per_seed=1, norm="fixed", crop_margin=True, size=96, loop=False)
+    (res,) = render_clips(net, "m", [ClipJob("s", LAYER, [0, 1, 2], [1])], tmp_path, opts)
+    rgb, _ = read_exr(frames_of(res.path, "s")[0])
+    assert rgb.shape == (96, 96, 3)
+    manifest = json.loads((res.path / "clip.json").read_text())
+    assert manifest["margin_px"] == 10 and manifest["resolution"] == [96, 96]
+
+
+def test_channel_out_of_range_names_the_count(net, tmp_path):
+    with pytest.raises(UsageError, match="has 64 channels"):
+        render_clips(net, "m", [ClipJob("c", LAYER, [0, 64, 1], [1])], tmp_path, MapsOptions())

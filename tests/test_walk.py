@@ -1,0 +1,187 @@
+"""The walk: seed specs, frame counts, exact keyframes, a seamless C2 loop, seed sequences."""
+
+import numpy as np
+import pytest
+import torch
+
+from irep3d.errors import UsageError
+from irep3d.walk import MAX_SEED, frame_count, interpolate_ws, parse_seeds, seed_sequences
+
+
+@pytest.mark.parametrize(
+    "spec,expected",
+    [
+        ("3,17,42", [3, 17, 42]),
+        ("100-103", [100, 101, 102, 103]),
+        ("1,5-7,9", [1, 5, 6, 7, 9]),
+        (" 1 , 5 - 6 ,1 ", [1, 5, 6, 1]),
+        ("7", [7]),
+        ("4-4", [4]),
+        (f"{MAX_SEED}", [MAX_SEED]),
+        ("42,3", [42, 3]),
+    ],
+)
+def test_parse_seeds(spec, expected):
+    assert parse_seeds(spec) == expected
+
+
+@pytest.mark.parametrize(
+    "spec", ["", " ", "x", "3,,4", "3,", "-5", "1.5", "5-", "9-3", f"{MAX_SEED + 1}", "0-4294967295", "1;2"]
+)
+def test_parse_seeds_rejects(spec):
+    with pytest.raises(UsageError, match="comma-separated seeds and ranges like 3,17,42 or 100-115"):
+        parse_seeds(spec)
+
+
+def test_frame_count():
+    assert frame_count(5, 12, loop=True) == 60
+    assert frame_count(5, 12, loop=False) == 49
+    assert frame_count(1, 12, loop=False) == 1
+    assert frame_count(1, 12, loop=True) == 12
+    with pytest.raises(UsageError):
+        frame_count(0, 12, loop=True)
+    with pytest.raises(UsageError):
+        frame_count(3, 0, loop=True)
+
+
+def _keys(n, shape=(4, 8), seed=0):
+    return torch.randn(n, *shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("loop", [True, False])
+@pytest.mark.parametrize("n", [1, 2, 3, 5])
+def test_keyframes_bitwise_exact(loop, n):
+    keys = _keys(n) * 3.7 + 0.1
+    k = 7
+    walk = interpolate_ws(keys, k, loop)
+    assert walk.shape == (frame_count(n, k, loop), *keys.shape[1:])
+    assert walk.dtype == keys.dtype and walk.device == keys.device
+    for i in range(n):
+        if i * k < walk.shape[0]:
+            assert torch.equal(walk[i * k], keys[i])
+
+
+def _linear_walk(keys, k):
+    """Piecewise-linear loop through the keyframes: the kinked walk a C2 spline avoids."""
+    n = keys.shape[0]
+    rows = []
+    for f in range(n * k):
+        i, r = divmod(f, k)
+        u = r / k
+        rows.append((1 - u) * keys[i] + u * keys[(i + 1) % n])
+    return torch.stack(rows)
+
+
+def _seam_and_kinks(walk, k):
+    """Step-size jump at the seam, and per keyframe |accel| / mean |accel| of its neighbours."""
+    w = walk.reshape(walk.shape[0], -1).double()
+    steps = torch.roll(w, -1, dims=0) - w  # d[f] = w[f+1] - w[f], d[F-1] is the wrap step
+    speed = steps.norm(dim=1)
+    wrap = speed[-1]
+    seam_jump = abs(wrap - (speed[-2] + speed[0]) / 2) / speed.mean()
+    accel = (torch.roll(w, -1, 0) - 2 * w + torch.roll(w, 1, 0)).norm(dim=1)  # cyclic 2nd difference
+    frames = w.shape[0]
+    ratios = [
+        float(accel[f] / ((accel[f - 1] + accel[(f + 1) % frames]) / 2 + 1e-12)) for f in range(0, frames, k)
+    ]
+    return float(seam_jump), ratios
+
+
+def test_loop_seam_is_smooth_and_c2():
+    keys = _keys(5, seed=1)
+    k = 12
+    walk = interpolate_ws(keys, k, loop=True)
+    assert walk.shape[0] == 60
+    seam_jump, ratios = _seam_and_kinks(walk, k)
+    assert seam_jump < 0.1  # the wrap step is like its neighbours
+    assert max(ratios) < 1.3 and min(ratios) > 0.7  # acceleration continuous at keyframes and seam
+
+    # The same check must fail for a piecewise-linear walk (kinks at every keyframe).
+    _, linear_ratios = _seam_and_kinks(_linear_walk(keys, k), k)
+    assert min(linear_ratios) > 100
+
+
+def test_velocity_continuous_at_keyframes():
+    keys = _keys(5, seed=2)
+    k = 50
+    w = interpolate_ws(keys, k, loop=True).reshape(5 * k, -1).double()
+    vel = (torch.roll(w, -1, 0) - w).norm(dim=1)
+    # Relative change of speed between consecutive steps stays small everywhere, seam included.
+    change = (vel - torch.roll(vel, 1, 0)).abs() / vel.mean()
+    assert change.max() < 0.1
+
+
+def test_periodic_spline_approximates_smooth_loop():
+    # Keyframes on a circle: the spline must stay close to the circle (linear cuts corners).
+    n, k = 8, 16
+    angles = torch.arange(n, dtype=torch.float64) * 2 * np.pi / n
+    keys = torch.stack([angles.cos(), angles.sin()], dim=1)
+    walk = interpolate_ws(keys, k, loop=True)
+    radius = walk.norm(dim=1)
+    assert (radius - 1).abs().max() < 0.01
+    assert (_linear_walk(keys, k).norm(dim=1) - 1).abs().max() > 0.05
+
+
+def test_natural_spline_reproduces_lines_and_ends_on_keyframes():
+    n, k = 4, 10
+    base, slope = _keys(1, seed=3), _keys(1, seed=4)
+    keys = base + torch.arange(n, dtype=torch.float32)[:, None, None] * slope
+    walk = interpolate_ws(keys, k, loop=False)
+    assert walk.shape[0] == 31
+    assert torch.equal(walk[0], keys[0]) and torch.equal(walk[-1], keys[-1])
+    t = torch.arange(walk.shape[0], dtype=torch.float32)[:, None, None] / k
+    torch.testing.assert_close(walk, base + t * slope, atol=1e-5, rtol=0)
+
+
+def test_two_seeds_loop():
+    keys = _keys(2, seed=5)
+    k = 8
+    walk = interpolate_ws(keys, k, loop=True)
+    assert walk.shape[0] == 16
+    assert torch.equal(walk[0], keys[0]) and torch.equal(walk[8], keys[1])
+    # Symmetric there and back: frame 8 + r mirrors frame 8 - r, and everything is finite.
+    assert torch.isfinite(walk).all()
+    torch.testing.assert_close(walk[8 + 3], walk[8 - 3])
+    assert not torch.equal(walk[3], keys[0])
+
+
+def test_one_seed_is_constant():
+    keys = _keys(1)
+    walk = interpolate_ws(keys, 6, loop=True)
+    assert walk.shape[0] == 6
+    assert all(torch.equal(row, keys[0]) for row in walk)
+    assert interpolate_ws(keys, 6, loop=False).shape[0] == 1
+
+
+@pytest.mark.parametrize("loop", [True, False])
+def test_frames_subset_equals_full(loop):
+    keys = _keys(4, seed=6)
+    full = interpolate_ws(keys, 5, loop)
+    subset = [7, 0, 3, full.shape[0] - 1, 5, 7]
+    assert torch.equal(interpolate_ws(keys, 5, loop, frames=subset), full[subset])
+    with pytest.raises(UsageError, match="out of range"):
+        interpolate_ws(keys, 5, loop, frames=[full.shape[0]])
+
+
+def test_dtype_preserved_and_between_frames_computed_in_float64():
+    keys64 = _keys(3, seed=7).double()
+    keys16 = keys64.half()
+    walk16 = interpolate_ws(keys16, 4, loop=True)
+    assert walk16.dtype == torch.float16
+    expected = interpolate_ws(keys16.double(), 4, loop=True).half()
+    assert torch.equal(walk16, expected)
+
+
+def test_seed_sequences():
+    seeds = parse_seeds("100-115")
+    locked = seed_sequences(seeds, 3, "locked")
+    assert locked == [seeds] * 3
+    unique = seed_sequences(seeds, 3, "unique")
+    assert unique[0] == seeds
+    assert unique[1] == list(range(116, 132))
+    assert unique[2] == list(range(132, 148))
+    assert seed_sequences([MAX_SEED, 1], 2, "unique")[1] == [1, 3]
+    with pytest.raises(UsageError, match="locked, unique"):
+        seed_sequences(seeds, 2, "random")
+    with pytest.raises(UsageError):
+        seed_sequences(seeds, 0, "locked")
