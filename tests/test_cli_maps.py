@@ -1,0 +1,92 @@
+"""`irep3d maps`, `pack`, `channels`, `preview` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from irep3d.cli import app
+
+runner = CliRunner()
+MODEL = "builtin:sg3t-256"
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_maps_writes_a_clip_folder(tmp_path):
+    result = run("maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,3", "--seeds", "5,6", "-k", "3",
+                 "--out", str(tmp_path), "--norm", "none")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    clip = tmp_path / "L3_52_64_c1-2-3"
+    assert sorted(p.name for p in clip.glob("*.exr")) == [f"L3_52_64_c1-2-3_{i:05d}.exr" for i in range(1, 7)]
+    manifest = json.loads((clip / "clip.json").read_text())
+    assert manifest["seeds"] == [5, 6] and manifest["norm"] == "none" and manifest["channels"] == [1, 2, 3]
+
+
+def test_pack_writes_pack_json_with_unique_channels(tmp_path):
+    result = run("pack", MODEL, "--layers", "L3_52_64,L5_84_64", "--clips-per-layer", "2", "--seeds", "1-2",
+                 "-k", "2", "--out", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pack = json.loads((tmp_path / "pack.json").read_text())
+    assert [c["name"] for c in pack["clips"]] == [
+        "L3_52_64_clip01", "L3_52_64_clip02", "L5_84_64_clip01", "L5_84_64_clip02",
+    ]  # fmt: skip
+    for layer in ("L3_52_64", "L5_84_64"):
+        chans = [ch for c in pack["clips"] if c["layer"] == layer for ch in c["channels"]]
+        assert len(set(chans)) == 6
+    assert all((tmp_path / c["path"] / "clip.json").exists() for c in pack["clips"])
+
+
+def test_channels_and_preview(tmp_path):
+    sheet = tmp_path / "sheet.png"
+    assert run("channels", MODEL, "--layer", "L3_52_64", "--seed", "4", "--out", str(sheet)).exit_code == 0
+    assert sheet.stat().st_size > 1000
+    run(
+        "maps",
+        MODEL,
+        "--layer",
+        "L3_52_64",
+        "--seeds",
+        "1,2",
+        "-k",
+        "2",
+        "--out",
+        str(tmp_path),
+        "--name",
+        "c",
+    )
+    result = run("preview", str(tmp_path / "c"), "--out", str(tmp_path / "c.gif"))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "c.gif").exists()
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["maps", MODEL, "--layer", "L99"], "unknown layer 'L99'; this network has: input, L0_36_64"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,64"], "has 64 channels"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--seeds", "3-x"], "bad seed spec"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--norm", "wild"], "none, global, fixed, frame"),
+        (["pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "22"], "not enough for 22 clips"),
+        (["pack", MODEL, "--layers", "L3_52_64", "--seeds-mode", "both"], "locked, unique"),
+        (["preview", "/nonexistent/clip", "--out", "x.gif"], "/nonexistent/clip"),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, args, needle):
+    result = run(*args, *(["--out", str(tmp_path / "o")] if args[0] != "preview" else []))
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.exr"))
+
+
+def test_unwritable_output_is_one_clear_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run("maps", MODEL, "--layer", "L3_52_64", "--seeds", "1", "--out", str(blocker / "sub"))
+    assert result.exit_code == 2
+    assert "cannot create clip folder" in result.stderr and len(result.stderr.strip().splitlines()) == 1
