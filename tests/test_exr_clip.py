@@ -505,6 +505,44 @@ def test_ctrl_c_inside_the_with_leaves_only_complete_files(tmp_path, monkeypatch
     assert temps(tmp_path) == [theirs]  # this process's temps are swept, no one else's
 
 
+def test_ctrl_c_while_closing_stops_at_the_running_frame(tmp_path, monkeypatch):
+    """An interrupt inside close (here raised by on_done) cancels the queue like one in the body."""
+    first, second, second_started = threading.Event(), threading.Event(), threading.Event()
+    started: list[str] = []
+    real = exr_clip._write_half
+
+    def gated(path, half, header):
+        started.append(path.name)
+        if path.name == "f2.exr":
+            second_started.set()
+        gate = {"f1.exr": first, "f2.exr": second}.get(path.name)
+        if gate is not None:
+            assert gate.wait(10)
+        real(path, half, header)
+
+    def interrupted(path):
+        assert second_started.wait(10)  # so that f2 is the running frame, f3 and f4 queued
+        raise KeyboardInterrupt
+
+    original_cancel = ExrWriter._cancel_queued
+
+    def cancel_then_open(self):
+        original_cancel(self)
+        second.set()
+
+    monkeypatch.setattr(exr_clip, "_write_half", gated)
+    monkeypatch.setattr(ExrWriter, "_cancel_queued", cancel_then_open)
+    writer = ExrWriter(workers=1, max_pending=8, on_done=interrupted)
+    for i in range(1, 5):
+        writer.submit(tmp_path / f"f{i}.exr", ramp())
+    first.set()
+    with pytest.raises(KeyboardInterrupt):
+        writer.close()
+    assert started == ["f1.exr", "f2.exr"]  # f2 was running when the interrupt came
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f1.exr", "f2.exr"]
+    assert writer.completed == 2
+
+
 def test_writer_argument_checks(tmp_path):
     with pytest.raises(UsageError, match="worker"):
         ExrWriter(workers=0)
