@@ -36,7 +36,8 @@ from torch import nn
 
 from irep3d.errors import ArchitectureError, UsageError
 from irep3d.networks.capture import resolve_capture
-from irep3d.networks.mapping import FullyConnectedLayer, MappingNetwork
+from irep3d.networks.generator import StyleGenerator
+from irep3d.networks.mapping import FullyConnectedLayer
 from irep3d.networks.resample import upfirdn2d
 
 __all__ = [
@@ -618,55 +619,10 @@ class SynthesisNetwork(nn.Module):
         )
 
 
-class Generator(nn.Module):
+class Generator(StyleGenerator):
     """z -> image: `MappingNetwork` (StyleGAN2's default depth: 8 layers), then
     `SynthesisNetwork`. The constructor takes NVIDIA's `init_kwargs`, flat."""
 
     architecture = "stylegan2"
-
-    def __init__(
-        self,
-        z_dim: int,  # Dimensionality of z.
-        c_dim: int,  # Dimensionality of the class label c; 0 = unconditional.
-        w_dim: int,  # Dimensionality of w.
-        img_resolution: int,  # Output resolution.
-        img_channels: int,  # Number of image channels.
-        mapping_kwargs: dict | None = None,  # Options of MappingNetwork.
-        **synthesis_kwargs: object,  # Options of SynthesisNetwork (NVIDIA names, flat).
-    ) -> None:
-        super().__init__()
-        # StyleGAN2-ADA's own code nested these in one dict: accept that spelling too.
-        nested = synthesis_kwargs.pop("synthesis_kwargs", None)
-        if isinstance(nested, dict):
-            synthesis_kwargs = {**nested, **synthesis_kwargs}
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(
-            w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs
-        )
-        self.num_ws = self.synthesis.num_ws
-        mapping_kwargs = {"num_layers": 8, **(mapping_kwargs or {})}
-        self.mapping = MappingNetwork(
-            z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **mapping_kwargs
-        )
-
-    def forward(
-        self,
-        z: torch.Tensor,  # [N, z_dim]
-        c: torch.Tensor | None = None,  # [N, c_dim] for a conditional network.
-        truncation_psi: float = 1.0,  # Truncation toward the mean w; 1 = none.
-        truncation_cutoff: int | None = None,  # Truncate only the first ws; None = all.
-        **synthesis_kwargs: object,  # capture, noise_mode, force_fp32 (see SynthesisNetwork).
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Image [N, img_channels, R, R] float32, or the captured layers."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, **synthesis_kwargs)
-
-    def extra_repr(self) -> str:
-        return (
-            f"z_dim={self.z_dim}, c_dim={self.c_dim}, w_dim={self.w_dim}, "
-            f"img_resolution={self.img_resolution}, img_channels={self.img_channels}"
-        )
+    synthesis_class = SynthesisNetwork
+    mapping_layers = 8

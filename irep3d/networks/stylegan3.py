@@ -22,7 +22,8 @@ from torch import nn
 
 from ..errors import ArchitectureError
 from .capture import resolve_capture
-from .mapping import FullyConnectedLayer, MappingNetwork
+from .generator import StyleGenerator
+from .mapping import FullyConnectedLayer
 from .resample import design_lowpass_filter, filtered_lrelu
 
 __all__ = ["Generator", "SynthesisInput", "SynthesisLayer", "SynthesisNetwork", "modulated_conv2d"]
@@ -388,43 +389,9 @@ class SynthesisNetwork(nn.Module):
         )
 
 
-class Generator(nn.Module):
-    """Mapping network + synthesis network, constructed from NVIDIA's `init_kwargs`."""
+class Generator(StyleGenerator):
+    """Mapping network (2 layers by default) + synthesis network, from NVIDIA's `init_kwargs`."""
 
     architecture = "stylegan3"
-
-    def __init__(
-        self,
-        z_dim: int,  # Input latent (Z) dimensionality.
-        c_dim: int,  # Conditioning label (C) dimensionality.
-        w_dim: int,  # Intermediate latent (W) dimensionality.
-        img_resolution: int,  # Output resolution.
-        img_channels: int,  # Number of output colour channels.
-        mapping_kwargs: dict | None = None,  # Options of MappingNetwork.
-        **synthesis_kwargs,  # Options of SynthesisNetwork and SynthesisLayer.
-    ) -> None:
-        super().__init__()
-        self.z_dim = z_dim
-        self.c_dim = c_dim
-        self.w_dim = w_dim
-        self.img_resolution = img_resolution
-        self.img_channels = img_channels
-        self.synthesis = SynthesisNetwork(
-            w_dim=w_dim, img_resolution=img_resolution, img_channels=img_channels, **synthesis_kwargs
-        )
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(
-            z_dim=z_dim, c_dim=c_dim, w_dim=w_dim, num_ws=self.num_ws, **(mapping_kwargs or {})
-        )
-
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: torch.Tensor | None = None,
-        truncation_psi: float = 1.0,
-        truncation_cutoff: int | None = None,
-        **synthesis_kwargs,
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        """z: [N, z_dim] -> image [N, C, R, R] (or captured layers, see SynthesisNetwork)."""
-        ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
-        return self.synthesis(ws, **synthesis_kwargs)
+    synthesis_class = SynthesisNetwork
+    mapping_layers = 2
