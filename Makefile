@@ -12,10 +12,12 @@ DEMO_OUT ?= out/demo
 
 venv: $(STAMP)
 
+# bpy (Blender 5.0 as a Python module, the `blender` extra) renders scenes when no Blender
+# binary is installed, and the add-on tests run against it.
 # torch: the CPU build (torch==2.13.0) unless an NVIDIA GPU answers nvidia-smi, then the
 # default CUDA build from PyPI. Installed before the package so pip never pulls a CUDA
 # build just to satisfy `torch>=2.1` on a CPU machine.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
@@ -23,7 +25,7 @@ $(STAMP): pyproject.toml
 	else \
 	  $(PY) -m pip install -q torch==2.13.0; \
 	fi
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,blender]'
 	touch $(STAMP)
 
 # Debian tools the tests use to check our EXR files independently (exrheader, oiiotool).
@@ -51,7 +53,11 @@ demo: $(STAMP)
 	$(IREP3D) preview $(DEMO_OUT)/maps/demo_clip --out $(DEMO_OUT)/demo_clip.gif
 	$(IREP3D) pack $(DEMO_MODEL) --layers L5_84_64,L7_148_64,L9_148_64 --clips-per-layer 2 --seeds-mode locked \
 	  --seeds 0-3 --frames-per-seed 8 --out $(DEMO_OUT)/pack-locked
-	@echo "demo outputs in $(DEMO_OUT)/: contact sheet, a looping EXR clip + GIF preview, a locked pack"
+	$(IREP3D) blender build $(DEMO_OUT)/maps/demo_clip --preset edge-point-light --out $(DEMO_OUT)/demo_scene.blend
+	$(IREP3D) blender render $(DEMO_OUT)/demo_scene.blend --frames 1-3 --samples 16 --resolution 480x270 \
+	  --out $(DEMO_OUT)/renders
+	@echo "demo outputs in $(DEMO_OUT)/: contact sheet, a looping EXR clip + GIF preview, a locked pack,"
+	@echo "a displacement scene (demo_scene.blend) and its first path-traced frames (renders/)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArchitectureError",
+    "BlenderError",
     "Irep3dError",
     "LayerError",
     "ModelFileError",
@@ -44,3 +45,7 @@ class UsageError(Irep3dError):
 
 class OutputError(Irep3dError):
     """An output that cannot be written, or a clip (frames, manifest) that cannot be read."""
+
+
+class BlenderError(Irep3dError):
+    """Blender (a binary or the bpy module) cannot be found, or a job run in it failed."""

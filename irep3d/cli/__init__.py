@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import maps, model
+from . import blender, maps, model
 
 __all__ = ["app", "main"]
 
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 model.register(app)
 maps.register(app)
+blender.register(app)
 
 
 def main() -> None:

@@ -9,6 +9,8 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.progress import ProgressColumn
+from rich.text import Text
 
 from ..errors import Irep3dError
 
@@ -43,3 +45,10 @@ def reports_errors(fn: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class RateColumn(ProgressColumn):
+    """Frames per second of a task."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:6.2f} frames/s" if task.speed else "      - frames/s", style="cyan")

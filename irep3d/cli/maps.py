@@ -10,15 +10,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    ProgressColumn,
     TextColumn,
     TimeRemainingColumn,
 )
 from rich.table import Table
-from rich.text import Text
 
 from ..errors import UsageError
-from ._common import ModelArg, console, reports_errors
+from ._common import ModelArg, RateColumn, console, reports_errors
 
 if TYPE_CHECKING:
     from ..maps import ClipResult, MapsOptions
@@ -54,13 +52,6 @@ CompressionOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
-class _RateColumn(ProgressColumn):
-    """Frames per second of a task."""
-
-    def render(self, task) -> Text:
-        return Text(f"{task.speed:6.2f} frames/s" if task.speed else "      - frames/s", style="cyan")
-
-
 def _options(**kwargs) -> MapsOptions:
     from ..maps import MapsOptions
 
@@ -77,7 +68,7 @@ def _run_with_progress(net, model: str, jobs, out: Path, options: MapsOptions) -
         TextColumn("{task.description:<8}"),
         BarColumn(),
         MofNCompleteColumn(),
-        _RateColumn(),
+        RateColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=console, transient=False) as bar:

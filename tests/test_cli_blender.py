@@ -1,0 +1,301 @@
+"""`irep3d blender build|render|addon` with the real `bpy` module, in real subprocesses.
+
+One small clip (32x32 OpenEXR, 3 frames, a bright blob moving left to right) is built into
+one scene for the module; every render is tiny (48x32, 2 samples) so the file runs in
+well under a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import OpenEXR
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from irep3d.blender import _error_line, find_blender, parse_frames, parse_resolution
+from irep3d.cli import app
+from irep3d.errors import BlenderError, UsageError
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+PRESET = "edge-point-light"
+FRAMES, SIZE, FPS = 3, 32, 24
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real `irep3d` process: its exit code and its stderr, as a user sees them."""
+    return subprocess.run(
+        [sys.executable, "-m", "irep3d", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def run_bpy(code: str, cwd: Path) -> str:
+    """Run `code` with the bpy module in a plain Python without the repository on sys.path."""
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return result.stdout
+
+
+def write_clip(folder: Path) -> Path:
+    """A clip as `irep3d maps` writes it: half-float EXR frames + clip.json."""
+    folder.mkdir(parents=True)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    for i in range(FRAMES):
+        blob = np.exp(-((xx - 8 - 8 * i) ** 2 + (yy - 16) ** 2) / (2 * 3.0**2))
+        rgb = np.ascontiguousarray(np.repeat(blob[..., None], 3, axis=2).astype(np.float16))
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+        OpenEXR.File(header, {"RGB": rgb}).write(str(folder / f"blob_{i + 1:05d}.exr"))
+    manifest = {
+        "name": "blob",
+        "frames": FRAMES,
+        "fps": FPS,
+        "loop": True,
+        "resolution": [SIZE, SIZE],
+        "files": "blob_#####.exr",
+        "first_frame": 1,
+        "norm": "none",
+    }
+    (folder / "clip.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return write_clip(tmp_path_factory.mktemp("clips") / "blob")
+
+
+@pytest.fixture(scope="module")
+def blend(clip) -> Path:
+    out = clip.parent / "scene.blend"
+    result = run("blender", "build", clip, "--preset", PRESET, "--out", out, "--samples", "2")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"), dtype=np.float32)
+
+
+def test_build_writes_a_blend_with_relative_paths(blend):
+    assert blend.is_file() and blend.stat().st_size > 10_000
+    assert sorted(p.name for p in blend.parent.iterdir()) == ["blob", "scene.blend"]  # no temp, no .blend1
+    out = run_bpy(
+        f"""
+        import json, bpy
+        bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
+        s = bpy.context.scene
+        images = [i.filepath for i in bpy.data.images if i.source in ("FILE", "SEQUENCE")]
+        print("RESULT " + json.dumps([s.frame_start, s.frame_end, s.render.fps, s.cycles.samples, images]))
+        """,
+        cwd=blend.parent,
+    )
+    first, last, fps, samples, images = json.loads(out.split("RESULT ", 1)[1])
+    assert (first, last, fps, samples) == (1, FRAMES, FPS, 2)
+    assert images and all(p.startswith("//") for p in images), images
+
+
+def test_build_options_reach_the_scene(clip, tmp_path):
+    out = tmp_path / "options.blend"
+    result = run("blender", "build", clip, "--preset", PRESET, "--out", out, "--resolution", "40x20",
+                 "--format", "exr", "--strength", "0.4", "--height-source", "r")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    got = run_bpy(
+        f"""
+        import bpy
+        bpy.ops.wm.open_mainfile(filepath={str(out)!r})
+        r = bpy.context.scene.render
+        print("RESULT", r.resolution_x, r.resolution_y, r.image_settings.file_format)
+        """,
+        cwd=tmp_path,
+    )
+    assert got.split("RESULT ", 1)[1].split() == ["40", "20", "OPEN_EXR"]
+    rendered = run("blender", "render", out, "--frames", "1", "--samples", "1", "--out", tmp_path / "r")
+    assert rendered.exit_code == 0, rendered.output
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["frame_00001.exr"]  # the scene's format is kept
+
+
+def test_render_writes_frames_then_resumes(blend, tmp_path):
+    out = tmp_path / "frames"
+    args = (
+        "blender",
+        "render",
+        blend,
+        "--frames",
+        "1-2",
+        "--samples",
+        "2",
+        "--resolution",
+        "48x32",
+        "--out",
+        out,
+    )
+    result = run(*args)
+    assert result.exit_code == 0, result.output
+    assert "2 frames rendered, 0 already there" in result.output
+    files = [out / "frame_00001.png", out / "frame_00002.png"]
+    assert sorted(out.iterdir()) == files  # no temp names left behind
+    for f in files:
+        with Image.open(f) as image:
+            assert image.size == (48, 32)
+    a, b = (pixels(f) for f in files)
+    assert a.std() > 1 and np.abs(a - b).mean() > 0.5  # lit relief, and the blob moved
+
+    mtimes = [f.stat().st_mtime_ns for f in files]
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert "0 frames rendered, 2 already there" in again.output
+    assert [f.stat().st_mtime_ns for f in files] == mtimes
+
+
+def test_render_defaults_to_renders_next_to_the_blend(clip, tmp_path):
+    # a scene of its own, so this test's renders/ cannot meet another test's
+    blend = tmp_path / "own.blend"
+    assert run("blender", "build", clip, "--preset", PRESET, "--out", blend).exit_code == 0
+    result = run("blender", "render", blend, "--frames", "3", "--samples", "1", "--resolution", "16x16")
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "renders").iterdir()] == ["frame_00003.png"]
+
+
+def test_the_blend_renders_without_irep3d(blend, tmp_path):
+    """The .blend is self-contained: plain bpy, no add-on, no repository on sys.path."""
+    run_bpy(
+        f"""
+        import importlib.util, os, bpy
+        assert importlib.util.find_spec("blender_addon") is None, "the repository leaked onto sys.path"
+        bpy.ops.wm.open_mainfile(filepath={str(blend)!r})
+        s = bpy.context.scene
+        for image in bpy.data.images:
+            if image.source == "SEQUENCE":
+                assert os.path.exists(bpy.path.abspath(image.filepath)), image.filepath
+        s.render.resolution_x, s.render.resolution_y, s.render.resolution_percentage = 48, 32, 100
+        s.cycles.samples = 2
+        s.render.image_settings.file_format = "PNG"
+        for n in (1, 3):
+            s.frame_set(n)
+            s.render.filepath = os.path.join({str(tmp_path)!r}, f"plain_{{n}}.png")
+            bpy.ops.render.render(write_still=True)
+        """,
+        cwd=tmp_path,
+    )
+    first, last = pixels(tmp_path / "plain_1.png"), pixels(tmp_path / "plain_3.png")
+    assert first.shape == (32, 48, 3)
+    assert first.std() > 1 and np.abs(first - last).mean() > 0.5  # the EXR sequence was read
+
+
+def test_addon_zip_holds_manifest_and_presets(tmp_path):
+    out = tmp_path / "dist" / "irep3d_blender.zip"
+    result = run("blender", "addon", "--out", out)
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(out) as z:
+        names = z.namelist()
+    assert "blender_manifest.toml" in names, names
+    presets = sorted(n for n in names if n.startswith("presets/") and n.endswith(".toml"))
+    assert presets == sorted(f"presets/{p.name}" for p in (REPO / "scenes").glob("*.toml")) and presets
+    assert not any("__pycache__" in n for n in names)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["irep3d_blender.zip"]
+
+
+def test_a_blender_binary_is_preferred(tmp_path, clip, monkeypatch):
+    """`--blender PATH` runs `PATH --background ... --python SCRIPT -- ARGS` (a stand-in binary)."""
+    fake = tmp_path / "blender"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import os, sys\n"
+        "argv = sys.argv[1:]\n"
+        "assert argv[:2] == ['--background', '--factory-startup'], argv\n"
+        "script = argv[argv.index('--python') + 1]\n"
+        "os.execv(sys.executable, [sys.executable, script, *argv[argv.index('--'):]])\n"
+    )
+    fake.chmod(0o755)
+    assert find_blender(fake)[0] == str(fake)
+    monkeypatch.setenv("BLENDER", str(fake))
+    assert find_blender()[0] == str(fake)
+    out = tmp_path / "via-binary.blend"
+    result = run("blender", "build", clip, "--preset", PRESET, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert out.is_file()
+
+
+def test_without_a_binary_the_bpy_module_runs(monkeypatch, tmp_path):
+    monkeypatch.delenv("BLENDER", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no `blender` here
+    assert find_blender() == [sys.executable]
+    with pytest.raises(BlenderError, match="no such Blender executable"):
+        find_blender(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["build", "{clip}", "--preset", "no-such-preset", "--out", "{tmp}/x.blend"], "unknown preset 'no-such-preset'"),
+        (["build", "{tmp}/missing", "--preset", PRESET, "--out", "{tmp}/x.blend"], "does not exist"),
+        (["build", "{clip}", "--preset", PRESET, "--out", "{tmp}/x.blend", "--height-source", "alpha"], "luminance, R"),
+        (["render", "{blend}", "--frames", "3-1", "--out", "{tmp}/r"], "first frame is after the last"),
+        (["render", "{blend}", "--resolution", "10", "--out", "{tmp}/r"], "bad --resolution '10'"),
+        (["render", "{tmp}/missing.blend", "--out", "{tmp}/r"], "does not exist"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(tmp_path, clip, blend, args, needle):
+    work = tmp_path / "work"
+    work.mkdir()
+    filled = [a.format(clip=clip, blend=blend, tmp=work) for a in args]
+    result = run_cli("blender", *filled, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert list(work.iterdir()) == []  # nothing half-written
+
+
+def test_parsers_and_error_lines():
+    assert parse_frames("1-48") == (1, 48) and parse_frames("7") == (7, 7)
+    assert parse_resolution("1920x1080") == (1920, 1080)
+    for bad in ("3-1", "a-b", "-1", ""):
+        with pytest.raises(UsageError):
+            parse_frames(bad)
+    for bad in ("10", "0x10", "10x", "1920*1080"):
+        with pytest.raises(UsageError):
+            parse_resolution(bad)
+    traceback = ["Traceback (most recent call last):", '  File "job.py", line 3', "RuntimeError: Error: boom"]
+    assert _error_line(traceback, 3) == "Blender failed: RuntimeError: Error: boom"
+    assert (
+        _error_line([*traceback, "IREP3D_ERROR unknown preset 'x'", "Blender quit"], 3)
+        == "unknown preset 'x'"
+    )
+    assert _error_line([], -9) == "Blender failed with exit code -9 and no output"
+
+
+def test_library_render_reports_progress(blend, tmp_path):
+    from irep3d.blender import render_frames
+
+    seen: list[tuple[int, int]] = []
+    files = render_frames(
+        blend, tmp_path, (2, 3), samples=1, resolution=(16, 16), progress=lambda d, t: seen.append((d, t))
+    )
+    assert [f.name for f in files] == ["frame_00002.png", "frame_00003.png"]
+    assert seen == [(0, 2), (1, 2), (2, 2)]
+    assert sorted(os.listdir(tmp_path)) == ["frame_00002.png", "frame_00003.png"]
