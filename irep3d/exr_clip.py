@@ -194,13 +194,15 @@ def finished_frames(clip_dir: str | os.PathLike[str], clip: str, total: int) -> 
 
 
 def _half_rgb(rgb: Any, *, copy: bool = False) -> np.ndarray:
-    """Validate an [H, W, 3] float array and return it as C-contiguous float16.
+    """Validate an [H, W, 3] (RGB) or [H, W, 4] (RGBA) float array; return it C-contiguous float16.
 
     Contiguity is not cosmetic: the OpenEXR bindings write a strided view wrong, silently.
     """
     array = np.asarray(rgb)
-    if array.ndim != 3 or array.shape[2] != 3 or array.shape[0] < 1 or array.shape[1] < 1:
-        raise UsageError(f"an EXR frame must be an [H, W, 3] array, got shape {list(array.shape)}")
+    if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
+        raise UsageError(
+            f"an EXR frame must be an [H, W, 3] or [H, W, 4] array, got shape {list(array.shape)}"
+        )
     if not np.issubdtype(array.dtype, np.floating):
         raise UsageError(f"an EXR frame must hold floats, got dtype {array.dtype}")
     if copy:
@@ -238,10 +240,10 @@ def _header(attributes: Mapping[str, Any] | None, compression: OpenEXR.Compressi
 
 
 def _write_half(path: Path, half: np.ndarray, header: dict[str, Any]) -> None:
-    """Write a ready float16 [H, W, 3] array atomically (the part that runs in workers)."""
+    """Write a ready float16 [H, W, 3|4] array atomically (the part that runs in workers)."""
     with atomic_output(path) as temp:
         try:
-            OpenEXR.File(header, {"RGB": half}).write(str(temp))
+            OpenEXR.File(header, {"RGBA" if half.shape[2] == 4 else "RGB": half}).write(str(temp))
         except RuntimeError as exc:  # the bindings report I/O failures as RuntimeError
             raise OSError(str(exc)) from None
 
@@ -252,7 +254,7 @@ def write_exr(
     attributes: Mapping[str, AttributeValue] | None = None,
     compression: str = "zip",
 ) -> None:
-    """Write `rgb` ([H, W, 3], any float dtype) as a half-float RGB scanline EXR, atomically.
+    """Write `rgb` ([H, W, 3] or [H, W, 4], any float dtype) as a half-float RGB(A) scanline EXR, atomically.
 
     Args:
         path: the final file name; a hidden temp next to it is renamed onto it when complete.
@@ -269,10 +271,11 @@ def write_exr(
     _write_half(Path(path), _half_rgb(rgb), header)
 
 
-def read_exr(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
+def read_exr(path: str | os.PathLike[str], alpha: bool = False) -> tuple[np.ndarray, dict[str, Any]]:
     """Read an RGB(A) EXR: its [H, W, 3] float16 pixels and its header dict.
 
-    Alpha, if any, is dropped; FLOAT files are converted to float16.
+    Alpha is dropped unless `alpha` is True, which returns [H, W, 4] (alpha 1 where the file
+    has none); FLOAT files are converted to float16.
     """
     try:
         exr = OpenEXR.File(str(path))
@@ -282,8 +285,12 @@ def read_exr(path: str | os.PathLike[str]) -> tuple[np.ndarray, dict[str, Any]]:
         raise OutputError(f"cannot read EXR {path}: {exc}") from None
     for name in ("RGB", "RGBA"):
         if name in channels:
-            pixels = channels[name].pixels[..., :3]
-            return np.ascontiguousarray(pixels, dtype=np.float16), header
+            pixels = np.asarray(channels[name].pixels, dtype=np.float16)
+            if not alpha:
+                return np.ascontiguousarray(pixels[..., :3]), header
+            if pixels.shape[2] == 3:
+                pixels = np.concatenate([pixels, np.ones_like(pixels[..., :1])], axis=2)
+            return np.ascontiguousarray(pixels), header
     raise OutputError(f"{path} has no R, G, B channels (it has {', '.join(sorted(channels)) or 'none'})")
 
 

@@ -168,7 +168,7 @@ def test_attribute_values_are_stored_faithfully(tmp_path):
     ("rgb", "match"),
     [
         (np.zeros((4, 4), np.float32), "shape"),
-        (np.zeros((4, 4, 4), np.float32), "shape"),
+        (np.zeros((4, 4, 2), np.float32), "shape"),
         (np.zeros((4, 4, 3), np.uint8), "dtype"),
     ],
 )
@@ -555,3 +555,15 @@ def test_writer_argument_checks(tmp_path):
     with pytest.raises(UsageError, match="after close"):
         writer.submit(tmp_path / "a.exr", ramp())
     assert os.listdir(tmp_path) == []
+
+
+def test_rgba_round_trip(tmp_path):
+    """Keyed composites carry alpha: an [H, W, 4] frame is stored as RGBA."""
+    rgba = np.random.default_rng(0).random((6, 5, 4)).astype(np.float32)
+    write_exr(tmp_path / "a.exr", rgba)
+    back, _ = read_exr(tmp_path / "a.exr", alpha=True)
+    np.testing.assert_array_equal(back, rgba.astype(np.float16))
+    assert read_exr(tmp_path / "a.exr")[0].shape == (6, 5, 3)
+    rgb = rgba[..., :3]
+    write_exr(tmp_path / "b.exr", rgb)
+    assert (read_exr(tmp_path / "b.exr", alpha=True)[0][..., 3] == 1).all()

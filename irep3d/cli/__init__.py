@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import blender, maps, model
+from . import blender, composite, encode, maps, model
 
 __all__ = ["app", "main"]
 
@@ -22,7 +22,9 @@ app = typer.Typer(
 )
 model.register(app)
 maps.register(app)
+encode.register(app)
 blender.register(app)
+composite.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,60 @@
+"""`irep3d encode`: a clip folder becomes a seamless loop video (h264, ProRes or HAP)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ._common import RateColumn, console, reports_errors
+
+
+def encode(
+    clip_dir: Annotated[
+        Path, typer.Argument(help="A clip folder written by `irep3d maps`.", show_default=False)
+    ],
+    codec: Annotated[str, typer.Option("--codec", help="h264 (.mp4/.mov), prores (.mov) or hap (.mov).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Video file to write.", show_default=False)],
+    fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (default: the clip's).")] = None,
+    transfer: Annotated[
+        str, typer.Option("--transfer", help="srgb: linear light -> sRGB curve; none: values as they are.")
+    ] = "srgb",
+    quality: Annotated[
+        str | None,
+        typer.Option(
+            "--quality",
+            help="h264: CRF (default 16); prores: proxy, lt, standard, hq (default), 4444; "
+            "hap: hap (default), hap_q, hap_alpha.",
+        ),
+    ] = None,
+) -> None:
+    """Encode a clip as a loop video at its fps: its frames exactly, last flowing into first."""
+    from ..encode import encode_clip
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    bar = Progress(*columns, console=console, transient=False)
+    task = bar.add_task(codec, total=None)
+
+    def progress(done: int, total: int) -> None:
+        if done == 1:  # shown only once frames flow, so a usage error stays one line
+            bar.start()
+        bar.update(task, completed=done, total=total)
+
+    try:
+        path = encode_clip(
+            clip_dir, out, codec, fps=fps, transfer=transfer, quality=quality, progress=progress
+        )
+    finally:
+        bar.stop()
+    console.print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add this group's commands to the app."""
+    app.command()(reports_errors(encode))
+
+
+__all__ = ["register"]

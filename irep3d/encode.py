@@ -1,0 +1,314 @@
+"""Delivering a clip: an EXR clip folder becomes a seamless loop video for VJ and editing tools.
+
+`encode_clip(clip_dir, "loop.mov", "prores")` reads the frames in clip order and encodes
+exactly those frames at the clip's fps. A looping clip (`irep3d maps --loop`) has
+seeds × K frames and its frame 1 follows its last frame in the walk, so the video loops
+seamlessly when played on repeat: frame 1 is never appended at the end, and the frame
+count of the written file is checked against the clip's.
+
+Codecs (`CODECS`) and what they are for:
+
+| codec | container | pixels | encoder | `quality` |
+| --- | --- | --- | --- | --- |
+| `h264` | .mp4 / .mov | 8-bit yuv420p, BT.709 | libx264 through PyAV | CRF, default 16 |
+| `prores` | .mov | 10-bit yuv422p10le, BT.709 (4444: yuv444p10le) | prores_ks through PyAV | proxy, lt, standard, hq (default), 4444 |
+| `hap` | .mov | 8-bit RGB(A), DXT texture | ffmpeg binary | hap (default), hap_q, hap_alpha |
+
+PyAV's bundled FFmpeg has no HAP encoder, so HAP runs an ffmpeg binary (the one in the
+`imageio-ffmpeg` wheel, else `ffmpeg` on PATH) fed raw RGB frames on stdin.
+
+Colour: EXR frames hold float values. With `transfer="srgb"` they are read as linear
+light, clamped to [0, 1] and encoded with the sRGB OETF of IEC 61966-2-1
+(`12.92 v` for v <= 0.0031308, else `1.055 v^(1/2.4) - 0.055`), so linear 0.214 becomes
+code value 0.5 (8-bit 128). With `transfer="none"` the values are clamped and quantised as
+they are, for clips whose pixels are data rather than light. Clips whose manifest says
+`"norm": "none"` hold raw activations of any range: each channel is first rescaled by its
+1st and 99th percentiles over the clip, exactly as `irep3d preview` does. YUV streams are
+limited range with BT.709 matrix and primaries tags, and the BT.709 transfer tag for
+`srgb` (the usual tagging of sRGB-encoded video; players show it as Rec.709/sRGB) or
+"unspecified" for `none`.
+
+Sizes: frames are padded (by repeating the last row and column) to even sizes for h264
+and prores (chroma subsampling) and to multiples of 4 for HAP (4×4 DXT blocks).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .errors import OutputError, UsageError
+from .exr_clip import atomic_output, read_exr, read_manifest
+from .preview import DEFAULT_FPS, _raw_range, clip_frames
+
+__all__ = [
+    "CODECS",
+    "CODEC_SUFFIXES",
+    "HAP_FORMATS",
+    "PRORES_PROFILES",
+    "TRANSFERS",
+    "encode_clip",
+    "srgb_oetf",
+]
+
+CODECS = ("h264", "prores", "hap")
+TRANSFERS = ("srgb", "none")
+CODEC_SUFFIXES = {"h264": (".mp4", ".mov"), "prores": (".mov",), "hap": (".mov",)}
+PRORES_PROFILES = {"proxy": 0, "lt": 1, "standard": 2, "hq": 3, "4444": 4}  # prores_ks `profile`
+HAP_FORMATS = ("hap", "hap_q", "hap_alpha")  # ffmpeg hap encoder `-format`
+DEFAULT_QUALITY = {"h264": "16", "prores": "hq", "hap": "hap"}
+_PAD_MULTIPLE = {"h264": 2, "prores": 2, "hap": 4}
+
+
+def srgb_oetf(linear: np.ndarray) -> np.ndarray:
+    """The sRGB OETF of IEC 61966-2-1 on values clamped to [0, 1] (NaN -> 0): code values in [0, 1]."""
+    v = np.clip(np.nan_to_num(np.asarray(linear, dtype=np.float32), nan=0.0), 0.0, 1.0)
+    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * np.power(v, 1.0 / 2.4) - 0.055).astype(np.float32)
+
+
+def _code_values(rgb: np.ndarray, transfer: str) -> np.ndarray:
+    """Float [H, W, 3] pixels -> code values in [0, 1] after the transfer function."""
+    if transfer == "srgb":
+        return srgb_oetf(rgb)
+    return np.clip(np.nan_to_num(rgb.astype(np.float32), nan=0.0), 0.0, 1.0)
+
+
+def _pad(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Pad height and width up to a multiple of `multiple` by repeating the last row/column."""
+    pad_h, pad_w = -image.shape[0] % multiple, -image.shape[1] % multiple
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return image
+
+
+def _clip_images(frames: list[Path], raw: bool, transfer: str, multiple: int) -> Iterator[np.ndarray]:
+    """Yield each frame as float32 code values [H', W', 3] in [0, 1], padded to `multiple`."""
+    low, high = _raw_range(frames) if raw else (np.zeros(3), np.ones(3))
+    low32, scale32 = low.astype(np.float32), (1.0 / (high - low)).astype(np.float32)
+    shape = None
+    for path in frames:
+        rgb, _ = read_exr(path)
+        if shape is None:
+            shape = rgb.shape
+        elif rgb.shape != shape:
+            raise OutputError(
+                f"{path} is {rgb.shape[1]}×{rgb.shape[0]}, the clip's first frame {shape[1]}×{shape[0]}"
+            )
+        values = rgb.astype(np.float32)
+        if raw:
+            values = (values - low32) * scale32
+        yield _pad(_code_values(values, transfer), multiple)
+
+
+def _quantise(values: np.ndarray, bits: int) -> np.ndarray:
+    """[0, 1] code values -> unsigned integers of `bits` bits, rounded to nearest."""
+    peak = (1 << bits) - 1
+    return (values * peak + 0.5).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def _write_pyav(
+    temp: Path,
+    container_format: str,
+    codec: str,
+    quality: str,
+    transfer: str,
+    images: Iterator[np.ndarray],
+    rate: Fraction,
+    on_frame: Callable[[], None],
+) -> None:
+    """Encode h264 or prores with PyAV (its wheels bundle FFmpeg with libx264 and prores_ks)."""
+    import av
+    from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
+
+    if codec == "h264":
+        encoder, pix_fmt, bits = "libx264", "yuv420p", 8
+        options = {"crf": quality, "preset": "medium"}
+    else:
+        profile = PRORES_PROFILES[quality]
+        encoder, pix_fmt, bits = "prores_ks", "yuv444p10le" if profile == 4 else "yuv422p10le", 16
+        options = {"profile": str(profile), "vendor": "apl0"}
+    trc = ColorTrc.BT709 if transfer == "srgb" else ColorTrc.UNSPECIFIED
+    tags = {
+        "dst_colorspace": Colorspace.ITU709,
+        "dst_color_range": ColorRange.MPEG,
+        "dst_color_trc": trc,
+        "dst_color_primaries": ColorPrimaries.BT709,
+    }
+    with av.open(str(temp), mode="w", format=container_format) as container:
+        stream = container.add_stream(encoder, rate=rate)
+        stream.pix_fmt = pix_fmt
+        stream.options = options
+        context = stream.codec_context
+        context.colorspace, context.color_range = Colorspace.ITU709, ColorRange.MPEG
+        context.color_trc, context.color_primaries = trc, ColorPrimaries.BT709
+        for index, values in enumerate(images):
+            if index == 0:
+                stream.height, stream.width = values.shape[:2]
+            rgb = av.VideoFrame.from_ndarray(
+                _quantise(values, bits), format="rgb24" if bits == 8 else "rgb48le"
+            )
+            frame = rgb.reformat(format=pix_fmt, **tags)
+            frame.pts = index
+            container.mux(stream.encode(frame))
+            on_frame()
+        container.mux(stream.encode(None))
+
+
+def _ffmpeg_exe() -> str:
+    """An ffmpeg binary with the HAP encoder: imageio-ffmpeg's, else `ffmpeg` on PATH."""
+    with contextlib.suppress(ImportError, RuntimeError):
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        raise UsageError("HAP needs an ffmpeg binary: `pip install imageio-ffmpeg` or install ffmpeg")
+    return exe
+
+
+def _write_hap(
+    temp: Path,
+    quality: str,
+    images: Iterator[np.ndarray],
+    rate: Fraction,
+    on_frame: Callable[[], None],
+) -> None:
+    """Encode HAP with an ffmpeg binary fed raw 8-bit RGB(A) frames on stdin.
+
+    The subprocess is killed if anything goes wrong here, Ctrl-C included; its error
+    output goes to a temp file (a pipe could fill up and stall both processes).
+    """
+    alpha = quality == "hap_alpha"
+    first = next(images, None)
+    if first is None:
+        raise OutputError("the clip has no frames to encode")
+    height, width = first.shape[:2]
+    command = [
+        _ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgba" if alpha else "rgb24", "-s", f"{width}x{height}",
+        "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-",
+        "-fps_mode", "passthrough", "-c:v", "hap", "-format", quality,
+        "-f", "mov", str(temp),
+    ]  # fmt: skip
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            assert process.stdin is not None
+            for image in itertools.chain([first], images):
+                pixels = _quantise(image, 8)
+                if alpha:
+                    pixels = np.concatenate([pixels, np.full_like(pixels[..., :1], 255)], axis=-1)
+                try:
+                    process.stdin.write(np.ascontiguousarray(pixels).tobytes())
+                except BrokenPipeError:
+                    break  # ffmpeg stopped: its exit code and message say why
+                on_frame()
+            with contextlib.suppress(BrokenPipeError):
+                process.stdin.close()
+            code = process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        if code != 0:
+            log.seek(0)
+            lines = log.read().decode(errors="replace").strip().splitlines()
+            raise OutputError(
+                f"ffmpeg (hap) failed with exit code {code}: {lines[-1] if lines else 'no output'}"
+            )
+
+
+def _encoded_frames(path: Path) -> int:
+    """How many video frames the written file holds (counted from its packets, no decoding)."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+def encode_clip(
+    clip_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    codec: str,
+    fps: float | None = None,
+    transfer: str = "srgb",
+    quality: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Encode the clip in `clip_dir` as a seamless loop video `out`; returns `out`.
+
+    Args:
+        clip_dir: a clip folder (`<clip>_00001.exr`, … and usually `clip.json`).
+        out: the video to write atomically; `.mp4` or `.mov` for h264, `.mov` otherwise.
+        codec: one of `CODECS`.
+        fps: frames per second; default the manifest's `fps`, else `DEFAULT_FPS`.
+        transfer: `srgb` (linear light -> sRGB OETF) or `none` (values as they are).
+        quality: h264 CRF (0-51, default 16); prores profile (`PRORES_PROFILES`, default
+            hq); HAP format (`HAP_FORMATS`, default hap).
+        progress: called as `progress(done, total)` after each frame is encoded.
+
+    Raises:
+        UsageError: unknown codec, transfer or quality, wrong suffix, bad fps, no ffmpeg for HAP.
+        OutputError: no frames, a missing or unreadable frame, frames of different sizes,
+            an encoder failure, or an output that cannot be written.
+    """
+    out = Path(out)
+    if codec not in CODECS:
+        raise UsageError(f"unknown codec {codec!r}; use one of: {', '.join(CODECS)}")
+    if transfer not in TRANSFERS:
+        raise UsageError(f"unknown transfer {transfer!r}; use one of: {', '.join(TRANSFERS)}")
+    suffixes = CODEC_SUFFIXES[codec]
+    suffix = out.suffix.lower()
+    if suffix not in suffixes:
+        raise UsageError(f"{codec} output must end in {' or '.join(suffixes)}, got {out.name!r}")
+    quality = DEFAULT_QUALITY[codec] if quality is None else str(quality).strip().lower()
+    _check_quality(codec, quality)
+    frames = clip_frames(clip_dir)
+    manifest = read_manifest(clip_dir) or {}
+    if fps is None:
+        fps = manifest.get("fps", DEFAULT_FPS)
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
+        raise UsageError(f"encode fps must be a number in (0, 1000], got {fps!r}")
+    rate = Fraction(fps).limit_denominator(1001)
+    total = len(frames)
+    done = 0
+
+    def on_frame() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    images = _clip_images(frames, manifest.get("norm") == "none", transfer, _PAD_MULTIPLE[codec])
+    with atomic_output(out) as temp:
+        if codec == "hap":
+            _write_hap(temp, quality, images, rate, on_frame)
+        else:
+            _write_pyav(temp, suffix[1:], codec, quality, transfer, images, rate, on_frame)
+        written = _encoded_frames(temp)
+        if done != total or written != total:
+            raise OutputError(
+                f"encoded {written} frames of the clip's {total} (sent {done}); {out.name} was not written"
+            )
+    return out
+
+
+def _check_quality(codec: str, quality: str) -> None:
+    """Raise UsageError unless `quality` is valid for `codec`."""
+    if codec == "h264":
+        if not (quality.isdigit() and 0 <= int(quality) <= 51):
+            raise UsageError(f"h264 quality is a CRF from 0 (lossless) to 51, got {quality!r}")
+    elif codec == "prores" and quality not in PRORES_PROFILES:
+        raise UsageError(f"prores quality must be one of: {', '.join(PRORES_PROFILES)}, got {quality!r}")
+    elif codec == "hap" and quality not in HAP_FORMATS:
+        raise UsageError(f"hap quality must be one of: {', '.join(HAP_FORMATS)}, got {quality!r}")

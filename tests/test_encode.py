@@ -1,0 +1,178 @@
+"""Loop videos of a clip: every codec keeps the clip's frames exactly, its fps, and its colours."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from irep3d.cli import app
+from irep3d.encode import CODECS, encode_clip, srgb_oetf
+from irep3d.errors import OutputError, UsageError
+from irep3d.exr_clip import frame_path, write_exr, write_manifest
+
+FRAMES = 12
+WIDTH, HEIGHT = 45, 31  # odd on purpose: h264/prores pad to even, HAP to multiples of 4
+SUFFIX = {"h264": ".mp4", "prores": ".mov", "hap": ".mov"}
+DECODER = {"h264": "h264", "prores": "prores", "hap": "hap"}
+PADDED = {"h264": (32, 46), "prores": (32, 46), "hap": (32, 48)}
+
+
+def loop_frame(index: int) -> np.ndarray:
+    """Frame `index` (1-based) of a smooth periodic animation: frame FRAMES + 1 would be frame 1."""
+    t = 2 * np.pi * (index - 1) / FRAMES
+    y, x = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float32)
+    r = 0.45 + 0.4 * np.sin(2 * np.pi * x / WIDTH + t)
+    g = 0.45 + 0.4 * np.cos(2 * np.pi * y / HEIGHT + t)
+    b = np.full_like(x, 0.45 + 0.3 * np.sin(t))
+    return np.stack([r, g, b], axis=-1)
+
+
+def make_clip(folder: Path, manifest: dict | None = None, frames=loop_frame, count: int = FRAMES) -> Path:
+    for i in range(1, count + 1):
+        write_exr(frame_path(folder, folder.name, i), frames(i), {"frame": i})
+    write_manifest(folder, {"fps": 24, "norm": "global"} if manifest is None else manifest)
+    return folder
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], av.video.stream.VideoStream]:
+    """Every frame of the video as 8-bit RGB, and its stream (read while open)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        images = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        info = (stream.codec_context.name, stream.average_rate, stream.codec_context.width,
+                stream.codec_context.height)  # fmt: skip
+    return images, info
+
+
+def expected(index: int, transfer: str = "srgb") -> np.ndarray:
+    values = srgb_oetf(loop_frame(index)) if transfer == "srgb" else np.clip(loop_frame(index), 0, 1)
+    return values * 255.0
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_each_codec_keeps_the_loop(tmp_path, codec):
+    clip = make_clip(tmp_path / "walk")
+    out = tmp_path / f"loop{SUFFIX[codec]}"
+    calls = []
+    assert encode_clip(clip, out, codec, progress=lambda d, t: calls.append((d, t))) == out
+    assert calls == [(i, FRAMES) for i in range(1, FRAMES + 1)]
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    images, (name, rate, width, height) = decode(out)
+    assert len(images) == FRAMES  # the clip's frames exactly: frame 1 is not repeated at the end
+    assert (name, rate, (height, width)) == (DECODER[codec], 24, PADDED[codec])
+    for i in (1, FRAMES):
+        error = np.abs(images[i - 1][:HEIGHT, :WIDTH].astype(np.float32) - expected(i))
+        # 4:2:0 / 4:2:2 chroma and DXT1 blocks on a tiny, colourful frame: a few code values
+        assert error.mean() < 5.0 and np.percentile(error, 99) < 24, (codec, i, error.mean())
+    steps = [np.abs(images[i + 1].astype(np.float32) - images[i]).mean() for i in range(FRAMES - 1)]
+    seam = np.abs(images[0].astype(np.float32) - images[-1]).mean()
+    assert 0.6 * np.median(steps) < seam < 1.5 * np.median(steps), (seam, steps)
+
+
+@pytest.mark.parametrize("codec", CODECS)
+@pytest.mark.parametrize(("transfer", "code"), [("srgb", 128), ("none", 55)])
+def test_linear_mid_grey(tmp_path, codec, transfer, code):
+    clip = make_clip(tmp_path / "grey", frames=lambda i: np.full((16, 16, 3), 0.2140, np.float32), count=2)
+    out = encode_clip(clip, tmp_path / f"grey{SUFFIX[codec]}", codec, transfer=transfer)
+    images, _ = decode(out)
+    assert np.abs(images[0].astype(int) - code).max() <= 2, images[0][8, 8]
+
+
+def test_raw_clips_are_rescaled_by_percentiles(tmp_path):
+    def ramp(index: int) -> np.ndarray:  # activations from -40 to 60, nowhere near [0, 1]
+        return np.broadcast_to(np.linspace(-40, 60, 32, dtype=np.float32)[None, :, None] + index, (16, 32, 3))
+
+    clip = make_clip(tmp_path / "raw", {"fps": 10, "norm": "none"}, frames=ramp, count=3)
+    images, (_, rate, _, _) = decode(encode_clip(clip, tmp_path / "raw.mov", "prores", transfer="none"))
+    assert rate == 10
+    assert images[1][8, 0].max() < 20 and images[1][8, -1].min() > 235
+
+
+def test_fps_override_and_h264_in_mov(tmp_path):
+    clip = make_clip(tmp_path / "walk")
+    images, (name, rate, _, _) = decode(encode_clip(clip, tmp_path / "w.mov", "h264", fps=30))
+    assert (len(images), name, rate) == (FRAMES, "h264", 30)
+
+
+def test_ctrl_c_kills_ffmpeg_and_leaves_no_file(tmp_path, monkeypatch):
+    clip = make_clip(tmp_path / "walk")
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(*args, **kwargs):
+        started.append(real_popen(*args, **kwargs))
+        return started[-1]
+
+    def interrupt(done, total):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    with pytest.raises(KeyboardInterrupt):
+        encode_clip(clip, tmp_path / "out" / "loop.mov", "hap", progress=interrupt)
+    assert started and started[0].poll() is not None
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("codec", "name", "kwargs", "message"),
+    [
+        ("vp9", "x.mp4", {}, "h264, prores, hap"),
+        ("prores", "x.mp4", {}, ".mov"),
+        ("hap", "x.avi", {}, ".mov"),
+        ("h264", "x.mkv", {}, ".mp4 or .mov"),
+        ("h264", "x.mp4", {"transfer": "gamma"}, "srgb, none"),
+        ("h264", "x.mp4", {"quality": "99"}, "CRF"),
+        ("prores", "x.mov", {"quality": "ultra"}, "proxy, lt"),
+        ("hap", "x.mov", {"quality": "dxt9"}, "hap_q"),
+        ("h264", "x.mp4", {"fps": 0}, "fps"),
+    ],
+)
+def test_usage_errors(tmp_path, codec, name, kwargs, message):
+    clip = make_clip(tmp_path / "walk", count=2)
+    with pytest.raises(UsageError, match=message.replace(".", r"\.")):
+        encode_clip(clip, tmp_path / name, codec, **kwargs)
+    assert not (tmp_path / name).exists()
+
+
+def test_missing_or_broken_clips_are_output_errors(tmp_path):
+    with pytest.raises(OutputError, match="cannot read clip folder"):
+        encode_clip(tmp_path / "absent", tmp_path / "x.mp4", "h264")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(OutputError, match="no EXR frames"):
+        encode_clip(tmp_path / "empty", tmp_path / "x.mp4", "h264")
+    clip = make_clip(tmp_path / "walk", count=3)
+    frame_path(clip, "walk", 2).unlink()
+    with pytest.raises(OutputError, match="missing frame 2"):
+        encode_clip(clip, tmp_path / "x.mp4", "h264")
+
+
+runner = CliRunner()
+
+
+def test_cli_encodes(tmp_path):
+    clip = make_clip(tmp_path / "walk")
+    result = runner.invoke(app, ["encode", str(clip), "--codec", "hap", "--out", str(tmp_path / "w.mov")])
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and len(decode(tmp_path / "w.mov")[0]) == FRAMES
+
+
+@pytest.mark.parametrize(
+    ("codec", "target", "message"),
+    [
+        ("vp9", "x.mp4", "unknown codec"),
+        ("prores", "x.mp4", ".mov"),
+        ("h264", "x.mp4", "cannot read clip folder"),
+    ],
+)
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, codec, target, message):
+    clip = make_clip(tmp_path / "walk", count=2) if "folder" not in message else tmp_path / "absent"
+    result = runner.invoke(app, ["encode", str(clip), "--codec", codec, "--out", str(tmp_path / target)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output, result.output
