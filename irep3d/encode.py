@@ -47,8 +47,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OutputError, UsageError
-from .exr_clip import atomic_output, read_exr, read_manifest
-from .preview import DEFAULT_FPS, _raw_range, clip_frames
+from .exr_clip import atomic_output, read_manifest
+from .preview import DEFAULT_FPS, clip_frames, clip_values
 
 __all__ = [
     "CODECS",
@@ -92,20 +92,7 @@ def _pad(image: np.ndarray, multiple: int) -> np.ndarray:
 
 def _clip_images(frames: list[Path], raw: bool, transfer: str, multiple: int) -> Iterator[np.ndarray]:
     """Yield each frame as float32 code values [H', W', 3] in [0, 1], padded to `multiple`."""
-    low, high = _raw_range(frames) if raw else (np.zeros(3), np.ones(3))
-    low32, scale32 = low.astype(np.float32), (1.0 / (high - low)).astype(np.float32)
-    shape = None
-    for path in frames:
-        rgb, _ = read_exr(path)
-        if shape is None:
-            shape = rgb.shape
-        elif rgb.shape != shape:
-            raise OutputError(
-                f"{path} is {rgb.shape[1]}×{rgb.shape[0]}, the clip's first frame {shape[1]}×{shape[0]}"
-            )
-        values = rgb.astype(np.float32)
-        if raw:
-            values = (values - low32) * scale32
+    for values in clip_values(frames, raw):
         yield _pad(_code_values(values, transfer), multiple)
 
 

@@ -80,17 +80,13 @@ def _raw_range(frames: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _display_frames(
-    frames: list[Path],
-    raw: bool,
-    size: int | None,
-    on_frame: Callable[[int, int], None] | None,
-) -> Iterator[np.ndarray]:
-    """Yield each frame as an 8-bit [H, W, 3] array, mapped for display and downscaled."""
+def clip_values(frames: list[Path], raw: bool) -> Iterator[np.ndarray]:
+    """Each frame as float32 [H, W, 3]; a raw clip (`norm: none`) is rescaled so its 1st/99th
+    percentiles become 0/1. A frame whose size differs from the first is an OutputError."""
     low, high = _raw_range(frames) if raw else (np.zeros(3), np.ones(3))
-    scale = 1.0 / (high - low)
+    low32, scale32 = low.astype(np.float32), (1.0 / (high - low)).astype(np.float32)
     shape = None
-    for index, path in enumerate(frames, start=1):
+    for path in frames:
         rgb, _ = read_exr(path)
         if shape is None:
             shape = rgb.shape
@@ -98,7 +94,18 @@ def _display_frames(
             raise OutputError(
                 f"{path} is {rgb.shape[1]}×{rgb.shape[0]}, the clip's first frame {shape[1]}×{shape[0]}"
             )
-        values = (rgb.astype(np.float32) - low.astype(np.float32)) * scale.astype(np.float32)
+        values = rgb.astype(np.float32)
+        yield (values - low32) * scale32 if raw else values
+
+
+def _display_frames(
+    frames: list[Path],
+    raw: bool,
+    size: int | None,
+    on_frame: Callable[[int, int], None] | None,
+) -> Iterator[np.ndarray]:
+    """Yield each frame as an 8-bit [H, W, 3] array, mapped for display and downscaled."""
+    for index, values in enumerate(clip_values(frames, raw), start=1):
         values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
         image = (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if size is not None and max(image.shape[:2]) > size:

@@ -9,7 +9,14 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import ProgressColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from ..errors import Irep3dError
@@ -52,3 +59,15 @@ class RateColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         return Text(f"{task.speed:6.2f} frames/s" if task.speed else "      - frames/s", style="cyan")
+
+
+def progress_bar() -> Progress:
+    """The bar every long command shows: description, bar, done/total, frames/s, ETA."""
+    return Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ._common import RateColumn, console, reports_errors
+from ._common import console, progress_bar, reports_errors
 
 app = typer.Typer(
     name="blender",
@@ -145,15 +144,8 @@ def render(
 
     frame_range = parse_frames(frames) if frames is not None else None
     size = parse_resolution(resolution) if resolution is not None else None
-    columns = (
-        TextColumn("{task.description:<8}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeRemainingColumn(),
-    )
     rendered = 0
-    with Progress(*columns, console=console, transient=False) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("render", total=None)
 
         def progress(done: int, total: int) -> None:

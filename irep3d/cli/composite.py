@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
-from ._common import RateColumn, console, reports_errors
+from ._common import console, progress_bar, reports_errors
 
 
 class _RecipeOrOperation(TyperGroup):
@@ -43,14 +42,7 @@ def _run(recipe, out: Path, fit: bool, device: str, batch: int, compression: str
     from ..generator import pick_device
     from ..recipe import run_recipe
 
-    columns = (
-        TextColumn("composite"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console) as bar:
+    with progress_bar() as bar:
         task = bar.add_task("composite", total=None)
         manifest = run_recipe(
             recipe,

@@ -6,9 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ._common import RateColumn, console, reports_errors
+from ._common import console, progress_bar, reports_errors
 
 
 def encode(
@@ -33,9 +32,7 @@ def encode(
     """Encode a clip as a loop video at its fps: its frames exactly, last flowing into first."""
     from ..encode import encode_clip
 
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-               TimeRemainingColumn())  # fmt: skip
-    bar = Progress(*columns, console=console, transient=False)
+    bar = progress_bar()
     task = bar.add_task(codec, total=None)
 
     def progress(done: int, total: int) -> None:

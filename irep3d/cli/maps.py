@@ -6,17 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from ..errors import UsageError
-from ._common import ModelArg, RateColumn, console, reports_errors
+from ._common import ModelArg, console, progress_bar, reports_errors
 
 if TYPE_CHECKING:
     from ..maps import ClipResult, MapsOptions
@@ -64,14 +57,7 @@ def _run_with_progress(net, model: str, jobs, out: Path, options: MapsOptions) -
     """Render with two bars: network frames and EXR files written, each with rate and ETA."""
     from ..maps import render_clips
 
-    columns = (
-        TextColumn("{task.description:<8}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        RateColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=console, transient=False) as bar:
+    with progress_bar() as bar:
         tasks = {"render": bar.add_task("network", total=None), "write": bar.add_task("EXR", total=None)}
 
         def progress(stage: str, done: int, total: int) -> None:
