@@ -376,6 +376,7 @@ def render_frames(
     device: str = "cpu",
     blender: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[Path]:
     """Render frames of a `.blend` into `out_dir`, one image a frame, resuming where it stopped.
 
@@ -389,6 +390,9 @@ def render_frames(
         blender: a Blender binary (default: see `find_blender`).
         progress: `progress(done, total)` after each frame; total counts the frames this run
             renders (frames already present are skipped, not counted).
+        shard: `(i, n)`: render only the i-th of n contiguous slices of the frame range
+            (`--shard i/n`, for Slurm arrays and other farm managers); the n shards together
+            render the whole range.
 
     Returns every frame file of the range (`frame_00001.png`, ...; `.exr` when the scene
     writes EXR, else 16-bit PNG), rendered now or before.
@@ -408,6 +412,8 @@ def render_frames(
         resolution = _check_resolution(tuple(resolution))
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
+    if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise UsageError(f"bad shard {shard[0]}/{shard[1]}: use i/n with 0 <= i < n, e.g. 0/4")
     out = Path(out_dir).expanduser() if out_dir is not None else path.parent / "renders"
     command = find_blender(blender)
     try:
@@ -424,6 +430,7 @@ def render_frames(
         "resolution": list(resolution) if resolution is not None else None,
         "device": device,
         "tag": tag,
+        "shard": list(shard),
     }
     plan: dict[str, Any] = {}
 
@@ -621,6 +628,9 @@ else:  # PNG, or a video scene rendered as frames
 render.use_file_extension = True
 
 first, last = ARGS["frames"] or (scene.frame_start, scene.frame_end)
+shard_index, shard_count = ARGS["shard"]
+count = last - first + 1
+first, last = first + shard_index * count // shard_count, first + (shard_index + 1) * count // shard_count - 1
 out_dir = ARGS["out_dir"]
 
 

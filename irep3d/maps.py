@@ -7,21 +7,24 @@ as `irep3d maps` and `irep3d pack` write them:
   forward pass, capturing all layers those jobs need (a locked pack of 6 layers x 8
   clips runs the network once per frame, not 48 times), and the pass stops after the
   deepest of them.
-* `--norm global` needs figures measured over the whole walk before the first frame can be
-  written. The selected channels of every frame are kept in a float16 cache on disk while
-  the network runs, so the network still runs once per frame; the frames are then
-  normalised and written from the cache.
+* Before the first frame is written, `--channels auto` looks at the first keyframes and
+  `--norm global` measures its figures on up to 32 frames spread evenly over the whole
+  walk (one mapping for every frame: no flicker). These extra passes are the price of
+  writing every frame once, straight from the network, with no cache of the whole walk,
+  and of shards that agree without talking to each other: every shard measures the same
+  sample and gets the same figures.
+* Frames are computed on a fixed grid of batches ([0, B), [B, 2B), ...), so a resumed run,
+  or `--shard i/n` runs on several machines, write exactly the bytes one uninterrupted
+  run writes.
 * Writing overlaps the network (`ExrWriter`, a bounded pool of encoders).
 * Resume: `clip.json` is written before the first frame, with the chosen channels and the
-  normalisation figures; a re-run with the same settings renders only the frames whose
-  files are missing, with the same figures, so a resumed clip equals an uninterrupted one
-  (to the last bit of float rounding: batch mates can differ).
+  normalisation figures; a re-run with the same settings renders only the batches whose
+  files are missing.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,7 +61,9 @@ __all__ = [
 ]
 
 CLIP_FORMAT = "irep3d-clip"
-CACHE_DIR = ".irep3d-cache"
+STATS_FRAMES = 32  # frames sampled over the walk for the `global` figures
+KEEP_BYTES = 1 << 30  # activations of the sampled batches kept for writing (else recomputed)
+STATS_PIXELS = 65536  # pixels a sampled frame contributes (strided), per channel
 
 #: progress(stage, done, total): stage "render" counts network frames, "write" EXR files.
 Progress = Callable[[str, int, int], None]
@@ -127,15 +132,10 @@ class _Clip:
     path: Path
     total: int
     margin: int
-    todo: set[int] = field(default_factory=set)  # 0-based frame indices still to write
+    owned: range = range(0)  # 0-based frames this run (shard) writes
+    todo: set[int] = field(default_factory=set)  # owned frames whose files are missing
     stats: NormStats | None = None
-    cache: np.memmap | None = None  # [F, c, h, w] float16, only while measuring global stats
-    cache_path: Path | None = None
     written: int = 0
-
-    @property
-    def needs_stats(self) -> bool:
-        return self.stats is None and self.cache is not None
 
 
 def default_batch(device: torch.device) -> int:
@@ -189,7 +189,9 @@ def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, com
     return data
 
 
-def _open_clip(job: ClipJob, out_dir: Path, options: MapsOptions, model: str, net: nn.Module) -> _Clip:
+def _open_clip(
+    job: ClipJob, out_dir: Path, options: MapsOptions, model: str, net: nn.Module, shard: tuple[int, int]
+) -> _Clip:
     """Prepare a clip folder: check a previous run's settings, find what is left to do."""
     info = layer_info(net, job.layer)
     if job.channels is not None:
@@ -224,7 +226,8 @@ def _open_clip(job: ClipJob, out_dir: Path, options: MapsOptions, model: str, ne
             clip.stats = NormStats.from_json(norm)
     clean_stale_temps(path)
     done = finished_frames(path, job.name, total)
-    clip.todo = {f for f in range(total) if f + 1 not in done}
+    clip.owned = shard_frames(total, shard)
+    clip.todo = {f for f in clip.owned if f + 1 not in done}
     return clip
 
 
@@ -270,6 +273,25 @@ def _batches(frames: Iterable[int], size: int) -> Iterable[list[int]]:
         yield batch
 
 
+def _stats_batches(batches: int, batch: int) -> list[int]:
+    """Which batches of the grid set the `global` figures: enough to cover STATS_FRAMES
+    frames, spread evenly over the whole walk (every batch of a short walk)."""
+    wanted = min(batches, -(-STATS_FRAMES // batch))
+    return sorted({(i * batches) // wanted for i in range(wanted)})
+
+
+def shard_frames(total: int, shard: tuple[int, int]) -> range:
+    """Frames (0-based) that shard i of n writes: the i-th of n contiguous slices."""
+    i, n = shard
+    return range(i * total // n, (i + 1) * total // n)
+
+
+def _thin(x: torch.Tensor) -> np.ndarray:
+    """A strided view of [B, c, h, w] with at most STATS_PIXELS pixels a frame, as float16."""
+    step = max(1, int(np.ceil(np.sqrt(x.shape[-2] * x.shape[-1] / STATS_PIXELS))))
+    return x[:, :, ::step, ::step].to(torch.float16).cpu().numpy()
+
+
 def render_clips(
     net: nn.Module,
     model: str,
@@ -278,8 +300,15 @@ def render_clips(
     options: MapsOptions,
     progress: Progress | None = None,
     writer_workers: int | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> list[ClipResult]:
     """Render clip jobs into `out_dir/<job.name>/`, sharing forward passes where seeds match.
+
+    Every written frame comes from the same fixed grid of batches (frames [0, B), [B, 2B),
+    ...), so a resumed or sharded clip is byte for byte the clip of one uninterrupted run.
+    Automatic channels are picked from the first keyframes and `global` figures measured on
+    an evenly spread sample of the walk before any frame is written (both recorded in
+    clip.json, so a resumed or parallel run uses the same ones).
 
     Args:
         net: a generator from `irep3d.generator.load_generator` (on its device).
@@ -289,32 +318,41 @@ def render_clips(
         out_dir: parent folder of the clip folders.
         options: frames, loop, normalisation, size, ... (see MapsOptions).
         progress: called with ("render", frames done, total) and ("write", files done, total).
-        writer_workers: EXR encoder processes/threads (None = one per CPU core).
+        writer_workers: EXR encoder threads (None = one per CPU core).
+        shard: (i, n): write only the i-th of n contiguous slices of every clip's frames
+            (`--shard i/n`); the n shards together write the whole clip.
     """
     options.check()
+    index, count = shard
+    if not (count >= 1 and 0 <= index < count):
+        raise UsageError(f"bad shard {index}/{count}: use i/n with 0 <= i < n, e.g. 0/4")
     device = next(net.parameters()).device
     batch = options.batch or default_batch(device)
     out_dir = Path(out_dir)
-    clips = [_open_clip(job, out_dir, options, model, net) for job in jobs]
+    clips = [_open_clip(job, out_dir, options, model, net, shard) for job in jobs]
     used: dict[str, set[int]] = {}
     for clip in clips:
         if clip.job.channels is not None:
             used.setdefault(clip.job.layer, set()).update(clip.job.channels)
-
     groups: dict[tuple[int, ...], list[_Clip]] = {}
     for clip in clips:
         groups.setdefault(tuple(clip.job.seeds), []).append(clip)
 
-    # Frames the network must produce, per group (all frames for a clip that still has to
-    # measure its global figures, else only the missing ones).
-    def frames_needed(group: list[_Clip]) -> set[int]:
-        needed: set[int] = set()
-        for c in group:
-            needs_all = options.norm == "global" and c.stats is None and c.todo
-            needed |= set(range(c.total)) if needs_all else c.todo
-        return needed
+    def plan(group: list[_Clip]) -> tuple[list[int], list[list[int]], list[int], set[int]]:
+        """(keyframes to pick channels from, the batch grid, stats batches, batches to write)."""
+        total = group[0].total
+        grid = [list(range(b, min(b + batch, total))) for b in range(0, total, batch)]
+        todo = set().union(*(c.todo for c in group))
+        if not todo:
+            return [], grid, [], set()
+        keys = [i * options.frames_per_seed for i in range(len(group[0].job.seeds))]
+        keys = [f for f in keys if f < total][:batch] if any(c.job.channels is None for c in group) else []
+        needs_stats = options.norm == "global" and any(c.stats is None for c in group)
+        stats = _stats_batches(len(grid), batch) if needs_stats else []
+        return keys, grid, stats, {i for i, frames in enumerate(grid) if todo.intersection(frames)}
 
-    render_total = sum(len(frames_needed(g)) for g in groups.values())
+    plans = {seeds: plan(group) for seeds, group in groups.items()}
+    render_total = sum(len(k) + sum(len(g[i]) for i in set(st) | w) for k, g, st, w in plans.values())
     write_total = sum(len(c.todo) for c in clips)
     rendered = 0
     written = 0
@@ -327,111 +365,74 @@ def render_clips(
         written += 1
         report("write", written, write_total)
 
-    cache_root = out_dir / CACHE_DIR
-    try:
-        with ExrWriter(workers=writer_workers, compression=options.compression, on_done=on_written) as writer:
-            for seeds, group in groups.items():
-                needed = frames_needed(group)
-                if not needed:
-                    continue
-                key_ws = seeds_to_ws(net, list(seeds), truncation_psi=options.psi)
+    with ExrWriter(workers=writer_workers, compression=options.compression, on_done=on_written) as writer:
+        for seeds, group in groups.items():
+            keys, grid, stats_batches, to_write = plans[seeds]
+            if not to_write:
+                continue
+            key_ws = seeds_to_ws(net, list(seeds), truncation_psi=options.psi)
+            layers = sorted({c.job.layer for c in group})
 
-                def consume(frames: list[int], acts: dict[str, torch.Tensor], group=group) -> None:
-                    for c in group:
-                        rows = [i for i, f in enumerate(frames) if f in c.todo or c.cache is not None]
-                        if not rows:
-                            continue
-                        x = _select(acts[c.job.layer][rows], c)
-                        picked = [frames[i] for i in rows]
-                        if c.cache is not None:
-                            c.cache[picked] = x.to(torch.float16).cpu().numpy()
-                            continue
-                        for f, rgb in zip(picked, _finish(x, c, options), strict=True):
-                            writer.submit(
-                                frame_path(c.path, c.job.name, f + 1), rgb, _attributes(c, model, options, f)
-                            )
-                            c.written += 1
+            def run(frames: list[int], key_ws=key_ws, layers=layers) -> dict[str, torch.Tensor]:
+                nonlocal rendered
+                ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
+                with torch.no_grad():
+                    acts = net.synthesis(ws, capture=layers)
+                rendered += len(frames)
+                report("render", rendered, render_total)
+                return acts
 
-                # Automatic channels: look at the first keyframes (up to one batch). They are
-                # frames of the walk too: what the network computes for them is used, not
-                # thrown away.
-                auto = [c for c in group if c.job.channels is None]
-                keyframes = [i * options.frames_per_seed for i in range(len(seeds))]
-                keyframes = [f for f in keyframes if f < group[0].total][:batch]
-                key_acts = None
-                if auto:
-                    with torch.no_grad():
-                        key_acts = net.synthesis(
-                            key_ws[: len(keyframes)], capture=sorted({c.job.layer for c in group})
-                        )
-                    for c in auto:
+            def selected(acts: dict[str, torch.Tensor], group=group) -> dict[str, torch.Tensor]:
+                return {c.job.name: _select(acts[c.job.layer], c) for c in group}
+
+            # Automatic channels: the most active, distinct ones at the first keyframes.
+            if keys:
+                acts = run(keys)
+                for c in group:
+                    if c.job.channels is None:
                         taken = used.setdefault(c.job.layer, set())
-                        c.job.channels = pick_channels(key_acts[c.job.layer], 3, exclude=taken)
+                        c.job.channels = pick_channels(acts[c.job.layer], 3, exclude=taken)
                         taken.update(c.job.channels)
-
-                # Clips that must measure global figures get a cache; every clip's manifest
-                # is written before its first frame.
+            # Global figures from batches of the grid spread over the walk, measured before any
+            # frame is written. What they computed is kept (within KEEP_BYTES) and written once
+            # the figures are known, so those frames cost no second pass.
+            kept: dict[int, dict[str, torch.Tensor]] = {}
+            if stats_batches:
+                thinned: dict[str, list[np.ndarray]] = {c.job.name: [] for c in group if c.stats is None}
+                kept_bytes = 0
+                for i in stats_batches:
+                    chosen = selected(run(grid[i]))
+                    for name in thinned:
+                        thinned[name].append(_thin(chosen[name]))
+                    size = sum(t.numel() * t.element_size() for t in chosen.values())
+                    if i in to_write and kept_bytes + size <= KEEP_BYTES:
+                        kept[i] = {name: t.cpu() for name, t in chosen.items()}
+                        kept_bytes += size
                 for c in group:
-                    if options.norm == "global" and c.stats is None and c.todo:
-                        info = layer_info(net, c.job.layer)
-                        shape = (
-                            c.total,
-                            len(c.job.channels),
-                            info.height - 2 * c.margin,
-                            info.width - 2 * c.margin,
-                        )
-                        cache_root.mkdir(parents=True, exist_ok=True)
-                        c.cache_path = cache_root / f"{c.job.name}.f16"
-                        c.cache = np.lib.format.open_memmap(
-                            c.cache_path, mode="w+", dtype=np.float16, shape=shape
-                        )
-                    else:
-                        write_manifest(c.path, _manifest(c, options, model, net, complete=not c.todo))
-
-                todo = set(needed)
-                if key_acts is not None:
-                    consume(keyframes, key_acts)
-                    todo -= set(keyframes)
-                    rendered += len(set(keyframes) & needed)
-                    report("render", rendered, render_total)
-                    del key_acts
-
-                layers = sorted({c.job.layer for c in group})
-                for frames in _batches(todo, batch):
-                    ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
-                    with torch.no_grad():
-                        acts = net.synthesis(ws, capture=layers)
-                    consume(frames, acts)
-                    rendered += len(frames)
-                    report("render", rendered, render_total)
-
-                # Global normalisation: figures from the whole walk, then write from the cache.
+                    if c.stats is None:
+                        c.stats = measure_global(np.concatenate(thinned.pop(c.job.name)))
+            for c in group:
+                write_manifest(c.path, _manifest(c, options, model, net, complete=False))
+            for i in sorted(to_write):
+                frames = grid[i]
+                chosen = kept.pop(i, None) or selected(run(frames))
                 for c in group:
-                    if c.cache is None:
+                    rows = [r for r, f in enumerate(frames) if f in c.todo]
+                    if not rows:
                         continue
-                    c.cache.flush()
-                    c.stats = measure_global(c.cache)
-                    write_manifest(c.path, _manifest(c, options, model, net, complete=False))
-                    for frames in _batches(c.todo, batch):
-                        x = torch.from_numpy(np.asarray(c.cache[frames])).to(device)
-                        for f, rgb in zip(frames, _finish(x, c, options), strict=True):
-                            writer.submit(
-                                frame_path(c.path, c.job.name, f + 1), rgb, _attributes(c, model, options, f)
-                            )
-                            c.written += 1
-                    del c.cache
-                    c.cache = None
-                    c.cache_path.unlink(missing_ok=True)
-            writer.close()
-    finally:
-        for c in clips:
-            c.cache = None
-        if cache_root.exists():
-            shutil.rmtree(cache_root, ignore_errors=True)
+                    x = chosen[c.job.name][rows].to(device)
+                    for r, rgb in zip(rows, _finish(x, c, options), strict=True):
+                        f = frames[r]
+                        writer.submit(
+                            frame_path(c.path, c.job.name, f + 1), rgb, _attributes(c, model, options, f)
+                        )
+                        c.written += 1
+        writer.close()
 
     results = []
     for c in clips:
-        write_manifest(c.path, _manifest(c, options, model, net, complete=True))
+        complete = len(finished_frames(c.path, c.job.name, c.total)) == c.total
+        write_manifest(c.path, _manifest(c, options, model, net, complete=complete))
         results.append(
             ClipResult(
                 name=c.job.name,
@@ -441,7 +442,7 @@ def render_clips(
                 seeds=list(c.job.seeds),
                 frames=c.total,
                 written=c.written,
-                skipped=c.total - len(c.todo),
+                skipped=len(c.owned) - len(c.todo),
                 stats=c.stats,
             )
         )
@@ -461,6 +462,7 @@ def results_json(results: Sequence[ClipResult], out_dir: Path) -> list[dict]:
     rows = []
     for r in results:
         row = asdict(r)
+        del row["written"], row["skipped"]  # run counts, not the pack: shards must agree
         row["path"] = str(Path(r.path).relative_to(out_dir))
         row["stats"] = r.stats.to_json() if r.stats else None
         rows.append(row)

@@ -299,3 +299,16 @@ def test_library_render_reports_progress(blend, tmp_path):
     assert [f.name for f in files] == ["frame_00002.png", "frame_00003.png"]
     assert seen == [(0, 2), (1, 2), (2, 2)]
     assert sorted(os.listdir(tmp_path)) == ["frame_00002.png", "frame_00003.png"]
+
+
+def test_render_shards_together_render_the_range(blend, tmp_path):
+    """--shard i/n renders the i-th contiguous slice; the slices cover the range once."""
+    out = tmp_path / "frames"
+    common = ("blender", "render", blend, "--frames", "1-3", "--samples", "2", "--resolution", "24x16")
+    first = run(*common, "--out", out, "--shard", "0/2")
+    assert first.exit_code == 0, first.output
+    assert sorted(p.name for p in out.iterdir()) == ["frame_00001.png"]
+    second = run(*common, "--out", out, "--shard", "1/2")
+    assert second.exit_code == 0, second.output
+    assert sorted(p.name for p in out.iterdir()) == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
+    assert "2 frames rendered" in second.output

@@ -90,3 +90,22 @@ def test_unwritable_output_is_one_clear_line(tmp_path):
     result = run("maps", MODEL, "--layer", "L3_52_64", "--seeds", "1", "--out", str(blocker / "sub"))
     assert result.exit_code == 2
     assert "cannot create clip folder" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_pack_shards_together_equal_the_whole(tmp_path):
+    args = ["pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "2", "--seeds", "1-3", "-k", "2"]
+    assert run(*args, "--out", str(tmp_path / "whole")).exit_code == 0
+    for i in range(3):
+        result = run(*args, "--out", str(tmp_path / "parts"), "--shard", f"{i}/3")
+        assert result.exit_code == 0, result.output
+    whole = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("*.*"))
+    parts = sorted(p.relative_to(tmp_path / "parts") for p in (tmp_path / "parts").rglob("*.*"))
+    assert whole == parts and len(whole) == 2 * (6 + 1) + 1  # 2 clips x (6 frames + clip.json) + pack.json
+    for rel in whole:
+        assert (tmp_path / "whole" / rel).read_bytes() == (tmp_path / "parts" / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("shard", ["3/3", "x", "1/0", "-1/2"])
+def test_bad_shard_is_one_line(tmp_path, shard):
+    result = run("maps", MODEL, "--layer", "L3_52_64", "--out", str(tmp_path), "--shard", shard)
+    assert result.exit_code == 2 and "use i/n" in result.stderr

@@ -32,6 +32,29 @@ ModelArg = Annotated[
     ),
 ]
 
+ShardOpt = Annotated[
+    str,
+    typer.Option(
+        "--shard",
+        help="i/n: do only the i-th of n deterministic slices (for Slurm arrays and other farm "
+        "managers); the n shards together equal the whole.",
+    ),
+]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/8' -> (2, 8); anything else is a UsageError saying what is valid."""
+    from ..errors import UsageError
+
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise UsageError(f"bad --shard {text!r}: use i/n with 0 <= i < n, e.g. 0/4") from None
+    if not (n >= 1 and 0 <= i < n):
+        raise UsageError(f"bad --shard {text!r}: use i/n with 0 <= i < n, e.g. 0/4")
+    return i, n
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import console, progress_bar, reports_errors
+from ._common import ShardOpt, console, parse_shard, progress_bar, reports_errors
 
 app = typer.Typer(
     name="blender",
@@ -138,6 +138,7 @@ def render(
         str, typer.Option("--device", help="cpu or gpu (Cycles on OptiX/CUDA/HIP/...).")
     ] = "cpu",
     blender: BlenderOpt = None,
+    shard: ShardOpt = "0/1",
 ) -> None:
     """Render frames to frame_00001.png, ... (EXR if the scene says so); frames already there are skipped."""
     from ..blender import parse_frames, parse_resolution, render_frames
@@ -162,6 +163,7 @@ def render(
             device=device,
             blender=blender,
             progress=progress,
+            shard=parse_shard(shard),
         )
     folder = files[0].parent if files else out
     console.print(f"{rendered} frames rendered, {len(files) - rendered} already there -> {folder}")

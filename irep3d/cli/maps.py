@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ._common import ModelArg, console, progress_bar, reports_errors
+from ._common import ModelArg, ShardOpt, console, parse_shard, progress_bar, reports_errors
 
 if TYPE_CHECKING:
     from ..maps import ClipResult, MapsOptions
@@ -53,7 +53,9 @@ def _options(**kwargs) -> MapsOptions:
     return options
 
 
-def _run_with_progress(net, model: str, jobs, out: Path, options: MapsOptions) -> list[ClipResult]:
+def _run_with_progress(
+    net, model: str, jobs, out: Path, options: MapsOptions, shard: tuple[int, int]
+) -> list[ClipResult]:
     """Render with two bars: network frames and EXR files written, each with rate and ETA."""
     from ..maps import render_clips
 
@@ -63,7 +65,7 @@ def _run_with_progress(net, model: str, jobs, out: Path, options: MapsOptions) -
         def progress(stage: str, done: int, total: int) -> None:
             bar.update(tasks[stage], completed=done, total=total)
 
-        return render_clips(net, model, jobs, out, options, progress=progress)
+        return render_clips(net, model, jobs, out, options, progress=progress, shard=shard)
 
 
 def _summary(results: list[ClipResult], title: str) -> None:
@@ -102,6 +104,7 @@ def maps(
     device: DeviceOpt = "auto",
     batch: BatchOpt = None,
     compression: CompressionOpt = "zip",
+    shard: ShardOpt = "0/1",
 ) -> None:
     """Render one layer as a looping seed walk: a folder of half-float EXR frames + clip.json."""
     from ..colour import parse_channels
@@ -110,6 +113,7 @@ def maps(
     from ..walk import parse_seeds
 
     seed_list = parse_seeds(seeds)
+    shard_range = parse_shard(shard)
     options = _options(
         frames_per_seed=frames_per_seed,
         loop=loop,
@@ -127,7 +131,7 @@ def maps(
     picked = parse_channels(channels, info.channels, layer)
     clip_name = name or f"{layer}_{'c' + '-'.join(map(str, picked)) if picked else 'auto'}"
     job = ClipJob(name=clip_name, layer=layer, channels=picked, seeds=seed_list)
-    results = _run_with_progress(net, model, [job], out, options)
+    results = _run_with_progress(net, model, [job], out, options, shard_range)
     _summary(results, f"{model} -> {out}")
 
 
@@ -154,6 +158,7 @@ def pack(
     device: DeviceOpt = "auto",
     batch: BatchOpt = None,
     compression: CompressionOpt = "zip",
+    shard: ShardOpt = "0/1",
 ) -> None:
     """Render a pack: N clips per layer, each with 3 channels no other clip of the layer uses."""
     from ..generator import layer_info, load_generator
@@ -161,6 +166,7 @@ def pack(
     from ..walk import parse_seeds, seed_sequences
 
     seed_list = parse_seeds(seeds)
+    shard_range = parse_shard(shard)
     layer_names = [x.strip() for x in layers.split(",") if x.strip()]
     if not layer_names:
         raise UsageError("--layers is empty; give comma-separated layer names (see `irep3d layers MODEL`)")
@@ -191,7 +197,7 @@ def pack(
         for j in range(clips_per_layer):
             seq = sequences[li * clips_per_layer + j]
             jobs.append(ClipJob(name=f"{layer}_clip{j + 1:02d}", layer=layer, channels=None, seeds=seq))
-    results = _run_with_progress(net, model, jobs, out, options)
+    results = _run_with_progress(net, model, jobs, out, options, shard_range)
     write_pack_manifest(
         out,
         {
