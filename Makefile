@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	else \
 	  $(PY) -m pip install -q torch==2.13.0; \
 	fi
-	$(PY) -m pip install -q -e '.[dev,blender]'
+	$(PY) -m pip install -q -e '.[dev,blender,ray]'
 	touch $(STAMP)
 
 # Debian tools the tests use to check our EXR files independently (exrheader, oiiotool).

@@ -56,6 +56,7 @@ __all__ = [
     "parse_frames",
     "parse_resolution",
     "render_frames",
+    "scene_frame_range",
 ]
 
 BLENDER_ENV = "BLENDER"
@@ -202,6 +203,19 @@ def _error_line(lines: Sequence[str], code: int) -> str:
     return f"Blender failed with exit code {code} and no output"
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, be killed when the process that started us dies
+    (a farm worker killed mid-task must not leave Blender rendering on). Elsewhere a no-op."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _run(command: Sequence[str], on_line: Callable[[str], None] | None = None) -> list[str]:
     """Run `command`, streaming each output line (stdout and stderr merged) to `on_line`.
 
@@ -220,6 +234,7 @@ def _run(command: Sequence[str], on_line: Callable[[str], None] | None = None) -
             bufsize=1,
             env=env,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the child ourselves
+            preexec_fn=_die_with_parent,
         )
     except OSError as exc:
         raise BlenderError(f"cannot start {command[0]}: {exc.strerror or exc}") from None
@@ -377,6 +392,7 @@ def render_frames(
     blender: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
     shard: tuple[int, int] = (0, 1),
+    threads: int | None = None,
 ) -> list[Path]:
     """Render frames of a `.blend` into `out_dir`, one image a frame, resuming where it stopped.
 
@@ -393,6 +409,8 @@ def render_frames(
         shard: `(i, n)`: render only the i-th of n contiguous slices of the frame range
             (`--shard i/n`, for Slurm arrays and other farm managers); the n shards together
             render the whole range.
+        threads: Cycles render threads (default: Blender's, every core here); a farm gives
+            each Blender process the CPUs Ray assigned it.
 
     Returns every frame file of the range (`frame_00001.png`, ...; `.exr` when the scene
     writes EXR, else 16-bit PNG), rendered now or before.
@@ -431,6 +449,7 @@ def render_frames(
         "device": device,
         "tag": tag,
         "shard": list(shard),
+        "threads": threads,
     }
     plan: dict[str, Any] = {}
 
@@ -460,6 +479,32 @@ def render_frames(
             f"Blender finished but these frames are missing in {out}: {', '.join(missing[:5])}"
         )
     return files
+
+
+_RANGE_SCRIPT = """\
+import bpy  # noqa: E402
+
+try:
+    bpy.ops.wm.open_mainfile(filepath=ARGS["blend"])
+except Exception as exc:
+    fail(f"cannot open {ARGS['blend']}: {' '.join(str(exc).split())}")
+scene = bpy.context.scene
+print(f"IREP3D_RANGE {scene.frame_start} {scene.frame_end}", flush=True)
+"""
+
+
+def scene_frame_range(
+    blend: str | os.PathLike[str], blender: str | os.PathLike[str] | None = None
+) -> tuple[int, int]:
+    """(first, last) frame a `.blend` renders by default, read in Blender."""
+    path = Path(blend).expanduser()
+    if not path.is_file():
+        raise OutputError(f"scene file {path} does not exist")
+    for line in _run_script(find_blender(blender), _RANGE_SCRIPT, {"blend": str(path.resolve())}):
+        if line.startswith("IREP3D_RANGE "):
+            first, last = line.split()[1:3]
+            return int(first), int(last)
+    raise BlenderError(f"cannot read the frame range of {path}")
 
 
 # --------------------------------------------------------------------------- add-on zip
@@ -599,6 +644,31 @@ for image in bpy.data.images:  # Blender renders a missing texture as pink and c
         if not os.path.exists(path):
             fail(f"image {image.name!r} needs {path}, which does not exist (was the clip moved?)")
 
+
+def sequence_files(image, user):
+    # Every file an image sequence's user reads: the digits of its first file counted on.
+    head, tail = os.path.split(bpy.path.abspath(image.filepath, library=image.library))
+    stem, ext = os.path.splitext(tail)
+    digits = len(stem) - len(stem.rstrip("0123456789"))
+    if not digits:
+        return []
+    start = int(stem[len(stem) - digits:])
+    base = stem[: len(stem) - digits]
+    count = max(1, user.frame_duration)
+    return [os.path.join(head, f"{base}{start + i:0{digits}d}{ext}") for i in range(count)]
+
+
+for material in bpy.data.materials:  # a clip with frames missing: stop before rendering
+    for node in material.node_tree.nodes if material.node_tree else []:
+        image = getattr(node, "image", None)
+        if image is not None and image.source == "SEQUENCE" and not image.packed_file:
+            gone = [f for f in sequence_files(image, node.image_user) if not os.path.exists(f)]
+            if gone:
+                fail(f"the clip of image {image.name!r} is missing {len(gone)} frames, e.g. {gone[0]}")
+
+if ARGS.get("threads"):
+    render.threads_mode = "FIXED"
+    render.threads = ARGS["threads"]
 if ARGS["resolution"]:
     render.resolution_x, render.resolution_y = ARGS["resolution"]
     render.resolution_percentage = 100

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "ArchitectureError",
     "BlenderError",
+    "FarmError",
     "Irep3dError",
     "LayerError",
     "ModelFileError",
@@ -49,3 +50,7 @@ class OutputError(Irep3dError):
 
 class BlenderError(Irep3dError):
     """Blender (a binary or the bpy module) cannot be found, or a job run in it failed."""
+
+
+class FarmError(Irep3dError):
+    """A Ray cluster that cannot be reached, or a farm task that failed after its retries."""

@@ -25,7 +25,7 @@ as `irep3d maps` and `irep3d pack` write them:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -55,8 +55,11 @@ __all__ = [
     "MapsOptions",
     "Progress",
     "default_batch",
+    "measure_batch",
+    "merge_samples",
     "render_clips",
     "results_json",
+    "stats_plan",
     "write_pack_manifest",
 ]
 
@@ -190,7 +193,13 @@ def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, com
 
 
 def _open_clip(
-    job: ClipJob, out_dir: Path, options: MapsOptions, model: str, net: nn.Module, shard: tuple[int, int]
+    job: ClipJob,
+    out_dir: Path,
+    options: MapsOptions,
+    model: str,
+    net: nn.Module,
+    shard: tuple[int, int],
+    clean_temps: bool = True,
 ) -> _Clip:
     """Prepare a clip folder: check a previous run's settings, find what is left to do."""
     info = layer_info(net, job.layer)
@@ -224,7 +233,8 @@ def _open_clip(
         norm = previous.get("normalization") or {}
         if "lo" in norm:
             clip.stats = NormStats.from_json(norm)
-    clean_stale_temps(path)
+    if clean_temps:
+        clean_stale_temps(path)
     done = finished_frames(path, job.name, total)
     clip.owned = shard_frames(total, shard)
     clip.todo = {f for f in clip.owned if f + 1 not in done}
@@ -301,6 +311,9 @@ def render_clips(
     progress: Progress | None = None,
     writer_workers: int | None = None,
     shard: tuple[int, int] = (0, 1),
+    clean_temps: bool = True,
+    stats: Mapping[str, NormStats] | None = None,
+    prepare_only: bool = False,
 ) -> list[ClipResult]:
     """Render clip jobs into `out_dir/<job.name>/`, sharing forward passes where seeds match.
 
@@ -321,6 +334,13 @@ def render_clips(
         writer_workers: EXR encoder threads (None = one per CPU core).
         shard: (i, n): write only the i-th of n contiguous slices of every clip's frames
             (`--shard i/n`); the n shards together write the whole clip.
+        clean_temps: delete temp files an interrupted run left in the clip folders first.
+            False when other shards may be writing into the same folders at the same time
+            (`irep3d.farm`): their temps are not stale; the farm cleans up once all are done.
+        stats: `global` figures by clip name, measured elsewhere (`merge_samples`), for
+            clips whose clip.json has none yet: no sample of the walk is computed here.
+        prepare_only: only pick the automatic channels and write each clip.json (no
+            figures, no frames): the first step of a farm run.
     """
     options.check()
     index, count = shard
@@ -329,7 +349,10 @@ def render_clips(
     device = next(net.parameters()).device
     batch = options.batch or default_batch(device)
     out_dir = Path(out_dir)
-    clips = [_open_clip(job, out_dir, options, model, net, shard) for job in jobs]
+    clips = [_open_clip(job, out_dir, options, model, net, shard, clean_temps) for job in jobs]
+    for clip in clips:
+        if clip.stats is None and stats and clip.job.name in stats:
+            clip.stats = stats[clip.job.name]
     used: dict[str, set[int]] = {}
     for clip in clips:
         if clip.job.channels is not None:
@@ -347,7 +370,7 @@ def render_clips(
             return [], grid, [], set()
         keys = [i * options.frames_per_seed for i in range(len(group[0].job.seeds))]
         keys = [f for f in keys if f < total][:batch] if any(c.job.channels is None for c in group) else []
-        needs_stats = options.norm == "global" and any(c.stats is None for c in group)
+        needs_stats = not prepare_only and options.norm == "global" and any(c.stats is None for c in group)
         stats = _stats_batches(len(grid), batch) if needs_stats else []
         return keys, grid, stats, {i for i, frames in enumerate(grid) if todo.intersection(frames)}
 
@@ -413,6 +436,8 @@ def render_clips(
                         c.stats = measure_global(np.concatenate(thinned.pop(c.job.name)))
             for c in group:
                 write_manifest(c.path, _manifest(c, options, model, net, complete=False))
+            if prepare_only:
+                continue
             for i in sorted(to_write):
                 frames = grid[i]
                 chosen = kept.pop(i, None) or selected(run(frames))
@@ -432,7 +457,8 @@ def render_clips(
     results = []
     for c in clips:
         complete = len(finished_frames(c.path, c.job.name, c.total)) == c.total
-        write_manifest(c.path, _manifest(c, options, model, net, complete=complete))
+        if not prepare_only:
+            write_manifest(c.path, _manifest(c, options, model, net, complete=complete))
         results.append(
             ClipResult(
                 name=c.job.name,
@@ -447,6 +473,82 @@ def render_clips(
             )
         )
     return results
+
+
+# --------------------------------------------------------------------------- split figures
+#
+# A farm measures the `global` figures in parallel: `stats_plan` names the batches of each
+# seed sequence's grid that `render_clips` would sample, `measure_batch` computes one of them
+# and stores its thinned values on the shared disk, `merge_samples` concatenates them in
+# grid order and measures, exactly as `render_clips` does in memory, so the figures (and
+# every frame written with them) are the local run's.
+
+
+def _seed_groups(jobs: Sequence[ClipJob]) -> dict[tuple[int, ...], list[ClipJob]]:
+    groups: dict[tuple[int, ...], list[ClipJob]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(job.seeds), []).append(job)
+    return groups
+
+
+def stats_plan(jobs: Sequence[ClipJob], options: MapsOptions, batch: int) -> list[tuple[list[ClipJob], int]]:
+    """(jobs sharing a seed sequence, grid batch index) for every batch that sets figures."""
+    plan = []
+    for seeds, group in _seed_groups(jobs).items():
+        total = frame_count(len(seeds), options.frames_per_seed, options.loop)
+        for i in _stats_batches(-(-total // batch), batch):
+            plan.append((group, i))
+    return plan
+
+
+def _sample_path(scratch: Path, name: str, index: int) -> Path:
+    return scratch / name / f"b{index:05d}.npy"
+
+
+def measure_batch(
+    net: nn.Module, jobs: Sequence[ClipJob], options: MapsOptions, batch: int, index: int, scratch: Path
+) -> list[Path]:
+    """Compute batch `index` of the grid of `jobs` (one seed sequence, channels chosen) and
+    store each clip's thinned values as `scratch/<clip>/bNNNNN.npy` (atomic; a batch whose
+    files exist is not computed again). Returns the files."""
+    seeds = {tuple(j.seeds) for j in jobs}
+    if len(seeds) != 1 or any(j.channels is None for j in jobs):
+        raise UsageError("measure_batch needs jobs of one seed sequence with their channels chosen")
+    files = [_sample_path(Path(scratch), j.name, index) for j in jobs]
+    if all(f.is_file() for f in files):
+        return files
+    total = frame_count(len(jobs[0].seeds), options.frames_per_seed, options.loop)
+    frames = list(range(index * batch, min((index + 1) * batch, total)))
+    key_ws = seeds_to_ws(net, list(jobs[0].seeds), truncation_psi=options.psi)
+    ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
+    with torch.no_grad():
+        acts = net.synthesis(ws, capture=sorted({j.layer for j in jobs}))
+    for job, path in zip(jobs, files, strict=True):
+        margin = layer_margin(net, job.layer) if options.crop_margin else 0
+        clip = _Clip(job=job, path=path.parent, total=total, margin=margin)
+        with atomic_output(path) as temp, open(temp, "wb") as fh:
+            np.save(fh, _thin(_select(acts[job.layer], clip)))
+    return files
+
+
+def merge_samples(
+    jobs: Sequence[ClipJob], options: MapsOptions, batch: int, scratch: Path
+) -> dict[str, NormStats]:
+    """The `global` figures of every clip from the batches `measure_batch` stored."""
+    figures = {}
+    for seeds, group in _seed_groups(jobs).items():
+        total = frame_count(len(seeds), options.frames_per_seed, options.loop)
+        indices = _stats_batches(-(-total // batch), batch)
+        for job in group:
+            parts = []
+            for i in indices:
+                path = _sample_path(Path(scratch), job.name, i)
+                try:
+                    parts.append(np.load(path, allow_pickle=False))
+                except OSError as exc:
+                    raise OutputError(f"cannot read the sample {path}: {exc.strerror or exc}") from None
+            figures[job.name] = measure_global(np.concatenate(parts))
+    return figures
 
 
 def write_pack_manifest(out_dir: Path, data: dict) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import blender, composite, encode, maps, model
+from . import blender, composite, encode, farm, maps, model
 
 __all__ = ["app", "main"]
 
@@ -25,6 +25,7 @@ maps.register(app)
 encode.register(app)
 blender.register(app)
 composite.register(app)
+farm.register(app)
 
 
 def main() -> None:

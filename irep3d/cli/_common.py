@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -40,6 +41,44 @@ ShardOpt = Annotated[
         "managers); the n shards together equal the whole.",
     ),
 ]
+
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        envvar="IREP3D_RAY",
+        help="Run on a Ray cluster: auto (the cluster this machine belongs to), HOST:PORT of its "
+        "head, or local (one in this process). Default: $IREP3D_RAY, else run here. For a remote "
+        "cluster use `irep3d farm submit`.",
+        show_default=False,
+    ),
+]
+
+SharedRootOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--shared-root",
+        envvar="IREP3D_SHARED_ROOT",
+        help="With --ray: the folder every node mounts at the same path; --out (and the model "
+        "file or .blend) must be inside it. Default: $IREP3D_SHARED_ROOT, else --out itself.",
+        show_default=False,
+    ),
+]
+
+
+def farm_address(address: str | None, shard: str = "0/1") -> str | None:
+    """The Ray cluster to use (None = run here), connected; --shard does not mix with --ray."""
+    from ..farm import connect, resolve_address
+
+    address = resolve_address(address)
+    if address is None:
+        return None
+    if shard != "0/1":
+        from ..errors import UsageError
+
+        raise UsageError("--shard and --ray do not mix: --ray splits the work itself")
+    connect(address)
+    return address
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -84,13 +123,22 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:6.2f} frames/s" if task.speed else "      - frames/s", style="cyan")
 
 
-def progress_bar() -> Progress:
-    """The bar every long command shows: description, bar, done/total, frames/s, ETA."""
+def progress_bar(nodes: bool = False) -> Progress:
+    """The bar every long command shows: description, bar, done/total, frames/s, ETA;
+    with `nodes`, also the farm's nodes busy (the task's `busy` field)."""
+    extra = [TextColumn("[magenta]{task.fields[busy]} nodes busy")] if nodes else []
     return Progress(
         TextColumn("{task.description:<9}"),
         BarColumn(),
         MofNCompleteColumn(),
         RateColumn(),
         TimeRemainingColumn(),
+        *extra,
         console=console,
     )
+
+
+def farm_progress(bar: Progress, description: str) -> Callable[[int, int, int], None]:
+    """A new task on a `progress_bar(nodes=True)` and the callback the farm feeds it with."""
+    task = bar.add_task(description, total=None, busy=0)
+    return lambda done, total, busy: bar.update(task, completed=done, total=total, busy=busy)

@@ -11,7 +11,17 @@ from typing import Annotated
 
 import typer
 
-from ._common import ShardOpt, console, parse_shard, progress_bar, reports_errors
+from ._common import (
+    RayOpt,
+    ShardOpt,
+    SharedRootOpt,
+    console,
+    farm_address,
+    farm_progress,
+    parse_shard,
+    progress_bar,
+    reports_errors,
+)
 
 app = typer.Typer(
     name="blender",
@@ -139,12 +149,37 @@ def render(
     ] = "cpu",
     blender: BlenderOpt = None,
     shard: ShardOpt = "0/1",
+    ray: RayOpt = None,
+    chunk: Annotated[
+        int, typer.Option("--chunk", help="With --ray: frames per task (one Blender process each).")
+    ] = 10,
+    shared_root: SharedRootOpt = None,
 ) -> None:
     """Render frames to frame_00001.png, ... (EXR if the scene says so); frames already there are skipped."""
     from ..blender import parse_frames, parse_resolution, render_frames
 
     frame_range = parse_frames(frames) if frames is not None else None
     size = parse_resolution(resolution) if resolution is not None else None
+    farm = farm_address(ray, shard)
+    if farm is not None:
+        from ..farm import render_chunks
+
+        with progress_bar(nodes=True) as bar:
+            files = render_chunks(
+                blend,
+                out,
+                chunk,
+                frame_range,
+                samples=samples,
+                resolution=size,
+                device=device,
+                blender=blender,
+                shared_root=shared_root,
+                progress=farm_progress(bar, "render"),
+            )
+        folder = files[0].parent if files else out
+        console.print(f"{len(files)} frames in {folder} (Ray cluster {farm}, chunks of {chunk})")
+        return
     rendered = 0
     with progress_bar() as bar:
         task = bar.add_task("render", total=None)

@@ -9,7 +9,18 @@ import typer
 from rich.table import Table
 
 from ..errors import UsageError
-from ._common import ModelArg, ShardOpt, console, parse_shard, progress_bar, reports_errors
+from ._common import (
+    ModelArg,
+    RayOpt,
+    ShardOpt,
+    SharedRootOpt,
+    console,
+    farm_address,
+    farm_progress,
+    parse_shard,
+    progress_bar,
+    reports_errors,
+)
 
 if TYPE_CHECKING:
     from ..maps import ClipResult, MapsOptions
@@ -54,11 +65,34 @@ def _options(**kwargs) -> MapsOptions:
 
 
 def _run_with_progress(
-    net, model: str, jobs, out: Path, options: MapsOptions, shard: tuple[int, int]
+    net,
+    model: str,
+    jobs,
+    out: Path,
+    options: MapsOptions,
+    shard: tuple[int, int],
+    farm: str | None,
+    device: str,
+    shared_root: Path | None = None,
 ) -> list[ClipResult]:
-    """Render with two bars: network frames and EXR files written, each with rate and ETA."""
+    """Render with two bars: network frames and EXR files written, each with rate and ETA.
+
+    On a Ray cluster (`farm`), one bar: EXR files present in the clip folders, nodes busy."""
     from ..maps import render_clips
 
+    if farm is not None:
+        from ..farm import render_maps
+
+        with progress_bar(nodes=True) as bar:
+            return render_maps(
+                model,
+                jobs,
+                out,
+                options,
+                device=device,
+                shared_root=shared_root,
+                progress=farm_progress(bar, "EXR"),
+            )
     with progress_bar() as bar:
         tasks = {"render": bar.add_task("network", total=None), "write": bar.add_task("EXR", total=None)}
 
@@ -105,6 +139,8 @@ def maps(
     batch: BatchOpt = None,
     compression: CompressionOpt = "zip",
     shard: ShardOpt = "0/1",
+    ray: RayOpt = None,
+    shared_root: SharedRootOpt = None,
 ) -> None:
     """Render one layer as a looping seed walk: a folder of half-float EXR frames + clip.json."""
     from ..colour import parse_channels
@@ -126,12 +162,13 @@ def maps(
         compression=compression,
         batch=batch,
     )
-    net = load_generator(model, device)
+    farm = farm_address(ray, shard)
+    net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
     info = layer_info(net, layer)
     picked = parse_channels(channels, info.channels, layer)
     clip_name = name or f"{layer}_{'c' + '-'.join(map(str, picked)) if picked else 'auto'}"
     job = ClipJob(name=clip_name, layer=layer, channels=picked, seeds=seed_list)
-    results = _run_with_progress(net, model, [job], out, options, shard_range)
+    results = _run_with_progress(net, model, [job], out, options, shard_range, farm, device, shared_root)
     _summary(results, f"{model} -> {out}")
 
 
@@ -159,6 +196,8 @@ def pack(
     batch: BatchOpt = None,
     compression: CompressionOpt = "zip",
     shard: ShardOpt = "0/1",
+    ray: RayOpt = None,
+    shared_root: SharedRootOpt = None,
 ) -> None:
     """Render a pack: N clips per layer, each with 3 channels no other clip of the layer uses."""
     from ..generator import layer_info, load_generator
@@ -185,7 +224,8 @@ def pack(
         compression=compression,
         batch=batch,
     )
-    net = load_generator(model, device)
+    farm = farm_address(ray, shard)
+    net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
     jobs = []
     for li, layer in enumerate(layer_names):
         info = layer_info(net, layer)
@@ -197,7 +237,7 @@ def pack(
         for j in range(clips_per_layer):
             seq = sequences[li * clips_per_layer + j]
             jobs.append(ClipJob(name=f"{layer}_clip{j + 1:02d}", layer=layer, channels=None, seeds=seq))
-    results = _run_with_progress(net, model, jobs, out, options, shard_range)
+    results = _run_with_progress(net, model, jobs, out, options, shard_range, farm, device, shared_root)
     write_pack_manifest(
         out,
         {

@@ -1,0 +1,560 @@
+"""Render farm: `--ray ADDRESS` splits `maps`, `pack` and `blender render` into Ray tasks.
+
+Library code only (no printing); Ray is an optional extra (`pip install 'irep3d[ray]'`) and
+is imported inside the functions, so `import irep3d.farm` works without it.
+
+Every node mounts one shared folder (the shared root) at the same path: tasks read their
+inputs and write their outputs there, and only small metadata (clip jobs, options, frame
+ranges, figures, file lists) travels through Ray. Every output file is byte for byte what
+a local run writes (on the same kind of device), because every step is the local one cut
+into pieces:
+
+* Activation clips (`render_maps`), on workers that load the network once (one a GPU;
+  on a cluster without GPUs, one a node using all its cores):
+  1. one worker picks the automatic channels and writes each clip.json (a keyframe pass);
+  2. the batches of the fixed grid that set the `global` figures are computed in
+     parallel, their thinned values stored on the shared root; the driver merges them in
+     grid order into the figures the local run measures (`irep3d.maps.merge_samples`);
+  3. every worker renders shards of all clips with those figures (a locked pack still
+     costs one forward pass a frame), and a last call cleans temps and marks the
+     manifests complete.
+* Cycles frames (`render_chunks`): the frame range is cut into chunks of `chunk` frames,
+  one Blender process per chunk (`irep3d.blender.render_frames`: temp file + rename per
+  frame, finished frames skipped), on one worker a node (a GPU with `device="gpu"`).
+* Faults: a call whose worker process or node dies goes back in the queue for another
+  worker and a replacement worker is started where the cluster has room (calls are
+  idempotent: finished frames are skipped, temps have unique names). A call that fails
+  with an `Irep3dError` (bad input: retries cannot fix it) stops the job with that
+  error's one line; any other error is retried `RETRIES` times, then stops the job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .errors import FarmError, Irep3dError, OutputError, UsageError
+
+__all__ = [
+    "ENV_ADDRESS",
+    "BlenderWorker",
+    "MapsWorker",
+    "check_shared",
+    "connect",
+    "render_chunks",
+    "render_maps",
+    "resolve_address",
+]
+
+ENV_ADDRESS = "IREP3D_RAY"
+#: Test hook: when this variable names a file that exists, the first task to see it deletes
+#: it and kills its own worker process (os._exit) after writing its first frame.
+ENV_CRASH = "IREP3D_FARM_CRASH"
+RETRIES = 3
+POLL_S = 0.5
+#: How long a job may have queued calls and no worker able to run them (every node gone).
+STALL_S = 600.0
+SCRATCH = ".irep3d-farm"  # per-job scratch folder in the output folder (figure samples)
+
+#: progress(done, total, busy): frames present in the output folders, frames of the job,
+#: nodes running one of its calls right now.
+Progress = Callable[[int, int, int], None]
+
+
+# --------------------------------------------------------------------------- connection
+
+
+def resolve_address(address: str | None) -> str | None:
+    """The cluster to use: `--ray ADDRESS`, else `$IREP3D_RAY`, else None (run locally)."""
+    value = address if address is not None else os.environ.get(ENV_ADDRESS)
+    value = (value or "").strip()
+    return value or None
+
+
+def connect(address: str) -> None:
+    """Connect to a Ray cluster: `auto` (the one this machine belongs to), `HOST:PORT`
+    (its head), or `local` (start one inside this process). A no-op when connected.
+
+    `ray://` client addresses are refused: a long job on a remote cluster is submitted
+    with Ray's Jobs API (`irep3d farm submit`), so it survives the laptop going away.
+    """
+    ray = _ray()
+    if address.startswith("ray://"):
+        raise UsageError(
+            f"--ray {address}: ray:// client connections are not used; submit the command to the "
+            "cluster with `irep3d farm submit --address http://HEAD:8265 -- irep3d ...` instead"
+        )
+    if ray.is_initialized():
+        return
+    try:
+        if address == "local":
+            ray.init(include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        else:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        line = " ".join(str(exc).split())
+        raise FarmError(f"cannot connect to the Ray cluster at {address!r}: {line}") from None
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--ray needs Ray: pip install 'irep3d[ray]'") from None
+    return ray
+
+
+def check_shared(folder: str | os.PathLike[str]) -> Path:
+    """Raise OutputError when this node cannot see or write `folder` (the shared root)."""
+    path = Path(folder)
+    if not path.is_dir() or not os.access(path, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"node {socket.gethostname()} cannot write the shared root {path}: "
+            "mount it at the same path on every node of the cluster"
+        )
+    return path
+
+
+def _shared(out: Path, shared_root: str | os.PathLike[str] | None) -> tuple[str, str]:
+    """(output folder, shared root) as absolute paths; the output must lie in the root."""
+    out = out.expanduser().resolve()
+    root = Path(shared_root).expanduser().resolve() if shared_root is not None else out
+    if not root.is_dir():
+        raise OutputError(f"shared root {root} does not exist (or is not a folder) on this machine")
+    if out != root and root not in out.parents:
+        raise UsageError(f"--out {out} is not inside --shared-root {root}: every node must see the output")
+    return str(out), str(root)
+
+
+def _crash_hook() -> None:
+    """Kill this worker process once if the test hook is armed (see ENV_CRASH)."""
+    marker = os.environ.get(ENV_CRASH)
+    if not marker:
+        return
+    try:
+        os.unlink(marker)
+    except OSError:
+        return
+    os._exit(1)
+
+
+@dataclass
+class _Fatal:
+    """An Irep3dError raised in a call, returned as a value so it is not retried."""
+
+    error: Irep3dError
+
+
+def _threads() -> int:
+    """The CPUs Ray gave this worker (at least 1)."""
+    import ray
+
+    return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
+
+
+class _Worker:
+    """What every farm worker answers: where it runs (for the busy-nodes figure)."""
+
+    def where(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class MapsWorker(_Worker):
+    """A Ray actor: loads the network once, then prepares, measures and renders clip jobs."""
+
+    def __init__(self, model: str, device: str, shared_root: str) -> None:
+        import torch
+
+        from .generator import load_generator
+
+        torch.set_num_threads(_threads())
+        self.model = model
+        self.shared_root = shared_root
+        self.net = None
+        self.error: Irep3dError | None = None
+        try:
+            check_shared(shared_root)
+            self.net = load_generator(model, device)
+        except Irep3dError as exc:  # reported by its first call, not retried
+            self.error = exc
+
+    def _call(self, work: Callable[[], Any]) -> Any:
+        try:
+            if self.error is not None:
+                raise self.error
+            check_shared(self.shared_root)
+            return work()
+        except Irep3dError as exc:
+            return _Fatal(exc)
+
+    def render(self, jobs, out_dir: str, options, shard=(0, 1), stats=None, **flags):
+        """`render_clips` on this worker: a shard, the prepare step or the final pass."""
+        from .maps import render_clips
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "write" and done >= 1:
+                _crash_hook()
+
+        return self._call(
+            lambda: render_clips(
+                self.net,
+                self.model,
+                jobs,
+                Path(out_dir),
+                options,
+                progress,
+                shard=shard,
+                stats=stats,
+                **flags,
+            )
+        )
+
+    def measure(self, jobs, options, batch: int, index: int, scratch: str):
+        """One batch of the figures' sample (see `irep3d.maps.measure_batch`)."""
+        from .maps import measure_batch
+
+        return self._call(lambda: measure_batch(self.net, jobs, options, batch, index, Path(scratch)))
+
+
+class BlenderWorker(_Worker):
+    """A Ray actor that renders chunks of a `.blend`, one Blender process a chunk."""
+
+    def __init__(self, shared_root: str) -> None:
+        self.shared_root = shared_root
+
+    def render(self, blend: str, out_dir: str, frames: tuple[int, int], kwargs: dict):
+        from .blender import render_frames
+
+        try:
+            check_shared(self.shared_root)
+            if not Path(blend).is_file():
+                raise OutputError(f"node {socket.gethostname()} cannot read the scene file {blend}")
+
+            def progress(done: int, total: int) -> None:
+                if done >= 1:
+                    _crash_hook()
+
+            threads = kwargs.pop("threads", None) or _threads()
+            files = render_frames(blend, out_dir, frames, progress=progress, threads=threads, **kwargs)
+            return [str(f) for f in files]
+        except Irep3dError as exc:
+            return _Fatal(exc)
+
+    def scene_range(self, blend: str, blender: str | None):
+        """(first, last) frame of the scene, read in Blender."""
+        from .blender import scene_frame_range
+
+        try:
+            return scene_frame_range(blend, blender)
+        except Irep3dError as exc:
+            return _Fatal(exc)
+
+
+# --------------------------------------------------------------------------- the pool
+
+
+class _Pool:
+    """Workers that each run one call at a time. A worker that dies (its process or its
+    node) is replaced where the cluster has room, and its call goes to another worker.
+
+    Ray's own actor restarts are off (`max_restarts=0`): a restart waits for room on the
+    dead node's resources and holds the call hostage meanwhile.
+    """
+
+    def __init__(self, cls: type, args: tuple, gpus: bool) -> None:
+        ray = _ray()
+        self.remote = ray.remote(max_restarts=0, max_task_retries=0)(cls)
+        self.args = args
+        self.idle: list = []
+        self.starting: dict = {}  # readiness ref -> (actor, node it was placed for)
+        self.node_of: dict = {}  # actor -> node id
+        self.spawn_of: dict = {}  # actor -> (resources, node) it was started with
+        self.all: list = []
+        self.deaths = 0
+        if gpus:
+            total = int(ray.cluster_resources().get("GPU", 0))
+            for _ in range(total):
+                self._spawn({"num_gpus": 1, "num_cpus": 1}, None)
+        else:  # one worker a node, with all of its CPUs
+            for node in ray.nodes():
+                cpus = int(node.get("Resources", {}).get("CPU", 0))
+                if node.get("Alive") and cpus >= 1:
+                    self._spawn({"num_cpus": cpus}, node["NodeID"])
+
+    def _spawn(self, resources: dict, node: str | None) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        options = dict(resources)
+        if node is not None:  # soft: a replacement for a dead node's worker goes elsewhere
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        actor = self.remote.options(**options).remote(*self.args)
+        self.all.append(actor)
+        self.starting[actor.where.remote()] = (actor, resources, node)
+
+    def run(
+        self,
+        method: str,
+        calls: list[tuple],
+        count: Callable[[], int] = lambda: 0,
+        total: int = 0,
+        progress: Progress | None = None,
+        **kwargs: Any,
+    ) -> list:
+        """Run `method(*args, **kwargs)` for each args of `calls` on the pool; results in order."""
+        ray = _ray()
+        queue = deque(range(len(calls)))
+        tries = [0] * len(calls)
+        results: dict[int, Any] = {}
+        running: dict = {}  # ref -> (actor, call index)
+        stalled_since: float | None = None
+        try:
+            while queue or running:
+                while queue and self.idle:
+                    actor, i = self.idle.pop(), queue.popleft()
+                    running[getattr(actor, method).remote(*calls[i], **kwargs)] = (actor, i)
+                if queue and not running and not self.idle:
+                    stalled_since = stalled_since or time.monotonic()
+                    if time.monotonic() - stalled_since > STALL_S:
+                        raise FarmError(f"no node of the cluster can take the work for {STALL_S:.0f} s")
+                else:
+                    stalled_since = None
+                refs = list(running) + list(self.starting)
+                ready, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_S)
+                busy = len({self.node_of.get(actor) for actor, _ in running.values()})  # this wait
+                for ref in ready:
+                    if ref in self.starting:
+                        self._started(ref)
+                        continue
+                    actor, i = running.pop(ref)
+                    try:
+                        value = ray.get(ref)
+                    except ray.exceptions.RayTaskError as exc:
+                        cause = exc.cause
+                        if isinstance(cause, Irep3dError):
+                            raise cause from None
+                        tries[i] += 1
+                        if tries[i] > RETRIES:
+                            line = " ".join(f"{type(cause).__name__}: {cause}".split())
+                            raise FarmError(f"a farm task failed {tries[i]} times: {line}") from None
+                        self.idle.append(actor)
+                        queue.append(i)
+                        continue
+                    except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                        tries[i] += 1
+                        if tries[i] > RETRIES:
+                            raise FarmError(
+                                f"a farm task lost its worker {tries[i]} times (killed, or its node died)"
+                            ) from None
+                        self._died(actor)
+                        queue.appendleft(i)
+                        continue
+                    if isinstance(value, _Fatal):
+                        raise value.error
+                    results[i] = value
+                    self.idle.append(actor)
+                if progress is not None:
+                    progress(count(), total, busy)
+        except BaseException:
+            for ref in running:
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref, force=True)
+            raise
+        return [results[i] for i in range(len(calls))]
+
+    def _started(self, ref) -> None:
+        ray = _ray()
+        actor, resources, node = self.starting.pop(ref)
+        try:
+            self.node_of[actor] = ray.get(ref)
+        except ray.exceptions.RayActorError:
+            self._respawn(resources, node)
+            return
+        self.spawn_of[actor] = (resources, node)
+        self.idle.append(actor)
+
+    def _died(self, actor) -> None:
+        resources, node = self.spawn_of.pop(actor)
+        self.node_of.pop(actor, None)
+        self._respawn(resources, node)
+
+    def _respawn(self, resources: dict, node: str | None) -> None:
+        self.deaths += 1
+        if self.deaths > 4 * RETRIES + len(self.all):
+            raise FarmError(f"{self.deaths} farm workers died; giving up (see `ray status`)")
+        self._spawn(resources, node)
+
+    def close(self) -> None:
+        ray = _ray()
+        for actor in self.all:
+            with contextlib.suppress(Exception):
+                ray.kill(actor)
+
+
+# --------------------------------------------------------------------------- activation maps
+
+
+def render_maps(
+    model: str,
+    jobs: Sequence,
+    out_dir: str | os.PathLike[str],
+    options,
+    *,
+    device: str = "auto",
+    shared_root: str | os.PathLike[str] | None = None,
+    shards_per_worker: int = 4,
+    progress: Progress | None = None,
+) -> list:
+    """Render clip jobs on the connected Ray cluster; returns `ClipResult`s as `render_clips`.
+
+    Args:
+        model: the network as the user named it (`builtin:...`, or a file every node reads).
+        jobs: `ClipJob`s (see `irep3d.maps.render_clips`).
+        out_dir: parent of the clip folders, inside `shared_root`.
+        options: `MapsOptions`; a missing batch size is fixed here (16 on GPUs, else 4) so
+            every worker computes the same grid of batches.
+        device: the network's device on the workers (`auto`: the GPU Ray gives them).
+        shared_root: the folder every node mounts at the same path (default: `out_dir`).
+        shards_per_worker: shards a worker gets on average (more = finer retries and balance).
+        progress: `progress(frames present, frames of the job, nodes busy)` while it runs.
+    """
+    from .maps import ClipJob, merge_samples, stats_plan
+    from .walk import frame_count
+
+    ray = _ray()
+    options.check()
+    if not jobs:
+        return []
+    out = Path(out_dir).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
+    out_str, root = _shared(out, shared_root)
+    if not model.startswith("builtin:") and Path(model).expanduser().exists():
+        model = str(Path(model).expanduser().resolve())
+    gpus = int(ray.cluster_resources().get("GPU", 0)) > 0
+    options = replace(options, batch=options.batch or (16 if gpus else 4))
+    jobs = [ClipJob(j.name, j.layer, list(j.channels) if j.channels else None, list(j.seeds)) for j in jobs]
+    totals = {j.name: frame_count(len(j.seeds), options.frames_per_seed, options.loop) for j in jobs}
+    total = sum(totals.values())
+
+    def count() -> int:
+        from .exr_clip import finished_frames
+
+        return sum(len(finished_frames(Path(out_str) / name, name, n)) for name, n in totals.items())
+
+    pool = _Pool(MapsWorker, (model, device, root), gpus)
+    try:
+        workers = max(1, len(pool.starting))
+        n_shards = max(1, min(workers * shards_per_worker, min(totals.values())))
+        # 1. Channels (and figures a previous run recorded) into clip.json.
+        (prepared,) = pool.run("render", [(jobs, out_str, options)], prepare_only=True)
+        for job, result in zip(jobs, prepared, strict=True):
+            job.channels = list(result.channels)
+        # 2. The `global` figures: sample batches in parallel, merged here in grid order.
+        stats = None
+        missing = [j for j, r in zip(jobs, prepared, strict=True) if r.stats is None]
+        if options.norm == "global" and missing:
+            scratch = Path(out_str) / SCRATCH
+            plan = stats_plan(missing, options, options.batch)
+            pool.run("measure", [(group, options, options.batch, i, str(scratch)) for group, i in plan])
+            stats = merge_samples(missing, options, options.batch, scratch)
+        # 3. Every shard, then one pass that cleans temps and marks the manifests complete.
+        calls = [(jobs, out_str, options, (i, n_shards), stats) for i in range(n_shards)]
+        parts = pool.run("render", calls, count, total, progress, clean_temps=False)
+        (final,) = pool.run("render", [(jobs, out_str, options, (0, 1), stats)], count, total, progress)
+    finally:
+        pool.close()
+    shutil.rmtree(Path(out_str) / SCRATCH, ignore_errors=True)
+    written = {r.name: sum(p.written for part in parts for p in part if p.name == r.name) for r in final}
+    return [
+        replace(r, path=Path(r.path), written=written[r.name], skipped=r.frames - written[r.name])
+        for r in final
+    ]
+
+
+# --------------------------------------------------------------------------- Blender
+
+
+def render_chunks(
+    blend: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    chunk: int = 10,
+    frames: tuple[int, int] | None = None,
+    *,
+    samples: int | None = None,
+    resolution: tuple[int, int] | None = None,
+    device: str = "cpu",
+    blender: str | None = None,
+    shared_root: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> list[Path]:
+    """Render a `.blend` on the connected Ray cluster, one Blender process per `chunk` frames.
+
+    Same arguments and result as `irep3d.blender.render_frames` (the scene's frame range by
+    default; finished frames skipped), plus `chunk` and `shared_root` (the folder every
+    node mounts; default: the output folder; the `.blend` and its clip must be in it too).
+    With `device="gpu"` a worker a GPU, else a worker a node using all of its CPUs.
+    """
+    from .blender import DEVICES, frame_file_name
+
+    ray = _ray()
+    if not isinstance(chunk, int) or chunk < 1:
+        raise UsageError(f"--chunk must be at least 1 frame, not {chunk!r}")
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
+    path = Path(blend).expanduser()
+    if not path.is_file():
+        raise OutputError(f"scene file {path} does not exist")
+    if path.suffix.lower() != ".blend":
+        raise UsageError(f"scene file {path} must end in .blend")
+    out = Path(out_dir).expanduser() if out_dir is not None else path.parent / "renders"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    out_str, root = _shared(out, shared_root)
+    blend_str = str(path.resolve())
+    gpus = device == "gpu"
+    if gpus and int(ray.cluster_resources().get("GPU", 0)) < 1:
+        raise UsageError("--device gpu: the Ray cluster has no GPU; use --device cpu")
+    kwargs = {
+        "samples": samples,
+        "resolution": tuple(resolution) if resolution is not None else None,
+        "device": device,
+        "blender": blender,
+    }
+    pool = _Pool(BlenderWorker, (root,), gpus)
+    try:
+        if frames is None:
+            (frames,) = pool.run("scene_range", [(blend_str, blender)])
+        first, last = frames
+        if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
+            raise UsageError(f"bad frame range {frames!r}; use (first, last) with 0 <= first <= last")
+        chunks = [(a, min(a + chunk - 1, last)) for a in range(first, last + 1, chunk)]
+        names = {frame_file_name(n, ext) for n in range(first, last + 1) for ext in (".png", ".exr")}
+
+        def count() -> int:
+            try:
+                return sum(1 for entry in os.scandir(out_str) if entry.name in names)
+            except OSError:
+                return 0
+
+        calls = [(blend_str, out_str, c, kwargs) for c in chunks]
+        parts = pool.run("render", calls, count, last - first + 1, progress)
+    finally:
+        pool.close()
+    return [Path(f) for part in parts for f in part]

@@ -1,0 +1,254 @@
+"""`--ray`: packs and Cycles renders split into Ray tasks, byte for byte the local run.
+
+One local Ray instance (2 CPUs, no dashboard) serves the module. A worker killed mid-task
+(the `IREP3D_FARM_CRASH` hook: the first task that finds the marker file deletes it and
+`os._exit`s after its first frame) must not change a byte; bad input stops the job with
+one line instead of being retried.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import OpenEXR
+import pytest
+import ray
+from typer.testing import CliRunner
+
+from irep3d import farm
+from irep3d.cli import app
+from irep3d.errors import FarmError, Irep3dError, LayerError, OutputError
+from irep3d.maps import ClipJob, MapsOptions, render_clips
+
+MODEL = "builtin:sg3t-256"
+LAYERS = ("L3_52_64", "L5_84_64")
+OPTIONS = MapsOptions(frames_per_seed=4)  # 3 seeds, loop: 12 frames a clip
+runner = CliRunner()
+
+
+def jobs() -> list[ClipJob]:
+    """A locked pack: 2 layers x 2 clips, automatic channels, one seed sequence."""
+    return [ClipJob(f"{layer}_clip{j + 1:02d}", layer, None, [1, 2, 3]) for layer in LAYERS for j in range(2)]
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def crash_marker(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("hook") / "crash-once"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cluster(crash_marker):
+    os.environ[farm.ENV_CRASH] = str(crash_marker)  # inherited by the Ray workers
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    yield
+    ray.shutdown()
+    os.environ.pop(farm.ENV_CRASH, None)
+
+
+@pytest.fixture(scope="module")
+def local_pack(tmp_path_factory) -> Path:
+    from irep3d.generator import load_generator
+
+    out = tmp_path_factory.mktemp("local")
+    render_clips(load_generator(MODEL, "cpu"), MODEL, jobs(), out, OPTIONS)
+    return out
+
+
+def test_pack_on_the_farm_equals_the_local_run(local_pack, tmp_path):
+    seen: list[tuple[int, int, int]] = []
+    results = farm.render_maps(MODEL, jobs(), tmp_path, OPTIONS, progress=lambda *a: seen.append(a))
+    assert tree(tmp_path) == tree(local_pack)  # the figures' samples are gone too
+    assert len(tree(tmp_path)) == 4 * (12 + 1)
+    assert [r.written for r in results] == [12] * 4
+    assert seen[-1][:2] == (48, 48)
+    assert max(busy for *_, busy in seen) == 1  # this cluster is one node
+    assert all(json.loads((tmp_path / j.name / "clip.json").read_text())["complete"] for j in jobs())
+
+
+def test_a_worker_killed_mid_task_changes_no_byte(local_pack, tmp_path, crash_marker):
+    crash_marker.write_text("")
+    farm.render_maps(MODEL, jobs(), tmp_path, OPTIONS)
+    assert not crash_marker.exists(), "the crash hook did not fire"
+    assert tree(tmp_path) == tree(local_pack)  # no temp file left either
+
+
+def test_a_resumed_farm_run_skips_finished_frames(local_pack, tmp_path):
+    farm.render_maps(MODEL, jobs(), tmp_path, OPTIONS)
+    for j in jobs()[:2]:
+        (tmp_path / j.name / f"{j.name}_00007.exr").unlink()
+    results = farm.render_maps(MODEL, jobs(), tmp_path, OPTIONS)
+    assert [r.written for r in results] == [1, 1, 0, 0]
+    assert tree(tmp_path) == tree(local_pack)
+
+
+def test_cli_pack_with_ray(local_pack, tmp_path):
+    result = runner.invoke(
+        app,
+        ["pack", MODEL, "--layers", ",".join(LAYERS), "--clips-per-layer", "2", "--seeds", "1-3", "-k", "4",
+         "--out", str(tmp_path), "--ray", "auto"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    files = tree(tmp_path)
+    assert files.pop("pack.json")
+    assert files == tree(local_pack)
+
+
+def test_cli_shard_and_ray_do_not_mix(tmp_path):
+    result = runner.invoke(
+        app, ["maps", MODEL, "--layer", "L3_52_64", "--out", str(tmp_path), "--shard", "0/2", "--ray", "auto"]
+    )
+    assert result.exit_code == 2 and "do not mix" in result.stderr
+
+
+def test_bad_input_stops_the_job_with_one_error(tmp_path):
+    bad = [ClipJob("x", "L99_nope", [0, 1, 2], [1, 2])]
+    with pytest.raises(LayerError, match="unknown layer"):
+        farm.render_maps(MODEL, bad, tmp_path, OPTIONS)
+    with pytest.raises(Irep3dError, match=r"model|builtin|network"):
+        farm.render_maps("builtin:no-such-net", jobs(), tmp_path, OPTIONS)
+
+
+def test_an_unwritable_shared_root_names_the_path(tmp_path):
+    with pytest.raises(OutputError, match=re.escape(str(tmp_path / "nowhere"))):
+        farm.check_shared(tmp_path / "nowhere")
+
+
+def test_the_output_must_be_inside_the_shared_root(tmp_path):
+    (tmp_path / "root").mkdir()
+    with pytest.raises(Irep3dError, match="not inside --shared-root"):
+        farm.render_maps(MODEL, jobs(), tmp_path / "elsewhere", OPTIONS, shared_root=tmp_path / "root")
+    with pytest.raises(OutputError, match=re.escape(str(tmp_path / "gone"))):
+        farm.render_maps(MODEL, jobs(), tmp_path / "out", OPTIONS, shared_root=tmp_path / "gone")
+
+
+def test_figures_measured_in_parallel_equal_the_local_ones(local_pack, tmp_path):
+    """norm global: the sample batches, computed by workers and merged, give clip.json's figures."""
+    results = farm.render_maps(MODEL, jobs(), tmp_path / "pack", OPTIONS, shared_root=tmp_path)
+    for r in results:
+        local = json.loads((local_pack / r.name / "clip.json").read_text())["normalization"]
+        assert r.stats.to_json() == {"lo": local["lo"], "hi": local["hi"]}
+
+
+def test_ray_client_addresses_are_refused():
+    with pytest.raises(Irep3dError, match="farm submit"):
+        farm.connect("ray://10.0.0.1:10001")
+
+
+def test_address_from_the_environment(monkeypatch):
+    monkeypatch.setenv(farm.ENV_ADDRESS, "auto")
+    assert farm.resolve_address(None) == "auto"
+    assert farm.resolve_address("10.0.0.1:6379") == "10.0.0.1:6379"
+    monkeypatch.setenv(farm.ENV_ADDRESS, "")
+    assert farm.resolve_address(None) is None
+
+
+# --------------------------------------------------------------------------- Blender
+
+FRAMES, SIZE = 4, 24
+
+
+def png_pixels(root: Path) -> dict[str, bytes]:
+    """IHDR + IDAT chunks of each PNG: the pixels as written. Blender stamps the date and
+    render time into text chunks, so two local renders already differ in those bytes."""
+    out = {}
+    for path in sorted(root.iterdir()):
+        data, pos, kept = path.read_bytes(), 8, b""
+        while pos < len(data):
+            size = int.from_bytes(data[pos : pos + 4], "big")
+            kind = data[pos + 4 : pos + 8]
+            if kind in (b"IHDR", b"IDAT"):
+                kept += data[pos + 8 : pos + 8 + size]
+            pos += 12 + size
+        out[path.name] = kept
+    return out
+
+
+def write_clip(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
+    for i in range(FRAMES):
+        blob = np.exp(-((xx - 6 - 4 * i) ** 2 + (yy - 12) ** 2) / (2 * 3.0**2))
+        rgb = np.ascontiguousarray(np.repeat(blob[..., None], 3, axis=2).astype(np.float16))
+        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+        OpenEXR.File(header, {"RGB": rgb}).write(str(folder / f"blob_{i + 1:05d}.exr"))
+    manifest = {"name": "blob", "frames": FRAMES, "fps": 24, "loop": True, "resolution": [SIZE, SIZE],
+                "files": "blob_#####.exr", "first_frame": 1, "norm": "none"}  # fmt: skip
+    (folder / "clip.json").write_text(json.dumps(manifest))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def blend(tmp_path_factory) -> Path:
+    from irep3d.blender import build_scene
+
+    clip = write_clip(tmp_path_factory.mktemp("clips") / "blob")
+    settings = {"samples": 1, "resolution": (24, 16)}
+    return build_scene(clip, clip.parent / "scene.blend", "edge-point-light", settings)
+
+
+@pytest.fixture(scope="module")
+def local_frames(blend, tmp_path_factory) -> Path:
+    from irep3d.blender import render_frames
+
+    out = tmp_path_factory.mktemp("renders")
+    render_frames(blend, out)
+    return out
+
+
+@pytest.mark.slow
+def test_blender_chunks_equal_the_local_render(blend, local_frames, tmp_path):
+    files = farm.render_chunks(blend, tmp_path, chunk=2)
+    assert [f.name for f in files] == [f"frame_{n:05d}.png" for n in range(1, FRAMES + 1)]
+    assert png_pixels(tmp_path) == png_pixels(local_frames)
+
+
+@pytest.mark.slow
+def test_blender_chunk_killed_mid_task_is_retried(blend, local_frames, tmp_path, crash_marker):
+    crash_marker.write_text("")
+    farm.render_chunks(blend, tmp_path, chunk=2)
+    assert not crash_marker.exists(), "the crash hook did not fire"
+    assert png_pixels(tmp_path) == png_pixels(local_frames)
+
+
+def test_blender_missing_clip_frames_stop_the_job(tmp_path):
+    """A clip with a frame gone: one error naming it, before any frame is rendered."""
+    from irep3d.blender import build_scene
+
+    clip = write_clip(tmp_path / "clips" / "blob")
+    scene = build_scene(
+        clip, tmp_path / "scene.blend", "edge-point-light", {"samples": 1, "resolution": (24, 16)}
+    )
+    (clip / "blob_00003.exr").unlink()
+    with pytest.raises(Irep3dError, match=r"missing 1 frames.*blob_00003\.exr"):
+        farm.render_chunks(scene, tmp_path / "out", chunk=2)
+    assert not list((tmp_path / "out").glob("frame_*"))
+
+
+def test_blender_bad_input_is_one_error(blend, tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        farm.render_chunks(tmp_path / "missing.blend", tmp_path, chunk=2)
+    with pytest.raises(Irep3dError, match="--chunk"):
+        farm.render_chunks(blend, tmp_path, chunk=0)
+    broken = tmp_path / "broken.blend"
+    broken.write_text("not a blend")
+    with pytest.raises(Irep3dError, match=r"cannot open|Blender"):
+        farm.render_chunks(broken, tmp_path / "out", chunk=2)
+
+
+def test_cli_blender_render_with_ray(blend, local_frames, tmp_path):
+    result = runner.invoke(app, ["blender", "render", str(blend), "--out", str(tmp_path), "--ray", "auto",
+                                 "--chunk", "3"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert png_pixels(tmp_path) == png_pixels(local_frames)
+
+
+def test_farm_error_is_an_irep3d_error():
+    assert issubclass(FarmError, Irep3dError)
