@@ -146,6 +146,12 @@ def _crash_hook() -> None:
     os._exit(1)
 
 
+def _progress_with_crash_hook(stage: str, done: int, total: int) -> None:
+    """`render_clips` progress on a worker: fires the test hook after the first file."""
+    if stage == "write" and done >= 1:
+        _crash_hook()
+
+
 @dataclass
 class _Fatal:
     """An Irep3dError raised in a call, returned as a value so it is not retried."""
@@ -178,13 +184,17 @@ class MapsWorker(_Worker):
     def __init__(self, model: str, device: str, shared_root: str) -> None:
         import torch
 
+        from .allocator import tune_allocator
         from .generator import load_generator
 
+        tune_allocator()  # as the CLI does: big freed blocks are reused, not faulted in again
         torch.set_num_threads(_threads())
         self.model = model
         self.shared_root = shared_root
         self.net = None
         self.error: Irep3dError | None = None
+        self.kept: dict = {}  # {seed sequence: {grid batch: {clip: tensor}}} from `measure`
+        self.kept_bytes = 0
         try:
             check_shared(shared_root)
             self.net = load_generator(model, device)
@@ -204,10 +214,6 @@ class MapsWorker(_Worker):
         """`render_clips` on this worker: a shard, the prepare step or the final pass."""
         from .maps import render_clips
 
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage == "write" and done >= 1:
-                _crash_hook()
-
         return self._call(
             lambda: render_clips(
                 self.net,
@@ -215,7 +221,7 @@ class MapsWorker(_Worker):
                 jobs,
                 Path(out_dir),
                 options,
-                progress,
+                _progress_with_crash_hook,
                 shard=shard,
                 stats=stats,
                 **flags,
@@ -223,10 +229,42 @@ class MapsWorker(_Worker):
         )
 
     def measure(self, jobs, options, batch: int, index: int, scratch: str):
-        """One batch of the figures' sample (see `irep3d.maps.measure_batch`)."""
-        from .maps import measure_batch
+        """One batch of the figures' sample (see `irep3d.maps.measure_batch`), kept here
+        (within `irep3d.maps.KEEP_BYTES`) until `flush` writes it with the merged figures."""
+        from .maps import KEEP_BYTES, measure_batch
 
-        return self._call(lambda: measure_batch(self.net, jobs, options, batch, index, Path(scratch)))
+        def work():
+            keep: dict = {}
+            files = measure_batch(self.net, jobs, options, batch, index, Path(scratch), keep=keep)
+            size = sum(t.numel() * t.element_size() for part in keep.values() for t in part.values())
+            if keep and self.kept_bytes + size <= KEEP_BYTES:
+                self.kept.setdefault(tuple(jobs[0].seeds), {}).update(keep)
+                self.kept_bytes += size
+            return files
+
+        return self._call(work)
+
+    def flush(self, jobs, out_dir: str, options, stats):
+        """Write the batches `measure` kept, with the merged figures; nothing else."""
+        from .maps import render_clips
+
+        kept, self.kept, self.kept_bytes = self.kept, {}, 0
+        if not kept:
+            return []
+        return self._call(
+            lambda: render_clips(
+                self.net,
+                self.model,
+                jobs,
+                Path(out_dir),
+                options,
+                _progress_with_crash_hook,
+                stats=stats,
+                clean_temps=False,
+                precomputed=kept,
+                precomputed_only=True,
+            )
+        )
 
 
 class BlenderWorker(_Worker):
@@ -374,6 +412,29 @@ class _Pool:
             raise
         return [results[i] for i in range(len(calls))]
 
+    def each(self, method: str, args: tuple) -> list:
+        """Run `method(*args)` once on every worker that is up (e.g. to flush what each one
+        holds); a worker that dies meanwhile is replaced and skipped, its part lost."""
+        ray = _ray()
+        actors, self.idle = self.idle, []
+        refs = {getattr(actor, method).remote(*args): actor for actor in actors}
+        results = []
+        for ref, actor in refs.items():
+            try:
+                value = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                if isinstance(exc.cause, Irep3dError):
+                    raise exc.cause from None
+                raise FarmError(f"a farm task failed: {' '.join(str(exc.cause).split())}") from None
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
+                self._died(actor)
+                continue
+            if isinstance(value, _Fatal):
+                raise value.error
+            results.append(value)
+            self.idle.append(actor)
+        return results
+
     def _started(self, ref) -> None:
         ray = _ray()
         actor, resources, node = self.starting.pop(ref)
@@ -465,13 +526,15 @@ def render_maps(
         for job, result in zip(jobs, prepared, strict=True):
             job.channels = list(result.channels)
         # 2. The `global` figures: sample batches in parallel, merged here in grid order.
-        stats = None
+        stats, flushed = None, []
         missing = [j for j, r in zip(jobs, prepared, strict=True) if r.stats is None]
         if options.norm == "global" and missing:
             scratch = Path(out_str) / SCRATCH
             plan = stats_plan(missing, options, options.batch)
             pool.run("measure", [(group, options, options.batch, i, str(scratch)) for group, i in plan])
             stats = merge_samples(missing, options, options.batch, scratch)
+            # The sampled batches each worker still holds: written now, not computed again.
+            flushed = pool.each("flush", (jobs, out_str, options, stats))
         # 3. Every shard, then one pass that cleans temps and marks the manifests complete.
         calls = [(jobs, out_str, options, (i, n_shards), stats) for i in range(n_shards)]
         parts = pool.run("render", calls, count, total, progress, clean_temps=False)
@@ -479,6 +542,7 @@ def render_maps(
     finally:
         pool.close()
     shutil.rmtree(Path(out_str) / SCRATCH, ignore_errors=True)
+    parts += flushed
     written = {r.name: sum(p.written for part in parts for p in part if p.name == r.name) for r in final}
     return [
         replace(r, path=Path(r.path), written=written[r.name], skipped=r.frames - written[r.name])

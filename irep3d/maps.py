@@ -314,6 +314,8 @@ def render_clips(
     clean_temps: bool = True,
     stats: Mapping[str, NormStats] | None = None,
     prepare_only: bool = False,
+    precomputed: Mapping[tuple[int, ...], Mapping[int, Mapping[str, torch.Tensor]]] | None = None,
+    precomputed_only: bool = False,
 ) -> list[ClipResult]:
     """Render clip jobs into `out_dir/<job.name>/`, sharing forward passes where seeds match.
 
@@ -341,6 +343,9 @@ def render_clips(
             clips whose clip.json has none yet: no sample of the walk is computed here.
         prepare_only: only pick the automatic channels and write each clip.json (no
             figures, no frames): the first step of a farm run.
+        precomputed: {seed sequence: {grid batch index: {clip name: selected channels}}}
+            already computed (`measure_batch(keep=...)`): written without the network.
+        precomputed_only: write only the `precomputed` batches.
     """
     options.check()
     index, count = shard
@@ -372,7 +377,10 @@ def render_clips(
         keys = [f for f in keys if f < total][:batch] if any(c.job.channels is None for c in group) else []
         needs_stats = not prepare_only and options.norm == "global" and any(c.stats is None for c in group)
         stats = _stats_batches(len(grid), batch) if needs_stats else []
-        return keys, grid, stats, {i for i, frames in enumerate(grid) if todo.intersection(frames)}
+        to_write = {i for i, frames in enumerate(grid) if todo.intersection(frames)}
+        if precomputed_only:
+            to_write &= set((precomputed or {}).get(tuple(group[0].job.seeds), {}))
+        return keys, grid, stats, to_write
 
     plans = {seeds: plan(group) for seeds, group in groups.items()}
     render_total = sum(len(k) + sum(len(g[i]) for i in set(st) | w) for k, g, st, w in plans.values())
@@ -419,7 +427,7 @@ def render_clips(
             # Global figures from batches of the grid spread over the walk, measured before any
             # frame is written. What they computed is kept (within KEEP_BYTES) and written once
             # the figures are known, so those frames cost no second pass.
-            kept: dict[int, dict[str, torch.Tensor]] = {}
+            kept: dict[int, Mapping[str, torch.Tensor]] = dict((precomputed or {}).get(seeds, {}))
             if stats_batches:
                 thinned: dict[str, list[np.ndarray]] = {c.job.name: [] for c in group if c.stats is None}
                 kept_bytes = 0
@@ -506,11 +514,21 @@ def _sample_path(scratch: Path, name: str, index: int) -> Path:
 
 
 def measure_batch(
-    net: nn.Module, jobs: Sequence[ClipJob], options: MapsOptions, batch: int, index: int, scratch: Path
+    net: nn.Module,
+    jobs: Sequence[ClipJob],
+    options: MapsOptions,
+    batch: int,
+    index: int,
+    scratch: Path,
+    keep: dict[int, dict[str, torch.Tensor]] | None = None,
 ) -> list[Path]:
     """Compute batch `index` of the grid of `jobs` (one seed sequence, channels chosen) and
     store each clip's thinned values as `scratch/<clip>/bNNNNN.npy` (atomic; a batch whose
-    files exist is not computed again). Returns the files."""
+    files exist is not computed again). Returns the files.
+
+    `keep`: receives `{index: {clip name: selected channels}}` (on the CPU), so that the
+    frames can be written once the figures are known (`render_clips(precomputed=...)`)
+    instead of being computed again."""
     seeds = {tuple(j.seeds) for j in jobs}
     if len(seeds) != 1 or any(j.channels is None for j in jobs):
         raise UsageError("measure_batch needs jobs of one seed sequence with their channels chosen")
@@ -523,11 +541,15 @@ def measure_batch(
     ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
     with torch.no_grad():
         acts = net.synthesis(ws, capture=sorted({j.layer for j in jobs}))
+    selected = {}
     for job, path in zip(jobs, files, strict=True):
         margin = layer_margin(net, job.layer) if options.crop_margin else 0
         clip = _Clip(job=job, path=path.parent, total=total, margin=margin)
+        selected[job.name] = _select(acts[job.layer], clip)
         with atomic_output(path) as temp, open(temp, "wb") as fh:
-            np.save(fh, _thin(_select(acts[job.layer], clip)))
+            np.save(fh, _thin(selected[job.name]))
+    if keep is not None:
+        keep[index] = {name: t.cpu() for name, t in selected.items()}
     return files
 
 

@@ -80,6 +80,19 @@ def test_a_worker_killed_mid_task_changes_no_byte(local_pack, tmp_path, crash_ma
     assert tree(tmp_path) == tree(local_pack)  # no temp file left either
 
 
+def test_a_long_walk_on_the_farm_equals_the_local_run(tmp_path):
+    """48 frames: the figures' sample (8 batches of 4) is written by the workers that
+    computed it, the other 4 batches by the shards."""
+    from irep3d.generator import load_generator
+
+    options = MapsOptions(frames_per_seed=16)
+    long_jobs = [ClipJob(f"L3_52_64_clip{j + 1:02d}", "L3_52_64", None, [1, 2, 3]) for j in range(2)]
+    render_clips(load_generator(MODEL, "cpu"), MODEL, long_jobs, tmp_path / "local", options)
+    results = farm.render_maps(MODEL, long_jobs, tmp_path / "farm", options)
+    assert [r.written for r in results] == [48, 48]
+    assert tree(tmp_path / "farm") == tree(tmp_path / "local")
+
+
 def test_a_resumed_farm_run_skips_finished_frames(local_pack, tmp_path):
     farm.render_maps(MODEL, jobs(), tmp_path, OPTIONS)
     for j in jobs()[:2]:
