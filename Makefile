@@ -53,13 +53,17 @@ demo: $(STAMP)
 	$(IREP3D) preview $(DEMO_OUT)/maps/demo_clip --out $(DEMO_OUT)/demo_clip.gif
 	$(IREP3D) pack $(DEMO_MODEL) --layers L5_84_64,L7_148_64,L9_148_64 --clips-per-layer 2 --seeds-mode locked \
 	  --seeds 0-3 --frames-per-seed 8 --out $(DEMO_OUT)/pack-locked
+	$(IREP3D) pack $(DEMO_MODEL) --layers L5_84_64,L7_148_64,L9_148_64 --clips-per-layer 2 --seeds-mode locked \
+	  --seeds 0-3 --frames-per-seed 8 --out $(DEMO_OUT)/pack-farm --ray local
+	diff -rq $(DEMO_OUT)/pack-locked $(DEMO_OUT)/pack-farm && echo "the farm's pack is byte for byte the local pack"
 	$(IREP3D) blender build $(DEMO_OUT)/maps/demo_clip --preset edge-point-light --out $(DEMO_OUT)/demo_scene.blend
 	$(IREP3D) blender render $(DEMO_OUT)/demo_scene.blend --frames 1-3 --samples 16 --resolution 480x270 \
 	  --out $(DEMO_OUT)/renders
 	$(IREP3D) composite scenes/composite/hardlight-pair.toml --out $(DEMO_OUT)/composite/hardlight
 	$(IREP3D) encode $(DEMO_OUT)/composite/hardlight --codec h264 --out $(DEMO_OUT)/hardlight.mp4
 	$(IREP3D) encode $(DEMO_OUT)/maps/demo_clip --codec hap --out $(DEMO_OUT)/demo_clip_hap.mov
-	@echo "demo outputs in $(DEMO_OUT)/: contact sheet, a looping EXR clip + GIF preview, a locked pack,"
+	@echo "demo outputs in $(DEMO_OUT)/: contact sheet, a looping EXR clip + GIF preview, a locked pack"
+	@echo "(rendered again on a Ray instance: pack-farm/, the same bytes),"
 	@echo "a displacement scene (demo_scene.blend) and its first path-traced frames (renders/),"
 	@echo "a hard-light composite of two locked clips and VJ-ready loops (hardlight.mp4, demo_clip_hap.mov)"
 

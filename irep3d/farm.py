@@ -545,7 +545,7 @@ def render_maps(
     parts += flushed
     written = {r.name: sum(p.written for part in parts for p in part if p.name == r.name) for r in final}
     return [
-        replace(r, path=Path(r.path), written=written[r.name], skipped=r.frames - written[r.name])
+        replace(r, path=out / r.name, written=written[r.name], skipped=r.frames - written[r.name])
         for r in final
     ]
 

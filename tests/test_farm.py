@@ -102,15 +102,17 @@ def test_a_resumed_farm_run_skips_finished_frames(local_pack, tmp_path):
     assert tree(tmp_path) == tree(local_pack)
 
 
-def test_cli_pack_with_ray(local_pack, tmp_path):
+def test_cli_pack_with_ray(local_pack, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --out, as users type it
     result = runner.invoke(
         app,
         ["pack", MODEL, "--layers", ",".join(LAYERS), "--clips-per-layer", "2", "--seeds", "1-3", "-k", "4",
-         "--out", str(tmp_path), "--ray", "auto"],
+         "--out", "pack", "--ray", "auto"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    files = tree(tmp_path)
-    assert files.pop("pack.json")
+    files = tree(tmp_path / "pack")
+    manifest = json.loads(files.pop("pack.json"))
+    assert [c["path"] for c in manifest["clips"]] == [j.name for j in jobs()]
     assert files == tree(local_pack)
 
 
