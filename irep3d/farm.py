@@ -146,10 +146,28 @@ def _crash_hook() -> None:
     os._exit(1)
 
 
-def _progress_with_crash_hook(stage: str, done: int, total: int) -> None:
-    """`render_clips` progress on a worker: fires the test hook after the first file."""
-    if stage == "write" and done >= 1:
-        _crash_hook()
+class _Tally:
+    """A Ray actor counting the frames the job's workers wrote: the driver's progress bar is
+    fed by the tasks, never by listing folders on the shared disk."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def add(self, frames: int = 1) -> None:
+        self.frames += frames
+
+    def get(self) -> int:
+        return self.frames
+
+
+def _counter(already: int, total: int) -> tuple[Any, Callable[[], int]]:
+    """A new tally actor and `count()`: frames present before the job + frames written since."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ray = _ray()
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    tally = ray.remote(num_cpus=0)(_Tally).options(scheduling_strategy=here).remote()  # dies with us only
+    return tally, lambda: min(total, already + ray.get(tally.get.remote()))
 
 
 @dataclass
@@ -181,7 +199,7 @@ class _Worker:
 class MapsWorker(_Worker):
     """A Ray actor: loads the network once, then prepares, measures and renders clip jobs."""
 
-    def __init__(self, model: str, device: str, shared_root: str) -> None:
+    def __init__(self, model: str, device: str, shared_root: str, tally: Any) -> None:
         import torch
 
         from .allocator import tune_allocator
@@ -191,6 +209,7 @@ class MapsWorker(_Worker):
         torch.set_num_threads(_threads())
         self.model = model
         self.shared_root = shared_root
+        self.tally = tally
         self.net = None
         self.error: Irep3dError | None = None
         self.kept: dict = {}  # {seed sequence: {grid batch: {clip: tensor}}} from `measure`
@@ -200,6 +219,12 @@ class MapsWorker(_Worker):
             self.net = load_generator(model, device)
         except Irep3dError as exc:  # reported by its first call, not retried
             self.error = exc
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        """`render_clips` progress: one more file in the tally (and the test hook)."""
+        if stage == "write" and done >= 1:
+            self.tally.add.remote(1)
+            _crash_hook()
 
     def _call(self, work: Callable[[], Any]) -> Any:
         try:
@@ -221,7 +246,7 @@ class MapsWorker(_Worker):
                 jobs,
                 Path(out_dir),
                 options,
-                _progress_with_crash_hook,
+                self._progress,
                 shard=shard,
                 stats=stats,
                 **flags,
@@ -258,7 +283,7 @@ class MapsWorker(_Worker):
                 jobs,
                 Path(out_dir),
                 options,
-                _progress_with_crash_hook,
+                self._progress,
                 stats=stats,
                 clean_temps=False,
                 precomputed=kept,
@@ -273,7 +298,7 @@ class BlenderWorker(_Worker):
     def __init__(self, shared_root: str) -> None:
         self.shared_root = shared_root
 
-    def render(self, blend: str, out_dir: str, frames: tuple[int, int], kwargs: dict):
+    def render(self, blend: str, out_dir: str, frames: tuple[int, int], kwargs: dict, tally: Any = None):
         from .blender import render_frames
 
         try:
@@ -283,6 +308,8 @@ class BlenderWorker(_Worker):
 
             def progress(done: int, total: int) -> None:
                 if done >= 1:
+                    if tally is not None:
+                        tally.add.remote(1)
                     _crash_hook()
 
             threads = kwargs.pop("threads", None) or _threads()
@@ -512,12 +539,11 @@ def render_maps(
     totals = {j.name: frame_count(len(j.seeds), options.frames_per_seed, options.loop) for j in jobs}
     total = sum(totals.values())
 
-    def count() -> int:
-        from .exr_clip import finished_frames
+    from .exr_clip import finished_frames
 
-        return sum(len(finished_frames(Path(out_str) / name, name, n)) for name, n in totals.items())
-
-    pool = _Pool(MapsWorker, (model, device, root), gpus)
+    already = sum(len(finished_frames(Path(out_str) / name, name, n)) for name, n in totals.items())
+    tally, count = _counter(already, total)
+    pool = _Pool(MapsWorker, (model, device, root, tally), gpus)
     try:
         workers = max(1, len(pool.starting))
         n_shards = max(1, min(workers * shards_per_worker, min(totals.values())))
@@ -535,12 +561,15 @@ def render_maps(
             stats = merge_samples(missing, options, options.batch, scratch)
             # The sampled batches each worker still holds: written now, not computed again.
             flushed = pool.each("flush", (jobs, out_str, options, stats))
+            if progress is not None:
+                progress(count(), total, 0)
         # 3. Every shard, then one pass that cleans temps and marks the manifests complete.
         calls = [(jobs, out_str, options, (i, n_shards), stats) for i in range(n_shards)]
         parts = pool.run("render", calls, count, total, progress, clean_temps=False)
         (final,) = pool.run("render", [(jobs, out_str, options, (0, 1), stats)], count, total, progress)
     finally:
         pool.close()
+        ray.kill(tally)
     shutil.rmtree(Path(out_str) / SCRATCH, ignore_errors=True)
     parts += flushed
     written = {r.name: sum(p.written for part in parts for p in part if p.name == r.name) for r in final}
@@ -601,6 +630,7 @@ def render_chunks(
         "device": device,
         "blender": blender,
     }
+    tally = None
     pool = _Pool(BlenderWorker, (root,), gpus)
     try:
         if frames is None:
@@ -610,15 +640,12 @@ def render_chunks(
             raise UsageError(f"bad frame range {frames!r}; use (first, last) with 0 <= first <= last")
         chunks = [(a, min(a + chunk - 1, last)) for a in range(first, last + 1, chunk)]
         names = {frame_file_name(n, ext) for n in range(first, last + 1) for ext in (".png", ".exr")}
-
-        def count() -> int:
-            try:
-                return sum(1 for entry in os.scandir(out_str) if entry.name in names)
-            except OSError:
-                return 0
-
-        calls = [(blend_str, out_str, c, kwargs) for c in chunks]
+        already = sum(1 for entry in os.scandir(out_str) if entry.name in names)
+        tally, count = _counter(already, last - first + 1)
+        calls = [(blend_str, out_str, c, kwargs, tally) for c in chunks]
         parts = pool.run("render", calls, count, last - first + 1, progress)
     finally:
         pool.close()
+        if tally is not None:
+            ray.kill(tally)
     return [Path(f) for part in parts for f in part]
