@@ -45,7 +45,8 @@ from .exr_clip import (
     read_manifest,
     write_manifest,
 )
-from .generator import layer_info, layer_margin, seeds_to_ws
+from .generator import layer_info, layer_margin, layer_table, seeds_to_ws
+from .networks.precision import check_precision
 from .resize import crop, resize
 from .walk import frame_count, interpolate_ws
 
@@ -55,6 +56,8 @@ __all__ = [
     "MapsOptions",
     "Progress",
     "default_batch",
+    "frame_bytes",
+    "free_memory",
     "measure_batch",
     "merge_samples",
     "render_clips",
@@ -86,6 +89,7 @@ class MapsOptions:
     crop_margin: bool = False
     compression: str = "zip"
     batch: int | None = None
+    precision: str = "auto"  # what NVIDIA's fp16 layers run in (irep3d.networks.precision)
 
     def check(self) -> None:
         """Raise UsageError for values no clip can be made with."""
@@ -100,6 +104,7 @@ class MapsOptions:
         if self.batch is not None and self.batch < 1:
             raise UsageError(f"--batch must be at least 1, not {self.batch}")
         parse_compression(self.compression)
+        check_precision(self.precision)
 
 
 @dataclass
@@ -141,10 +146,48 @@ class _Clip:
     written: int = 0
 
 
-def default_batch(device: torch.device) -> int:
-    """Frames per forward pass: on the CPU per-frame cost is flat from batch 1 to 8 (see
-    benchmarks/bench_generator.py), so 4 keeps memory low; a GPU wants many frames."""
-    return 16 if device.type == "cuda" else 4
+CPU_BATCH = 4  # the CPU's per-frame cost is flat from batch 1 to 8 (bench_generator.py)
+MAX_BATCH = 64  # past this a GPU gains nothing and a resumed run redoes more
+#: Bytes a frame needs at the widest layer, as a multiple of that layer's float32 output:
+#: its input, the modulated convolution's output and the result, plus one for the slices
+#: of the filtered leaky ReLU's upsampled grid (processed 256 MiB at a time, resample.py).
+PEAK_FACTOR = 4
+
+
+def frame_bytes(net: nn.Module, layers: Iterable[str]) -> int:
+    """Estimated memory one frame needs to reach the deepest of `layers` and keep them."""
+    table = layer_table(net)
+    names = [r.name for r in table]
+    wanted = set(layers)
+    last = max((names.index(n) for n in wanted if n in names), default=len(names) - 1)
+    widest = max(r.channels * r.height * r.width for r in table[: last + 1])
+    kept = sum(r.channels * r.height * r.width for r in table if r.name in wanted)
+    return 4 * (PEAK_FACTOR * widest + kept)
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for tensors on `device`: CUDA's free memory, else the OS's MemAvailable."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30  # not Linux: assume a modest machine
+
+
+def default_batch(device: torch.device, net: nn.Module | None = None, layers: Iterable[str] = ()) -> int:
+    """Frames per forward pass, sized from free memory: half of it over `frame_bytes`, at
+    most CPU_BATCH on a CPU (more frames only add memory traffic there) and MAX_BATCH on a
+    GPU. Without a network: CPU_BATCH, or 16 on a GPU."""
+    cap = MAX_BATCH if device.type == "cuda" else CPU_BATCH
+    if net is None:
+        return 16 if device.type == "cuda" else CPU_BATCH
+    fits = free_memory(device) // 2 // max(1, frame_bytes(net, layers))
+    return int(max(1, min(cap, fits)))
 
 
 def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
@@ -161,6 +204,7 @@ def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
         "size": options.size,
         "crop_margin": options.crop_margin,
         "compression": options.compression,
+        "precision": options.precision,
     }
 
 
@@ -352,7 +396,7 @@ def render_clips(
     if not (count >= 1 and 0 <= index < count):
         raise UsageError(f"bad shard {index}/{count}: use i/n with 0 <= i < n, e.g. 0/4")
     device = next(net.parameters()).device
-    batch = options.batch or default_batch(device)
+    batch = options.batch or default_batch(device, net, {job.layer for job in jobs})
     out_dir = Path(out_dir)
     clips = [_open_clip(job, out_dir, options, model, net, shard, clean_temps) for job in jobs]
     for clip in clips:
@@ -408,7 +452,7 @@ def render_clips(
                 nonlocal rendered
                 ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
                 with torch.no_grad():
-                    acts = net.synthesis(ws, capture=layers)
+                    acts = net.synthesis(ws, capture=layers, precision=options.precision)
                 rendered += len(frames)
                 report("render", rendered, render_total)
                 return acts
@@ -540,7 +584,7 @@ def measure_batch(
     key_ws = seeds_to_ws(net, list(jobs[0].seeds), truncation_psi=options.psi)
     ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
     with torch.no_grad():
-        acts = net.synthesis(ws, capture=sorted({j.layer for j in jobs}))
+        acts = net.synthesis(ws, capture=sorted({j.layer for j in jobs}), precision=options.precision)
     selected = {}
     for job, path in zip(jobs, files, strict=True):
         margin = layer_margin(net, job.layer) if options.crop_margin else 0

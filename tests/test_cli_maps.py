@@ -27,6 +27,20 @@ def test_maps_writes_a_clip_folder(tmp_path):
     assert manifest["seeds"] == [5, 6] and manifest["norm"] == "none" and manifest["channels"] == [1, 2, 3]
 
 
+def test_maps_precision_is_recorded_and_changes_the_pixels(tmp_path):
+    """bf16 runs NVIDIA's fp16 layers (L3 on of this 256 px network) in bfloat16: the clip
+    says so and differs from the float32 one, which `auto` equals on the CPU."""
+    frames = {}
+    for precision in ("auto", "fp32", "bf16"):
+        result = run("maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,3", "--seeds", "5", "--no-loop",
+                     "--out", str(tmp_path / precision), "--norm", "none", "--precision", precision)  # fmt: skip
+        assert result.exit_code == 0, result.output
+        clip = tmp_path / precision / "L3_52_64_c1-2-3"
+        assert json.loads((clip / "clip.json").read_text())["precision"] == precision
+        frames[precision] = (clip / "L3_52_64_c1-2-3_00001.exr").read_bytes()
+    assert frames["auto"] == frames["fp32"] != frames["bf16"]
+
+
 def test_pack_writes_pack_json_with_unique_channels(tmp_path):
     result = run("pack", MODEL, "--layers", "L3_52_64,L5_84_64", "--clips-per-layer", "2", "--seeds", "1-2",
                  "-k", "2", "--out", str(tmp_path))  # fmt: skip
@@ -71,6 +85,7 @@ def test_channels_and_preview(tmp_path):
         (["maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,64"], "has 64 channels"),
         (["maps", MODEL, "--layer", "L3_52_64", "--seeds", "3-x"], "bad seed spec"),
         (["maps", MODEL, "--layer", "L3_52_64", "--norm", "wild"], "none, global, fixed, frame"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--precision", "fp8"], "auto, fp32, fp16, bf16"),
         (["pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "22"], "not enough for 22 clips"),
         (["pack", MODEL, "--layers", "L3_52_64", "--seeds-mode", "both"], "locked, unique"),
         (["preview", "/nonexistent/clip", "--out", "x.gif"], "/nonexistent/clip"),

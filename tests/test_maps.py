@@ -222,3 +222,21 @@ def test_shards_together_equal_the_whole_clip(net, tmp_path, counted):
 def test_bad_shard_is_refused(net, tmp_path):
     with pytest.raises(UsageError, match="bad shard 3/3"):
         render_clips(net, "m", [ClipJob("c", LAYER, [0], [1])], tmp_path, MapsOptions(), shard=(3, 3))
+
+
+def test_batch_is_sized_from_free_memory(monkeypatch):
+    """Half the free memory over one frame's estimate, capped (4 on a CPU, 64 on a GPU)."""
+    import irep3d.maps as maps_module
+    from irep3d.maps import CPU_BATCH, MAX_BATCH, default_batch, frame_bytes
+
+    net = load_generator("builtin:sg3t-256", "cpu")
+    per_frame = frame_bytes(net, ["L10_276_64"])
+    assert frame_bytes(net, ["L3_52_64"]) < per_frame  # a shallower stop needs less
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(maps_module, "free_memory", lambda device: 10 * per_frame)
+    assert default_batch(cuda, net, ["L10_276_64"]) == 5
+    assert default_batch(cpu, net, ["L10_276_64"]) == CPU_BATCH
+    monkeypatch.setattr(maps_module, "free_memory", lambda device: per_frame)
+    assert default_batch(cuda, net, ["L10_276_64"]) == 1  # never 0
+    monkeypatch.setattr(maps_module, "free_memory", lambda device: 10**6 * per_frame)
+    assert default_batch(cuda, net, ["L10_276_64"]) == MAX_BATCH

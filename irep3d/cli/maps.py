@@ -53,6 +53,14 @@ BatchOpt = Annotated[int | None, typer.Option("--batch", help="Frames per forwar
 CompressionOpt = Annotated[
     str, typer.Option("--compression", help="EXR compression: zip, piz, dwaa, none, ...")
 ]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="What the network's fp16 layers (its last resolutions) run in: auto (float16 on CUDA, "
+        "float32 on the CPU), fp32, fp16 or bf16.",
+    ),
+]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
@@ -138,6 +146,7 @@ def maps(
     device: DeviceOpt = "auto",
     batch: BatchOpt = None,
     compression: CompressionOpt = "zip",
+    precision: PrecisionOpt = "auto",
     shard: ShardOpt = "0/1",
     ray: RayOpt = None,
     shared_root: SharedRootOpt = None,
@@ -161,6 +170,7 @@ def maps(
         crop_margin=crop_margin,
         compression=compression,
         batch=batch,
+        precision=precision,
     )
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
@@ -195,6 +205,7 @@ def pack(
     device: DeviceOpt = "auto",
     batch: BatchOpt = None,
     compression: CompressionOpt = "zip",
+    precision: PrecisionOpt = "auto",
     shard: ShardOpt = "0/1",
     ray: RayOpt = None,
     shared_root: SharedRootOpt = None,
@@ -223,6 +234,7 @@ def pack(
         crop_margin=crop_margin,
         compression=compression,
         batch=batch,
+        precision=precision,
     )
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
@@ -266,6 +278,7 @@ def channels(
     psi: PsiOpt = 1.0,
     tile: Annotated[int, typer.Option("--tile", help="Tile size in px.")] = 128,
     device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
 ) -> None:
     """Contact sheet of every channel of a layer, labelled with its index, to choose three."""
     import torch
@@ -275,10 +288,14 @@ def channels(
 
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out} must end in .png")
+    from ..networks.precision import check_precision
+
+    check_precision(precision)
     net = load_generator(model, device)
     layer_info(net, layer)
     with torch.no_grad():
-        acts = net.synthesis(seeds_to_ws(net, [seed], truncation_psi=psi), capture=[layer])[layer][0]
+        ws = seeds_to_ws(net, [seed], truncation_psi=psi)
+        acts = net.synthesis(ws, capture=[layer], precision=precision)[layer][0]
     path = contact_sheet(acts.float().cpu(), layer, out, tile=tile, title=f"{model}  {layer}  seed {seed}")
     console.print(f"wrote {path} ({acts.shape[0]} channels)")
 

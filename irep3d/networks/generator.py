@@ -59,7 +59,7 @@ class StyleGenerator(nn.Module):
         c: torch.Tensor | None = None,  # [N, c_dim] for a conditional network.
         truncation_psi: float = 1.0,  # Truncation toward the mean w; 1 = none.
         truncation_cutoff: int | None = None,  # Truncate only the first ws; None = all.
-        **synthesis_kwargs,  # capture, noise_mode, force_fp32 (see the synthesis network).
+        **synthesis_kwargs,  # capture, noise_mode, precision (see the synthesis network).
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Image [N, img_channels, R, R] float32, or the captured layers."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)

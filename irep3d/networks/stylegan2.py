@@ -38,6 +38,7 @@ from irep3d.errors import ArchitectureError, UsageError
 from irep3d.networks.capture import resolve_capture
 from irep3d.networks.generator import StyleGenerator
 from irep3d.networks.mapping import FullyConnectedLayer
+from irep3d.networks.precision import check_precision, layer_dtype
 from irep3d.networks.resample import upfirdn2d
 
 __all__ = [
@@ -91,11 +92,6 @@ def setup_filter(taps: Sequence[float] | torch.Tensor) -> torch.Tensor:
 def _in_place_ok(x: torch.Tensor) -> bool:
     """May `x` (an intermediate we own) be overwritten? Not while autograd may need it."""
     return not (torch.is_grad_enabled() and x.requires_grad)
-
-
-def _runs_fp16(use_fp16: bool, force_fp32: bool, device: torch.device) -> bool:
-    """Float16 only where NVIDIA uses it and it pays: fp16 blocks, on CUDA, not forced off."""
-    return use_fp16 and not force_fp32 and device.type == "cuda"
 
 
 def _bias_act(
@@ -189,7 +185,7 @@ def modulated_conv2d(
     """
     n = styles.shape[0]
     oc, ic, kh, kw = weight.shape
-    if x.dtype == torch.float16 and demodulate:
+    if x.dtype != torch.float32 and demodulate:
         # Bring weights and styles to a known scale before the fp16 convolution (NVIDIA's
         # constants); demodulation undoes it, being per output channel and per sample.
         wmax = weight.abs().amax(dim=[1, 2, 3], keepdim=True)
@@ -465,7 +461,7 @@ class SynthesisBlock(nn.Module):
         img: torch.Tensor | None,  # Running image [N, img_channels, R/2, R/2] fp32, or None.
         ws: torch.Tensor,  # [N, num_conv + num_torgb, w_dim]
         noise_mode: str = "const",  # 'const', 'random' or 'none'.
-        force_fp32: bool = False,  # Never use float16.
+        precision: str = "auto",  # What fp16 blocks run in (see irep3d.networks.precision).
         fused_modconv: bool | None = None,  # See `modulated_conv2d`; None = automatic.
         capture: _Capture | None = None,  # Layers to record; stop after the deepest one.
         overwrite_input: bool = False,  # May x be overwritten (it is the caller's scratch)?
@@ -475,7 +471,7 @@ class SynthesisBlock(nn.Module):
         When `capture` reaches its deepest layer the block returns at once; what it returns
         then is partial and only meant to be discarded.
         """
-        dtype = torch.float16 if _runs_fp16(self.use_fp16, force_fp32, ws.device) else torch.float32
+        dtype = layer_dtype(self.use_fp16, precision, ws.device)
         # Channels-last activations make the CPU (oneDNN) convolutions markedly faster.
         layout = torch.channels_last if ws.device.type == "cpu" else torch.contiguous_format
         w_iter = iter(ws.unbind(dim=1))
@@ -577,8 +573,9 @@ class SynthesisNetwork(nn.Module):
         ws: torch.Tensor,  # [N, num_ws, w_dim]
         capture: Sequence[str] | None = None,  # Layer names to return instead of the image.
         noise_mode: str = "const",  # 'const' (deterministic), 'random' or 'none'.
-        force_fp32: bool = False,  # Never use float16, even on CUDA.
+        force_fp32: bool = False,  # Never use float16, even on CUDA (= precision "fp32").
         fused_modconv: bool | None = None,  # Force grouped (True) / shared (False) modconv.
+        precision: str = "auto",  # What the fp16 blocks run in: auto|fp32|fp16|bf16.
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Image [N, img_channels, R, R] float32 (about [-1, 1]); with `capture`, a dict
         {name: [N, C, H, W] float32} instead, and nothing after the deepest requested layer
@@ -603,7 +600,7 @@ class SynthesisNetwork(nn.Module):
                 img,
                 block_ws,
                 noise_mode=noise_mode,
-                force_fp32=force_fp32,
+                precision="fp32" if force_fp32 else check_precision(precision),
                 fused_modconv=fused_modconv,
                 capture=cap,
                 overwrite_input=True,  # x is the previous block's output: ours to reuse

@@ -24,6 +24,7 @@ from ..errors import ArchitectureError
 from .capture import resolve_capture
 from .generator import StyleGenerator
 from .mapping import FullyConnectedLayer
+from .precision import check_precision, layer_dtype
 from .resample import design_lowpass_filter, filtered_lrelu
 
 __all__ = ["Generator", "SynthesisInput", "SynthesisLayer", "SynthesisNetwork", "modulated_conv2d"]
@@ -213,14 +214,12 @@ class SynthesisLayer(nn.Module):
         pad_lo = (pad_total + self.up_factor) // 2
         self.padding = [pad_lo, pad_total - pad_lo, pad_lo, pad_total - pad_lo]
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, force_fp32: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, w: torch.Tensor, precision: str = "auto") -> torch.Tensor:
         """x: [N, in_channels, in_size, in_size], w: [N, w_dim] -> [N, out_channels, out_size, out_size]."""
         styles = self.affine(w)  # [NI]
         if self.is_torgb:
             styles = styles / math.sqrt(self.in_channels * self.conv_kernel**2)
-        dtype = (
-            torch.float16 if self.use_fp16 and not force_fp32 and x.device.type == "cuda" else torch.float32
-        )
+        dtype = layer_dtype(self.use_fp16, precision, x.device)
         x = modulated_conv2d(
             x.to(dtype),
             self.weight,
@@ -356,15 +355,18 @@ class SynthesisNetwork(nn.Module):
         capture: Sequence[str] | None = None,
         noise_mode: str = "const",
         force_fp32: bool = False,
+        precision: str = "auto",
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Run the layers on ws [N, num_ws, w_dim].
 
         Returns the image [N, img_channels, R, R] (float32, about [-1, 1]) when `capture`
         is None; otherwise {name: activation [N, C, H, W] float32} for the layers named,
         without running any layer after the deepest of them. `noise_mode` is accepted for
-        interface parity with StyleGAN2 (StyleGAN3 has no noise inputs).
+        interface parity with StyleGAN2 (StyleGAN3 has no noise inputs). `precision`: what
+        the `use_fp16` layers run in (see `irep3d.networks.precision`); `force_fp32` = "fp32".
         """
         del noise_mode
+        precision = "fp32" if force_fp32 else check_precision(precision)
         wanted, last = resolve_capture(self.layer_names, capture)
         ws = ws.to(torch.float32).unbind(dim=1)
         out: dict[str, torch.Tensor] = {}
@@ -374,7 +376,7 @@ class SynthesisNetwork(nn.Module):
         for index, (name, w) in enumerate(zip(self.layer_names[1:], ws[1:], strict=False), start=1):
             if index > last:
                 break
-            x = getattr(self, name)(x, w, force_fp32=force_fp32)
+            x = getattr(self, name)(x, w, precision=precision)
             if name in wanted:
                 out[name] = x.to(torch.float32)
         if capture is not None:
