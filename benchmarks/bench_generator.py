@@ -4,11 +4,22 @@
     python benchmarks/bench_generator.py --model ffhq.pkl     # any model irep3d loads
     python benchmarks/bench_generator.py --released sg3t-1024 # NVIDIA's released config, random weights
     python benchmarks/bench_generator.py --baseline           # also time the zero-stuffing reference algorithm
+    python benchmarks/bench_generator.py --stop L9_532_128    # the stop layer (default: the middle one)
 
 Batch 1 and batch 8, on the CPU and on CUDA when there is one. `--baseline` swaps our
 polyphase resampling for the textbook algorithm NVIDIA's pure-PyTorch reference path uses
 (zero insertion + dense filtering, filter-then-discard downsampling; written here from the
 definition) and prints the speed-up ratio.
+
+FLOPs (on by default, `--no-flops` to skip): PyTorch's own counter,
+`torch.utils.flop_counter.FlopCounterMode`, around one forward pass (batch 1) to the stop
+layer and to the end counts what the implementation actually executes: convolutions
+(the modulated convs and the depthwise resampling convs, 2 FLOP per multiply-add) and
+matrix products. It does not count elementwise work (bias, leaky ReLU, gain, clamp, the
+modulation and demodulation scaling, padding and interleaving copies). The count is split
+into the resampling filters (everything inside `upfirdn2d`) and the rest; the baseline is
+counted the same way with its zero-stuffing resampling swapped in. Every timed row then
+shows the achieved GFLOP/s = counted FLOPs per frame / measured time per frame.
 """
 
 from __future__ import annotations
@@ -20,11 +31,12 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from irep3d.allocator import tune_allocator
 from irep3d.generator import build_generator, layer_table, load_spec, seeds_to_ws
 from irep3d.model_file import NetworkSpec
-from irep3d.networks import resample
+from irep3d.networks import resample, stylegan2
 
 RELEASED = {  # NVIDIA's released training configurations (train.py), random weights
     "sg3t-1024": ("stylegan3", dict(channel_base=32768, channel_max=512, mapping_kwargs=dict(num_layers=2))),
@@ -81,14 +93,46 @@ def naive_upfirdn2d(x, f, up=1, down=1, padding=0, gain=1.0):
     return x[:, :, ::down, ::down]
 
 
+# Where the networks look `upfirdn2d` up: StyleGAN3's filtered_lrelu through the resample
+# module's globals, StyleGAN2 through the name it imported.
+_UPFIRDN2D_USERS = (resample, stylegan2)
+
+
 @contextlib.contextmanager
-def baseline_resampling():
-    saved = resample.upfirdn2d
-    resample.upfirdn2d = naive_upfirdn2d
+def swapped_upfirdn2d(fn):
+    saved = [module.upfirdn2d for module in _UPFIRDN2D_USERS]
+    for module in _UPFIRDN2D_USERS:
+        module.upfirdn2d = fn
     try:
         yield
     finally:
-        resample.upfirdn2d = saved
+        for module, old in zip(_UPFIRDN2D_USERS, saved, strict=True):
+            module.upfirdn2d = old
+
+
+def baseline_resampling():
+    return swapped_upfirdn2d(naive_upfirdn2d)
+
+
+def count_flops(run, baseline: bool) -> dict[str, float]:
+    """FLOPs of one call of `run` as FlopCounterMode counts them: total, the part inside
+    `upfirdn2d` (the resampling filters), the matrix products, and the rest (the convolutions)."""
+    inner_flops = []
+    impl = naive_upfirdn2d if baseline else resample.upfirdn2d
+
+    def counted(*args, **kwargs):
+        with FlopCounterMode(display=False) as inner:
+            y = impl(*args, **kwargs)
+        inner_flops.append(inner.get_total_flops())
+        return y
+
+    with swapped_upfirdn2d(counted), FlopCounterMode(display=False) as counter:
+        run()
+    by_op = {str(op): n for op, n in counter.get_flop_counts()["Global"].items()}
+    total = counter.get_total_flops()
+    resampling = sum(inner_flops)
+    matmul = sum(n for op, n in by_op.items() if "convolution" not in op)
+    return {"total": total, "resampling": resampling, "matmul": matmul, "conv": total - resampling - matmul}
 
 
 def time_ms(fn, device: torch.device, repeat: int) -> float:
@@ -105,31 +149,75 @@ def time_ms(fn, device: torch.device, repeat: int) -> float:
     return statistics.median(times) * 1000
 
 
+def _gflop(n: float) -> str:
+    return f"{n / 1e9:.1f}" if n >= 1e10 else f"{n / 1e9:.2f}"
+
+
 @torch.no_grad()
-def bench(spec: NetworkSpec, device: torch.device, batches, repeat: int, baseline: bool) -> None:
+def bench(
+    spec: NetworkSpec,
+    device: torch.device,
+    batches,
+    repeat: int,
+    baseline: bool,
+    flops: bool = True,
+    stop: str | None = None,
+) -> None:
     net = build_generator(spec, device)
     rows = layer_table(net)
-    middle = rows[len(rows) // 2].name
+    middle = stop or rows[len(rows) // 2].name
+    print(f"\n{spec.source} ({spec.architecture}, {net.img_resolution} px) on {device}; stop layer {middle}")
+    stops = (("full", None), (middle, [middle]))
+
+    counts: dict[tuple[str, bool], dict[str, float]] = {}
+    if flops:
+        ws1 = seeds_to_ws(net, [0])
+        for label, capture in stops:
+            for base in (False, True) if baseline else (False,):
+                counts[label, base] = count_flops(lambda c=capture: net.synthesis(ws1, capture=c), base)
+        print(
+            "GFLOP per frame (torch.utils.flop_counter.FlopCounterMode, one batch-1 pass; convolutions and "
+            "matrix products\nonly, 2 FLOP per multiply-add: elementwise ops such as bias, leaky ReLU, clamp "
+            "and modulation scaling are not counted)"
+        )
+        print(
+            f"{'stop at':>12} {'polyphase':>10} {'= mod.conv':>10} {'+ resample':>10} {'+ matmul':>9}"
+            + (f" {'zero-insert':>11} {'resample':>9} {'ratio':>6}" if baseline else "")
+        )
+        for label, _ in stops:
+            c = counts[label, False]
+            line = (
+                f"{label:>12} {_gflop(c['total']):>10} {_gflop(c['conv']):>10} "
+                f"{_gflop(c['resampling']):>10} {_gflop(c['matmul']):>9}"
+            )
+            if baseline:
+                b = counts[label, True]
+                line += (
+                    f" {_gflop(b['total']):>11} {_gflop(b['resampling']):>9} {b['total'] / c['total']:>5.2f}x"
+                )
+            print(line)
+
+    def rate(label: str, base: bool, ms: float) -> str:
+        return f" {counts[label, base]['total'] / 1e9 / (ms / 1000):>8.1f}" if flops else ""
+
+    gps = f" {'GFLOP/s':>8}" if flops else ""
     print(
-        f"\n{spec.source} ({spec.architecture}, {net.img_resolution} px) on {device}; middle layer {middle}"
-    )
-    print(
-        f"{'batch':>5} {'stop at':>12} {'ms/frame':>10}"
-        + (f" {'baseline':>10} {'speed-up':>8}" if baseline else "")
+        f"{'batch':>5} {'stop at':>12} {'ms/frame':>10}{gps}"
+        + (f" {'baseline':>10}{gps} {'speed-up':>8}" if baseline else "")
     )
     for batch in batches:
         ws = seeds_to_ws(net, list(range(batch)))
-        for label, capture in (("full", None), (middle, [middle])):
+        for label, capture in stops:
 
             def run(ws=ws, capture=capture):
                 return net.synthesis(ws, capture=capture)
 
             ours = time_ms(run, device, repeat) / batch
-            line = f"{batch:>5} {label:>12} {ours:>10.1f}"
+            line = f"{batch:>5} {label:>12} {ours:>10.1f}{rate(label, False, ours)}"
             if baseline:
                 with baseline_resampling():
                     ref = time_ms(run, device, max(1, repeat // 2)) / batch
-                line += f" {ref:>10.1f} {ref / ours:>7.2f}x"
+                line += f" {ref:>10.1f}{rate(label, True, ref)} {ref / ours:>7.2f}x"
             print(line, flush=True)
 
 
@@ -143,6 +231,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", action="store_true", help="also time the zero-stuffing algorithm")
     parser.add_argument("--quick", action="store_true", help="batch 1 only, 1 repeat (for make demo)")
+    parser.add_argument(
+        "--flops",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count FLOPs per frame with FlopCounterMode and print GFLOP/s (default: on)",
+    )
+    parser.add_argument(
+        "--stop", help="the stop layer timed besides the full frame (default: the middle one)"
+    )
     args = parser.parse_args()
     tuned = tune_allocator()
 
@@ -155,7 +252,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, allocator tuned: {tuned}")
     for device in devices:
         for spec in specs:
-            bench(spec, device, batches, repeat, args.baseline)
+            bench(spec, device, batches, repeat, args.baseline, args.flops, args.stop)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,20 @@
 
     python benchmarks/bench_maps.py                  # builtin:sg3t-256 on the CPU (or CUDA)
     python benchmarks/bench_maps.py --model ffhq.pkl --layers L3_52_512,... --size 1024
+    python benchmarks/bench_maps.py --released sg3t-1024 --layer L10_1044_81 --frames 4
 
 The naive way is how single-layer exporters such as stylegan3-fun work: the whole generator
 runs once per clip per frame (batch 1), and each frame is written before the next is
 computed. It is timed on a sample of frames and extrapolated to the pack (it would take
 minutes otherwise); irep3d's runs are timed whole, EXR files included.
+
+`--layer` (implied by `--released`, which builds one of NVIDIA's released 1024 px
+configurations with random weights, see bench_generator.py) times one `maps` clip of that
+layer instead: a walk of `--frames` frames at the layer's own size (1044 px incl. margin
+for StyleGAN3's last layers), EXR writing included, beside the network alone and the EXR
+writing alone for the same frames, so one sees which of the two bounds the run. Channels
+are given (0,1,2) rather than picked, since picking costs an extra pass on the keyframes
+that a short walk could not amortise; one untimed batch warms the network up first.
 """
 
 from __future__ import annotations
@@ -18,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_generator import RELEASED, released_spec
 
 from irep3d.allocator import tune_allocator
 from irep3d.colour import apply_norm, to_rgb
-from irep3d.exr_clip import write_exr
-from irep3d.generator import load_generator, seeds_to_ws
-from irep3d.maps import ClipJob, MapsOptions, render_clips
-from irep3d.walk import interpolate_ws, parse_seeds
+from irep3d.exr_clip import ExrWriter, write_exr
+from irep3d.generator import build_generator, layer_table, load_generator, pick_device, seeds_to_ws
+from irep3d.maps import ClipJob, MapsOptions, default_batch, render_clips
+from irep3d.resize import resize
+from irep3d.walk import frame_count, interpolate_ws, parse_seeds
 
 DEFAULT_LAYERS = "L3_52_64,L5_84_64,L7_148_64,L9_148_64,L10_276_64,L11_276_45"
 
@@ -43,6 +54,80 @@ def naive_seconds_per_clip_frame(net, layer: str, seeds: list[int], k: int, out:
     return (time.perf_counter() - t0) / samples
 
 
+def bench_layer_walk(net, model: str, layer: str, frames: int, args) -> None:
+    """One `maps` clip of `layer` over a walk of `frames` frames, beside its two halves."""
+    device = next(net.parameters()).device
+    seeds = parse_seeds(args.seeds)[:2] if frames > 1 else parse_seeds(args.seeds)[:1]
+    if frames > 1 and len(seeds) < 2:
+        seeds = [seeds[0], seeds[0] + 1]
+    k = max(1, frames - 1)  # an open walk of 2 seeds: (2 - 1) * k + 1 frames
+    opts = MapsOptions(frames_per_seed=k, loop=False, norm=args.norm, size=args.size, batch=args.batch)
+    assert frame_count(len(seeds), k, False) == frames
+    batch = args.batch or default_batch(device)
+    info = {r.name: r for r in layer_table(net)}[layer]
+    side = args.size or info.width
+    print(
+        f"{model} on {device}, {torch.get_num_threads()} threads; layer {layer} "
+        f"({info.channels} ch, {info.height}x{info.width} px), EXR {side}x{side} px zip; "
+        f"walk of {frames} frames (seeds {seeds[0]}-{seeds[-1]}), batch {batch}, norm {args.norm}"
+    )
+    key_ws = seeds_to_ws(net, seeds)
+    grid = [list(range(b, min(b + batch, frames))) for b in range(0, frames, batch)]
+
+    def network(frame_list: list[int]) -> torch.Tensor:
+        ws = interpolate_ws(key_ws, k, False, frames=frame_list)
+        with torch.no_grad():
+            return net.synthesis(ws, capture=[layer])[layer]
+
+    t0 = time.perf_counter()
+    network(grid[0])
+    print(
+        f"warm-up batch of {len(grid[0])} frames: {time.perf_counter() - t0:.1f} s (not counted)", flush=True
+    )
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        render_clips(net, model, [ClipJob("walk", layer, [0, 1, 2], seeds)], tmp / "maps", opts)
+        t_maps = time.perf_counter() - t0
+        written = len(list((tmp / "maps" / "walk").glob("*.exr")))
+        assert written == frames, f"maps wrote {written} files, expected {frames}"
+        print(
+            f"maps, one clip, EXR writing included: {frames / t_maps:.3f} frames/s ({t_maps:.1f} s)",
+            flush=True,
+        )
+
+        t0 = time.perf_counter()
+        outputs = [network(frame_list)[:, :3] for frame_list in grid]
+        t_net = time.perf_counter() - t0
+        print(
+            f"network alone, same frames and batches: {frames / t_net:.3f} frames/s ({t_net:.1f} s)",
+            flush=True,
+        )
+
+        rgbs = []  # colour mapping (untimed), then the same writer maps uses
+        for x in outputs:
+            x = apply_norm(x.float(), "fixed")
+            x = resize(x, args.size) if args.size else x
+            rgbs += list(to_rgb(x).permute(0, 2, 3, 1).to(torch.float16).numpy())
+        (tmp / "exr").mkdir()
+        t0 = time.perf_counter()
+        with ExrWriter(compression="zip") as writer:
+            for f, rgb in enumerate(rgbs):
+                writer.submit(tmp / "exr" / f"f_{f:05d}.exr", rgb, {"frame": f + 1})
+            writer.close()
+        t_exr = time.perf_counter() - t0
+        print(
+            f"EXR writing alone ({writer.workers} threads): {frames / t_exr:.2f} frames/s ({t_exr:.1f} s)",
+            flush=True,
+        )
+    print(
+        f"maps / network time: {t_maps / t_net:.2f}x; writing is "
+        f"{100 * t_exr / (t_exr + t_net):.0f}% of network + writing done one after the other "
+        f"-> bound by the {'network' if t_net >= t_exr else 'EXR writing'}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -56,8 +141,34 @@ def main() -> None:
     parser.add_argument("--norm", default="global")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--naive-samples", type=int, default=4)
+    parser.add_argument(
+        "--released", choices=sorted(RELEASED), help="a released 1024 px config, random weights (walk mode)"
+    )
+    parser.add_argument(
+        "--layer",
+        help="walk mode: time one maps clip of this layer (default with --released: "
+        "the first layer of the largest size, e.g. L10_1044_81)",
+    )
+    parser.add_argument("--frames", type=int, default=4, help="walk mode: frames of the walk")
+    parser.add_argument("--batch", type=int, default=None, help="walk mode: frames per pass (default: maps')")
     args = parser.parse_args()
     tune_allocator()
+
+    if args.released or args.layer:
+        if args.frames < 1:
+            parser.error("--frames must be at least 1")
+        if args.released:
+            model = f"released:{args.released}"
+            net = build_generator(released_spec(args.released), pick_device(args.device))
+        else:
+            model = args.model
+            net = load_generator(args.model, args.device)
+        rows = layer_table(net)
+        layer = args.layer or next(r.name for r in rows if r.height == max(x.height for x in rows))
+        if layer not in {r.name for r in rows}:
+            parser.error(f"unknown layer {layer}; this network has: {', '.join(r.name for r in rows)}")
+        bench_layer_walk(net, model, layer, args.frames, args)
+        return
 
     net = load_generator(args.model, args.device)
     device = next(net.parameters()).device
