@@ -61,9 +61,9 @@ def bench_layer_walk(net, model: str, layer: str, frames: int, args) -> None:
     if frames > 1 and len(seeds) < 2:
         seeds = [seeds[0], seeds[0] + 1]
     k = max(1, frames - 1)  # an open walk of 2 seeds: (2 - 1) * k + 1 frames
-    opts = MapsOptions(frames_per_seed=k, loop=False, norm=args.norm, size=args.size, batch=args.batch)
+    batch = args.batch or default_batch(device, net, [layer])  # what maps would pick
+    opts = MapsOptions(frames_per_seed=k, loop=False, norm=args.norm, size=args.size, batch=batch)
     assert frame_count(len(seeds), k, False) == frames
-    batch = args.batch or default_batch(device)
     info = {r.name: r for r in layer_table(net)}[layer]
     side = args.size or info.width
     print(

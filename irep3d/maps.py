@@ -146,12 +146,16 @@ class _Clip:
     written: int = 0
 
 
-CPU_BATCH = 4  # the CPU's per-frame cost is flat from batch 1 to 8 (bench_generator.py)
+#: On a CPU, per-frame cost is flat from batch 1 to 8 at 256 px but grows with the batch at
+#: 1024 px (StyleGAN3-T full frame: +42 % at batch 8, memory traffic; bench_generator.py):
+#: 4 keeps memory low and the grid fine.
+CPU_BATCH = 4
 MAX_BATCH = 64  # past this a GPU gains nothing and a resumed run redoes more
 #: Bytes a frame needs at the widest layer, as a multiple of that layer's float32 output:
-#: its input, the modulated convolution's output and the result, plus one for the slices
-#: of the filtered leaky ReLU's upsampled grid (processed 256 MiB at a time, resample.py).
-PEAK_FACTOR = 4
+#: its input, the modulated convolution's output, the result and the slices of the
+#: filtered leaky ReLU's upsampled grid (256 MiB at a time, resample.py), with headroom.
+#: Measured: StyleGAN3-T 1024 at batch 8 peaks at ~2.3 GB a frame; this gives ~2.6 GB.
+PEAK_FACTOR = 6
 
 
 def frame_bytes(net: nn.Module, layers: Iterable[str]) -> int:
