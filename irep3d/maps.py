@@ -268,7 +268,8 @@ def _open_clip(
     clip = _Clip(job=job, path=path, total=total, margin=margin)
     previous = read_manifest(path)
     if previous is not None:
-        mismatched = [k for k, v in _identity(job, options, model).items() if previous.get(k) != v]
+        before = {"precision": "auto", **previous}  # clips written before --precision existed
+        mismatched = [k for k, v in _identity(job, options, model).items() if before.get(k) != v]
         if job.channels is not None and previous.get("channels") not in (None, [], job.channels):
             mismatched.append("channels")
         if mismatched:
