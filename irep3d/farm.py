@@ -271,24 +271,11 @@ class MapsWorker(_Worker):
 
     def flush(self, jobs, out_dir: str, options, stats):
         """Write the batches `measure` kept, with the merged figures; nothing else."""
-        from .maps import render_clips
-
         kept, self.kept, self.kept_bytes = self.kept, {}, 0
         if not kept:
             return []
-        return self._call(
-            lambda: render_clips(
-                self.net,
-                self.model,
-                jobs,
-                Path(out_dir),
-                options,
-                self._progress,
-                stats=stats,
-                clean_temps=False,
-                precomputed=kept,
-                precomputed_only=True,
-            )
+        return self.render(
+            jobs, out_dir, options, stats=stats, clean_temps=False, precomputed=kept, precomputed_only=True
         )
 
 

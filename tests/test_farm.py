@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from irep3d import farm
 from irep3d.cli import app
-from irep3d.errors import FarmError, Irep3dError, LayerError, OutputError
+from irep3d.errors import Irep3dError, LayerError, OutputError
 from irep3d.maps import ClipJob, MapsOptions, render_clips
 
 MODEL = "builtin:sg3t-256"
@@ -263,10 +263,6 @@ def test_cli_blender_render_with_ray(blend, local_frames, tmp_path):
                                  "--chunk", "3"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert png_pixels(tmp_path) == png_pixels(local_frames)
-
-
-def test_farm_error_is_an_irep3d_error():
-    assert issubclass(FarmError, Irep3dError)
 
 
 def test_a_blender_process_dies_with_its_worker():
