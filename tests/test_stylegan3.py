@@ -40,12 +40,15 @@ def test_every_layer_matches_reference(ref):
     acts = net.synthesis(ws, capture=meta["layer_order"])
     assert list(acts) == meta["layer_order"]
     for layer in meta["layer_order"]:
+        # The network runs channels-last on the CPU; what it hands out is plain NCHW.
+        assert acts[layer].dtype == torch.float32 and acts[layer].is_contiguous(), layer
         assert_close_to_ref(acts[layer], d[f"act/{layer}"], f"{name} {layer}")
 
 
 def test_final_images_match_for_all_seeds(ref):
     name, _, d, net = ref
     img = net.synthesis(torch.from_numpy(d["w"]))
+    assert img.is_contiguous()
     assert_close_to_ref(img, d["img"], f"{name} image")
 
 

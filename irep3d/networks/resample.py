@@ -35,8 +35,20 @@ __all__ = [
     "filtered_lrelu",
     "kaiser_atten",
     "kaiser_beta",
+    "preferred_layout",
     "upfirdn2d",
 ]
+
+
+def preferred_layout(device: torch.device) -> torch.memory_format:
+    """Memory layout the activations are kept in on `device`.
+
+    Channels-last on the CPU: oneDNN vectorises depthwise (resampling) convolutions across
+    channels there, 2-5x faster than NCHW, and runs the modulated convolutions 1.3-2x
+    faster when the channel counts are not multiples of 16 (323, 203, 81, 51 in
+    StyleGAN3-T 1024). Elsewhere the layout is left as it comes (not yet measured).
+    """
+    return torch.channels_last if device.type == "cpu" else torch.preserve_format
 
 
 def _pad_dim(x: torch.Tensor, lo: int, hi: int, dim: int) -> torch.Tensor:
@@ -46,71 +58,46 @@ def _pad_dim(x: torch.Tensor, lo: int, hi: int, dim: int) -> torch.Tensor:
     return F.pad(x, [lo, hi] if dim == -1 else [0, 0, lo, hi])
 
 
+def _channel_weight(kernel: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The same 2-D kernel for every channel of x: a depthwise weight `[C, 1, kh, kw]`."""
+    return kernel.to(x.dtype)[None, None].expand(x.shape[1], 1, *kernel.shape).contiguous()
+
+
 def _depthwise(x: torch.Tensor, kernel: torch.Tensor, stride: int | tuple[int, int] = 1) -> torch.Tensor:
-    """Convolve every channel of x [N, C, H, W] with the same 2-D kernel (correlation).
+    """Correlate every channel of x [N, C, H, W] with the same 2-D kernel.
 
-    A depthwise convolution with one output per channel is the case oneDNN and cuDNN
-    optimise best; folding channels into the batch or giving each channel several outputs
-    is more than ten times slower on the CPU.
+    On the CPU in channels-last layout (`preferred_layout`), where oneDNN vectorises them
+    across channels instead of running one short filter per channel.
     """
-    c = x.shape[1]
-    weight = kernel.to(x.dtype)[None, None].expand(c, 1, *kernel.shape).contiguous()
-    return F.conv2d(x, weight, stride=stride, groups=c)
+    x = x.contiguous(memory_format=preferred_layout(x.device))
+    return F.conv2d(x, _channel_weight(kernel, x), stride=stride, groups=x.shape[1])
 
 
-def _up_1d(x: torch.Tensor, f: torch.Tensor, up: int, pad0: int, pad1: int, dim: int) -> torch.Tensor:
-    """Upsample x [N, C, H, W] along one axis: zero insertion, padding, convolution with `f`.
+def _up(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], padding: Sequence[int]) -> torch.Tensor:
+    """Upsample x [N, C, H, W] by `up = (uy, ux)`: zero insertion, padding, convolution with `f`.
 
-    Polyphase: output sample `m = q * up + r` only ever meets the taps `f[r::up]`, so each
-    phase is a short convolution of the original samples and no zero is ever multiplied.
+    A transposed convolution with stride `up` is exactly "insert zeros, then convolve", and
+    oneDNN computes it polyphase (each output phase meets only its own taps, no zero is ever
+    multiplied). `f` is `[kh, kw]`: `[1, k]` or `[k, 1]` for one pass of a separable filter.
     """
-    n = x.shape[dim]
-    k = f.numel()
-    kp = -(-k // up)
-    phases = F.pad(f, [0, kp * up - k]).reshape(kp, up).t().flip(-1)  # [up, kp]; flipped: conv2d correlates
-    xp = _pad_dim(x, kp - 1, kp - 1, dim)
-    shape = (1, kp) if dim == -1 else (kp, 1)
-    ys = [_depthwise(xp, phases[r].reshape(shape)) for r in range(up)]
-    # Interleave the phases: sample q * up + r of the full convolution of the zero-stuffed signal.
-    if up == 1:
-        y = ys[0]
-    elif dim == -1:
-        y = torch.stack(ys, dim=-1).flatten(-2, -1)  # [N, C, H, Q, up] -> [N, C, H, Q*up]
-    else:
-        y = torch.stack(ys, dim=-2).flatten(-3, -2)  # [N, C, Q, up, W] -> [N, C, Q*up, W]
-    # The padded, filtered output sample j sits at m = j + k - 1 - pad0 of that convolution.
-    out_len = n * up + pad0 + pad1 - k + 1
-    lo = pad0 - (k - 1)
-    return _pad_dim(y, lo, out_len - y.shape[dim] - lo, dim)
-
-
-def _down_1d(x: torch.Tensor, f: torch.Tensor, down: int, pad0: int, pad1: int, dim: int) -> torch.Tensor:
-    """Pad, convolve with `f` and keep every `down`-th sample along one axis, in one strided conv."""
-    x = _pad_dim(x, pad0, pad1, dim)
-    w = f.flip(-1)
-    if dim == -1:
-        return _depthwise(x, w[None, :], stride=(1, down))
-    return _depthwise(x, w[:, None], stride=(down, 1))
-
-
-def _up_2d(x: torch.Tensor, f: torch.Tensor, up: int, padding: Sequence[int]) -> torch.Tensor:
-    """Non-separable 2-D version of `_up_1d`: `up**2` phases, each a small 2-D kernel."""
-    px0, px1, py0, py1 = padding
-    kh, kw = f.shape
-    kp = -(-max(kh, kw) // up)
-    fp = F.pad(f, [0, kp * up - kw, 0, kp * up - kh])  # [kp*up, kp*up]
-    phases = fp.reshape(kp, up, kp, up).permute(1, 3, 0, 2).flip([-1, -2])  # [up, up, kp, kp]
-    xp = F.pad(x, [kp - 1] * 4)
-    rows = [
-        torch.stack([_depthwise(xp, phases[ry, rx]) for rx in range(up)], dim=-1).flatten(-2)
-        for ry in range(up)
-    ]
-    y = torch.stack(rows, dim=-2).flatten(-3, -2)
-    h, w = x.shape[-2:]
-    out_h = h * up + py0 + py1 - kh + 1
-    out_w = w * up + px0 + px1 - kw + 1
-    lo_y, lo_x = py0 - (kh - 1), px0 - (kw - 1)
-    return F.pad(y, [lo_x, out_w - y.shape[-1] - lo_x, lo_y, out_h - y.shape[-2] - lo_y])
+    # The transposed convolution yields the full convolution of the zero-stuffed signal
+    # without its trailing zeros; the padded, filtered output sample j sits at
+    # m = j + k - 1 - pad0 of it. Crops both ends share are left to the convolution's own
+    # `padding` (no copy); only what remains is padded or cropped afterwards.
+    crop, rest = [], []
+    for n, s, k, p0, p1 in (
+        (x.shape[-2], up[0], f.shape[0], *padding[2:]),
+        (x.shape[-1], up[1], f.shape[1], *padding[:2]),
+    ):
+        lo = p0 - (k - 1)
+        hi = n * s + p0 + p1 - k + 1 - ((n - 1) * s + k) - lo
+        both = max(0, min(-lo, -hi))
+        crop.append(both)
+        rest.append((lo + both, hi + both))
+    x = x.contiguous(memory_format=preferred_layout(x.device))
+    y = F.conv_transpose2d(x, _channel_weight(f, x), stride=up, padding=crop, groups=x.shape[1])
+    pads = [*rest[1], *rest[0]]
+    return F.pad(y, pads) if any(pads) else y
 
 
 def upfirdn2d(
@@ -147,16 +134,16 @@ def upfirdn2d(
     elif f.ndim == 1:
         f = f * math.sqrt(gain)
         if up > 1:
-            y = _up_1d(y, f, up, px0, px1, -1)
-            y = _up_1d(y, f, up, py0, py1, -2)
+            y = _up(y, f[None, :], (1, up), (px0, px1, 0, 0))
+            y = _up(y, f[:, None], (up, 1), (0, 0, py0, py1))
             y = y[:, :, ::down, ::down] if down > 1 else y
         else:
-            y = _down_1d(y, f, down, px0, px1, -1)
-            y = _down_1d(y, f, down, py0, py1, -2)
+            y = _depthwise(_pad_dim(y, px0, px1, -1), f.flip(0)[None, :], stride=(1, down))
+            y = _depthwise(_pad_dim(y, py0, py1, -2), f.flip(0)[:, None], stride=(down, 1))
     else:
         f = f * gain
         if up > 1:
-            y = _up_2d(y, f, up, (px0, px1, py0, py1))
+            y = _up(y, f, (up, up), (px0, px1, py0, py1))
             y = y[:, :, ::down, ::down] if down > 1 else y
         else:
             y = F.pad(y, [px0, px1, py0, py1])
@@ -188,28 +175,34 @@ def filtered_lrelu(
         slope: negative slope; 1 makes it linear (the ToRGB layer).
         clamp: clamp the activation to [-clamp, clamp]; None = no clamp.
     """
-    n, c, h, w = x.shape
+    c, h, w = x.shape[1:]
     if b is not None:
         x = x + b.to(x.dtype).reshape(1, -1, 1, 1)
+    # The gain moves into the upsampling filter: lrelu(g * u) = g * lrelu(u) for g > 0, so
+    # the clamp sees the same values and the largest tensor gets one pass less.
+    up_gain, gain = (up**2 * gain, 1) if gain > 0 else (up**2, gain)
     # Every channel of every sample is filtered alone (depthwise), so the work can be done in
-    # slices of N*C. Slices keep the upsampled temporary, the largest tensor of the network,
-    # small enough to stay in cache and be reused by the allocator instead of faulting in
-    # fresh pages for every layer.
-    x = x.reshape(1, n * c, h, w)
+    # slices: whole samples, or groups of channels of one sample. Slices keep the upsampled
+    # temporary, the largest tensor of the network, small enough to be reused by the
+    # allocator instead of faulting in fresh pages for every layer.
     up_h = (h * up + padding[2] + padding[3]) * (w * up + padding[0] + padding[1])
-    step = max(1, int(FILTER_CHUNK_BYTES // max(1, up_h * x.element_size())))
-    outs = []
-    for part in x.split(step, dim=1):
-        y = upfirdn2d(part, fu, up=up, padding=padding, gain=up**2)
-        if slope != 1:
-            y = F.leaky_relu_(y, slope) if y is not part else F.leaky_relu(y, slope)
-        if gain != 1:
-            y = y * gain
-        if clamp is not None:
-            y = y.clamp_(-clamp, clamp)
-        outs.append(upfirdn2d(y, fd, down=down))
-    y = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
-    return y.reshape(n, c, y.shape[-2], y.shape[-1])
+    channels = max(1, int(FILTER_CHUNK_BYTES // max(1, up_h * x.element_size())))
+    if c > channels > 16:  # whole vectors of channels (channels-last is vectorised across them)
+        channels -= channels % 16
+    rows = []
+    for samples in x.split(max(1, channels // c), dim=0):
+        parts = []
+        for part in samples.split(channels, dim=1):
+            y = upfirdn2d(part, fu, up=up, padding=padding, gain=up_gain)
+            if slope != 1:
+                y = F.leaky_relu_(y, slope) if y is not part else F.leaky_relu(y, slope)
+            if gain != 1:
+                y = y * gain
+            if clamp is not None:
+                y = y.clamp_(-clamp, clamp) if y is not part else y.clamp(-clamp, clamp)
+            parts.append(upfirdn2d(y, fd, down=down))
+        rows.append(parts[0] if len(parts) == 1 else torch.cat(parts, dim=1))
+    return rows[0] if len(rows) == 1 else torch.cat(rows, dim=0)
 
 
 # -- filter design ------------------------------------------------------------------------

@@ -607,7 +607,7 @@ class SynthesisNetwork(nn.Module):
             )
             if cap is not None and cap.done:
                 return cap.out
-        return img
+        return img.contiguous()  # the FIR upsampling of the skip image leaves it channels-last
 
     def extra_repr(self) -> str:
         return (

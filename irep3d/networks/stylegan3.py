@@ -25,7 +25,7 @@ from .capture import resolve_capture
 from .generator import StyleGenerator
 from .mapping import FullyConnectedLayer
 from .precision import check_precision, layer_dtype
-from .resample import design_lowpass_filter, filtered_lrelu
+from .resample import design_lowpass_filter, filtered_lrelu, preferred_layout
 
 __all__ = ["Generator", "SynthesisInput", "SynthesisLayer", "SynthesisNetwork", "modulated_conv2d"]
 
@@ -221,7 +221,7 @@ class SynthesisLayer(nn.Module):
             styles = styles / math.sqrt(self.in_channels * self.conv_kernel**2)
         dtype = layer_dtype(self.use_fp16, precision, x.device)
         x = modulated_conv2d(
-            x.to(dtype),
+            x.to(dtype=dtype, memory_format=preferred_layout(x.device)),
             self.weight,
             styles,
             demodulate=not self.is_torgb,
@@ -378,10 +378,10 @@ class SynthesisNetwork(nn.Module):
                 break
             x = getattr(self, name)(x, w, precision=precision)
             if name in wanted:
-                out[name] = x.to(torch.float32)
+                out[name] = x.to(torch.float32, memory_format=torch.contiguous_format)
         if capture is not None:
             return out
-        return x.to(torch.float32) * self.output_scale
+        return x.to(torch.float32, memory_format=torch.contiguous_format) * self.output_scale
 
     def extra_repr(self) -> str:
         return (
