@@ -146,10 +146,12 @@ class _Clip:
     written: int = 0
 
 
-#: On a CPU, per-frame cost is flat from batch 1 to 8 at 256 px but grows with the batch at
-#: 1024 px (StyleGAN3-T full frame: +42 % at batch 8, memory traffic; bench_generator.py):
-#: 4 keeps memory low and the grid fine.
+#: On a CPU, per-frame cost is flat from batch 1 to 8 at 256 px but grows with the batch
+#: once a frame's working set is large (StyleGAN3-T 1024 full frame: 5.1 s at batch 1,
+#: 6.1 s at batch 4; memory traffic, bench_generator.py). So a CPU batch holds at most
+#: CPU_BATCH frames and at most CPU_BATCH_BYTES of `frame_bytes`, but always one frame.
 CPU_BATCH = 4
+CPU_BATCH_BYTES = 2**30
 MAX_BATCH = 64  # past this a GPU gains nothing and a resumed run redoes more
 #: Bytes a frame needs at the widest layer, as a multiple of that layer's float32 output:
 #: its input, the modulated convolution's output, the result and the slices of the
@@ -185,12 +187,14 @@ def free_memory(device: torch.device) -> int:
 
 def default_batch(device: torch.device, net: nn.Module | None = None, layers: Iterable[str] = ()) -> int:
     """Frames per forward pass, sized from free memory: half of it over `frame_bytes`, at
-    most CPU_BATCH on a CPU (more frames only add memory traffic there) and MAX_BATCH on a
-    GPU. Without a network: CPU_BATCH, or 16 on a GPU."""
-    cap = MAX_BATCH if device.type == "cuda" else CPU_BATCH
+    most MAX_BATCH on a GPU; on a CPU at most CPU_BATCH and CPU_BATCH_BYTES (more frames
+    only add memory traffic there). Never less than 1. Without a network: CPU_BATCH, or 16
+    on a GPU."""
     if net is None:
         return 16 if device.type == "cuda" else CPU_BATCH
-    fits = free_memory(device) // 2 // max(1, frame_bytes(net, layers))
+    per_frame = max(1, frame_bytes(net, layers))
+    cap = MAX_BATCH if device.type == "cuda" else min(CPU_BATCH, CPU_BATCH_BYTES // per_frame)
+    fits = free_memory(device) // 2 // per_frame
     return int(max(1, min(cap, fits)))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from irep3d.errors import ArchitectureError, LayerError
-from irep3d.networks.stylegan3 import Generator
+from irep3d.networks.stylegan3 import Generator, modulated_conv2d
 from tests.refdata import assert_close_to_ref, load
 
 
@@ -81,6 +82,24 @@ def test_batch_results_do_not_depend_on_batch_mates(ref):
     alone = net.synthesis(ws[1:2], capture=["L9_84_32"])["L9_84_32"]
     batch = net.synthesis(ws, capture=["L9_84_32"])["L9_84_32"]
     torch.testing.assert_close(alone[0], batch[1], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_modulated_conv_formulations_agree(demodulate):
+    """Per-sample modulated weights (CPU, batch 1) and batched input scaling (GPU) are one op."""
+    torch.manual_seed(3)
+    x, weight, styles = torch.randn(3, 8, 9, 9), torch.randn(6, 8, 3, 3), torch.randn(3, 8)
+    gain = torch.tensor(0.7)
+    each = modulated_conv2d(x, weight, styles, demodulate, 2, gain, per_sample=True)
+    batched = modulated_conv2d(x, weight, styles, demodulate, 2, gain, per_sample=False)
+    assert each.shape == batched.shape == (3, 6, 11, 11)
+    torch.testing.assert_close(each, batched, atol=1e-5, rtol=1e-5)
+    # The definition: per-sample weights w * s, normalised per output channel.
+    w = weight[None] * (styles * gain)[:, None, :, None, None]
+    if demodulate:
+        w = w / (weight[None] * styles[:, None, :, None, None]).square().sum([2, 3, 4], keepdim=True).sqrt()
+    ref = torch.cat([F.conv2d(x[i : i + 1], w[i], padding=2) for i in range(3)])
+    torch.testing.assert_close(each, ref, atol=1e-4, rtol=1e-4)
 
 
 def test_unknown_layer_is_a_clear_error(ref):

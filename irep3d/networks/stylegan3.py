@@ -37,12 +37,18 @@ def modulated_conv2d(
     demodulate: bool = True,
     padding: int = 0,
     input_gain: torch.Tensor | None = None,
+    per_sample: bool | None = None,
 ) -> torch.Tensor:
-    """Style-modulated convolution (StyleGAN2 Sec. 2.2), batched without grouped convs.
+    """Style-modulated convolution (StyleGAN2 Sec. 2.2), without grouped convs.
 
-    Modulating the weights per sample (w' = w * s) and convolving equals scaling the input
+    Two exact formulations. Per sample: each sample's modulated, demodulated weights
+    (w' = w * s * d, a few MB at most) in an ordinary conv2d, which spares two passes over
+    the activations. Batched: modulating the weights (w * s) equals scaling the input
     channels by s and convolving with the shared weights; demodulation is a per-sample,
-    per-output-channel scale applied afterwards. So the whole batch is one ordinary conv2d.
+    per-output-channel scale applied afterwards, so the whole batch is one conv2d.
+    `per_sample=None` picks per sample for one sample and on the CPU, where the big layers
+    then cost less per frame (StyleGAN3-T 1024: 6.6 -> 6.1 s per frame at batch 4; batched
+    convolutions gain nothing on oneDNN), and batched elsewhere.
 
     Args:
         x: `[N, I, H, W]` input activations.
@@ -51,6 +57,7 @@ def modulated_conv2d(
         demodulate: normalise each output channel to unit expected variance.
         padding: convolution padding (k - 1 gives the "full" convolution StyleGAN3 uses).
         input_gain: scalar that undoes the input's running magnitude (`magnitude_ema`).
+        per_sample: formulation (see above); None = by batch size and device.
 
     Shape:
         out: `[N, O, H + 2p - k + 1, W + 2p - k + 1]`.
@@ -59,10 +66,22 @@ def modulated_conv2d(
         weight = weight * weight.square().mean([1, 2, 3], keepdim=True).rsqrt()
         styles = styles * styles.square().mean(1, keepdim=True).rsqrt()
     scale = styles if input_gain is None else styles * input_gain  # [NI]
-    y = F.conv2d(x * scale.to(x.dtype)[:, :, None, None], weight.to(x.dtype), padding=padding)
+    dcoefs = None
     if demodulate:
         dcoefs = (styles.square() @ weight.square().sum([2, 3]).t() + 1e-8).rsqrt()  # [NO]
-        y = y * dcoefs.to(y.dtype)[:, :, None, None]
+    if per_sample is None:
+        per_sample = x.shape[0] == 1 or x.device.type == "cpu"
+    if per_sample:
+        ys = []
+        for i in range(x.shape[0]):
+            wi = weight * scale[i, None, :, None, None]
+            if dcoefs is not None:
+                wi = wi * dcoefs[i, :, None, None, None]
+            ys.append(F.conv2d(x[i : i + 1], wi.to(x.dtype), padding=padding))
+        return ys[0] if len(ys) == 1 else torch.cat(ys)
+    y = F.conv2d(x * scale.to(x.dtype)[:, :, None, None], weight.to(x.dtype), padding=padding)
+    if dcoefs is not None:
+        y = y.mul_(dcoefs.to(y.dtype)[:, :, None, None])
     return y
 
 
