@@ -146,7 +146,7 @@ def upfirdn2d(
             y = _up(y, f, (up, up), (px0, px1, py0, py1))
             y = y[:, :, ::down, ::down] if down > 1 else y
         else:
-            y = F.pad(y, [px0, px1, py0, py1])
+            y = F.pad(y, [px0, px1, py0, py1]) if any((px0, px1, py0, py1)) else y  # F.pad copies
             y = _depthwise(y, f.flip([0, 1]), stride=down)
     return y
 
@@ -187,8 +187,8 @@ def filtered_lrelu(
     # allocator instead of faulting in fresh pages for every layer.
     up_h = (h * up + padding[2] + padding[3]) * (w * up + padding[0] + padding[1])
     channels = max(1, int(FILTER_CHUNK_BYTES // max(1, up_h * x.element_size())))
-    if c > channels > 16:  # whole vectors of channels (channels-last is vectorised across them)
-        channels -= channels % 16
+    if channels < c:  # equal slices: a last slice of a few channels would waste the vectors
+        channels = -(-c // -(-c // channels))
     rows = []
     for samples in x.split(max(1, channels // c), dim=0):
         parts = []
