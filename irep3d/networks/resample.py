@@ -2,10 +2,13 @@
 
 NVIDIA's reference path upsamples by inserting zeros and filtering the zero-stuffed grid,
 and downsamples by filtering every sample and then discarding most of them. Here both are
-computed *polyphase*: upsampling runs one short filter per output phase on the original
-samples, downsampling is a strided convolution that only computes the samples it keeps,
-and separable (1-D) filters are applied as two 1-D passes. The results are the same
-numbers (up to float rounding) with a fraction of the memory traffic.
+computed *polyphase*: upsampling is a depthwise transposed convolution (each output phase
+meets only its own taps on the original samples; no zero is stored or multiplied),
+downsampling is a strided convolution that only computes the samples it keeps, and
+separable (1-D) filters are applied as two 1-D passes. On the CPU all of it runs in
+channels-last layout, where oneDNN vectorises depthwise convolutions across channels. The
+results are the same numbers (up to float rounding) with a fraction of the work and memory
+traffic.
 
 Conventions follow the paper's appendix and NVIDIA's `upfirdn2d` contract, so weights and
 padding values carry over one to one:
