@@ -5,6 +5,8 @@
     python benchmarks/bench_generator.py --released sg3t-1024 # NVIDIA's released config, random weights
     python benchmarks/bench_generator.py --baseline           # also time the zero-stuffing reference algorithm
     python benchmarks/bench_generator.py --stop L9_532_128    # time only these (repeatable; 'full' = whole frame)
+    python benchmarks/bench_generator.py --released sg3t-1024 --device cuda --batch 8 --stop full
+                                                              # the GPU target (precision auto = fp16 layers)
 
 Batch 1 and batch 8, on the CPU and on CUDA when there is one. `--baseline` swaps our
 polyphase resampling for the textbook algorithm NVIDIA's pure-PyTorch reference path uses
@@ -19,7 +21,11 @@ matrix products. It does not count elementwise work (bias, leaky ReLU, gain, cla
 modulation and demodulation scaling, padding and interleaving copies). The count is split
 into the resampling filters (everything inside `upfirdn2d`) and the rest; the baseline is
 counted the same way with its zero-stuffing resampling swapped in. Every timed row then
-shows the achieved GFLOP/s = counted FLOPs per frame / measured time per frame.
+shows frames/s, the achieved GFLOP/s = counted FLOPs per frame / measured time per frame,
+and that as a fraction of the device's compute bound ("bound"), measured here as the
+throughput of a large dense matmul in the dtype the network's reduced-precision layers use
+(float16 on CUDA with `--precision auto`, else float32). oneDNN's 3x3 convolutions can run
+a little above the CPU's matmul figure.
 
 Memory: batch 8 of a whole 1024 px StyleGAN3-T frame peaks at about 19 GB of RSS here
 (the 1044 px layers); the zero-stuffing baseline, and StyleGAN3-R with either resampling,
@@ -41,6 +47,7 @@ from irep3d.allocator import tune_allocator
 from irep3d.generator import build_generator, layer_table, load_spec, seeds_to_ws
 from irep3d.model_file import NetworkSpec
 from irep3d.networks import resample, stylegan2
+from irep3d.networks.precision import PRECISIONS, check_precision
 
 RELEASED = {  # NVIDIA's released training configurations (train.py), random weights
     "sg3t-1024": ("stylegan3", dict(channel_base=32768, channel_max=512, mapping_kwargs=dict(num_layers=2))),
@@ -153,6 +160,16 @@ def time_ms(fn, device: torch.device, repeat: int) -> float:
     return statistics.median(times) * 1000
 
 
+def matmul_ceiling(device: torch.device, dtype: torch.dtype, repeat: int = 5) -> float:
+    """FLOP/s of a large dense matrix product in `dtype` on `device`: the compute bound each
+    row is compared with (what the device's best-tuned kernel reaches, not the data sheet)."""
+    m, k, n = (8192, 8192, 8192) if device.type == "cuda" else (4096, 4608, 512)
+    a = torch.randn(m, k, device=device, dtype=dtype)
+    b = torch.randn(k, n, device=device, dtype=dtype)
+    ms = min(time_ms(lambda: a @ b, device, 1) for _ in range(repeat))
+    return 2 * m * k * n / (ms / 1000)
+
+
 def _gflop(n: float) -> str:
     return f"{n / 1e9:.1f}" if n >= 1e10 else f"{n / 1e9:.2f}"
 
@@ -166,6 +183,7 @@ def bench(
     baseline: bool,
     flops: bool = True,
     stop: list[str] | None = None,
+    precision: str = "auto",
 ) -> None:
     net = build_generator(spec, device)
     rows = layer_table(net)
@@ -178,16 +196,27 @@ def bench(
         )
     stops = [(x, None if x == "full" else [x]) for x in labels]
     print(
-        f"\n{spec.source} ({spec.architecture}, {net.img_resolution} px) on {device}; "
+        f"\n{spec.source} ({spec.architecture}, {net.img_resolution} px) on {device}, precision {precision}; "
         f"stop at: {', '.join(labels)}"
     )
+    # The ceiling: fp16 where the fp16 layers run in a reduced dtype, else fp32 (which CUDA
+    # may run as TF32, as the network's float32 convolutions do).
+    reduced = check_precision(precision) == "fp16" or (precision == "auto" and device.type == "cuda")
+    ceiling_dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if reduced else torch.float32
+    ceiling = matmul_ceiling(device, ceiling_dtype) if flops else 0.0
+    if flops:
+        print(
+            f"compute bound: a large {ceiling_dtype} matmul on this device runs at {ceiling / 1e9:,.0f} GFLOP/s"
+        )
 
     counts: dict[tuple[str, bool], dict[str, float]] = {}
     if flops:
         ws1 = seeds_to_ws(net, [0])
         for label, capture in stops:
             for base in (False, True) if baseline else (False,):
-                counts[label, base] = count_flops(lambda c=capture: net.synthesis(ws1, capture=c), base)
+                counts[label, base] = count_flops(
+                    lambda c=capture: net.synthesis(ws1, capture=c, precision=precision), base
+                )
         print(
             "GFLOP per frame (torch.utils.flop_counter.FlopCounterMode, one batch-1 pass; convolutions and "
             "matrix products\nonly, 2 FLOP per multiply-add: elementwise ops such as bias, leaky ReLU, clamp "
@@ -211,11 +240,14 @@ def bench(
             print(line)
 
     def rate(label: str, base: bool, ms: float) -> str:
-        return f" {counts[label, base]['total'] / 1e9 / (ms / 1000):>8.1f}" if flops else ""
+        if not flops:
+            return ""
+        per_s = counts[label, base]["total"] / (ms / 1000)
+        return f" {per_s / 1e9:>8.1f} {per_s / ceiling:>6.1%}"
 
-    gps = f" {'GFLOP/s':>8}" if flops else ""
+    gps = f" {'GFLOP/s':>8} {'bound':>6}" if flops else ""
     print(
-        f"{'batch':>5} {'stop at':>12} {'ms/frame':>10}{gps}"
+        f"{'batch':>5} {'stop at':>12} {'ms/frame':>10} {'frames/s':>8}{gps}"
         + (f" {'baseline':>10}{gps} {'speed-up':>8}" if baseline else "")
     )
     for batch in batches:
@@ -223,10 +255,10 @@ def bench(
         for label, capture in stops:
 
             def run(ws=ws, capture=capture):
-                return net.synthesis(ws, capture=capture)
+                return net.synthesis(ws, capture=capture, precision=precision)
 
             ours = time_ms(run, device, repeat) / batch
-            line = f"{batch:>5} {label:>12} {ours:>10.1f}{rate(label, False, ours)}"
+            line = f"{batch:>5} {label:>12} {ours:>10.1f} {1000 / ours:>8.2f}{rate(label, False, ours)}"
             if baseline:
                 with baseline_resampling():
                     ref = time_ms(run, device, max(1, repeat // 2)) / batch
@@ -255,6 +287,18 @@ def main() -> None:
         action="append",
         help="layer to stop at, repeatable; 'full' = the whole frame (default: full and the middle layer)",
     )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="what NVIDIA's use_fp16 layers run in (auto: float16 on CUDA, float32 on the CPU)",
+    )
+    parser.add_argument(
+        "--device",
+        default="all",
+        choices=["all", "cpu", "cuda"],
+        help="where to run (all: the CPU, then CUDA if any)",
+    )
     args = parser.parse_args()
     tuned = tune_allocator()
 
@@ -264,10 +308,14 @@ def main() -> None:
     batches = args.batch or ([1] if args.quick else [1, 8])
     repeat = 1 if args.quick else args.repeat
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    if args.device != "all":
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda: no CUDA device here")
+        devices = [torch.device(args.device)]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, allocator tuned: {tuned}")
     for device in devices:
         for spec in specs:
-            bench(spec, device, batches, repeat, args.baseline, args.flops, args.stop)
+            bench(spec, device, batches, repeat, args.baseline, args.flops, args.stop, args.precision)
 
 
 if __name__ == "__main__":
