@@ -26,6 +26,7 @@ from .generator import StyleGenerator
 from .mapping import FullyConnectedLayer
 from .precision import check_precision, layer_dtype
 from .resample import design_lowpass_filter, filtered_lrelu, preferred_layout
+from .winograd import conv3x3
 
 __all__ = ["Generator", "SynthesisInput", "SynthesisLayer", "SynthesisNetwork", "modulated_conv2d"]
 
@@ -77,7 +78,7 @@ def modulated_conv2d(
             wi = weight * scale[i, None, :, None, None]
             if dcoefs is not None:
                 wi = wi * dcoefs[i, :, None, None, None]
-            ys.append(F.conv2d(x[i : i + 1], wi.to(x.dtype), padding=padding))
+            ys.append(conv3x3(x[i : i + 1], wi.to(x.dtype), padding=padding))
         return ys[0] if len(ys) == 1 else torch.cat(ys)
     y = F.conv2d(x * scale.to(x.dtype)[:, :, None, None], weight.to(x.dtype), padding=padding)
     if dcoefs is not None:
