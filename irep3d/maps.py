@@ -147,8 +147,8 @@ class _Clip:
 
 
 #: On a CPU, per-frame cost is flat from batch 1 to 8 at 256 px but grows with the batch
-#: once a frame's working set is large (StyleGAN3-T 1024 full frame: 5.1 s at batch 1,
-#: 6.1 s at batch 4; memory traffic, bench_generator.py). So a CPU batch holds at most
+#: once a frame's working set is large (StyleGAN3-T 1024 full frame: 4.4 s at batch 1,
+#: 5.4 s at batch 8; memory traffic, bench_generator.py). So a CPU batch holds at most
 #: CPU_BATCH frames and at most CPU_BATCH_BYTES of `frame_bytes`, but always one frame.
 CPU_BATCH = 4
 CPU_BATCH_BYTES = 2**30

@@ -43,8 +43,8 @@ def modulated_conv2d(
     """Style-modulated convolution (StyleGAN2 Sec. 2.2), without grouped convs.
 
     Two exact formulations. Per sample: each sample's modulated, demodulated weights
-    (w' = w * s * d, a few MB at most) in an ordinary conv2d, which spares two passes over
-    the activations. Batched: modulating the weights (w * s) equals scaling the input
+    (w' = w * s * d, a few MB at most) in an ordinary convolution, which spares two passes
+    over the activations (wide 3x3 layers on the CPU go by Winograd: `winograd.conv3x3`). Batched: modulating the weights (w * s) equals scaling the input
     channels by s and convolving with the shared weights; demodulation is a per-sample,
     per-output-channel scale applied afterwards, so the whole batch is one conv2d.
     `per_sample=None` picks per sample for one sample and on the CPU, where the big layers
