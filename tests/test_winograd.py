@@ -47,11 +47,9 @@ def test_used_only_where_it_wins():
     assert torch.equal(conv3x3(small, weight, 2), F.conv2d(small, weight, padding=2))
 
 
-def test_stylegan3_with_winograd_everywhere_matches_reference(monkeypatch):
-    """Every 3x3 layer of the reference StyleGAN3-T by Winograd still matches NVIDIA's outputs."""
-    meta, state, d = load("sg3t_64")
-    net = Generator(**meta["init_kwargs"]).eval().requires_grad_(False)
-    net.load_state_dict(state, strict=True)
+@pytest.fixture
+def winograd_everywhere(monkeypatch):
+    """Route every eligible 3x3 convolution through Winograd and record each call."""
     calls = []
 
     def counted(*args, **kwargs):
@@ -61,6 +59,15 @@ def test_stylegan3_with_winograd_everywhere_matches_reference(monkeypatch):
     monkeypatch.setattr(winograd, "MIN_CHANNELS", 1)
     monkeypatch.setattr(winograd, "MIN_SIZE", 1)
     monkeypatch.setattr(winograd, "winograd_conv3x3", counted)
+    return calls
+
+
+def test_stylegan3_with_winograd_everywhere_matches_reference(winograd_everywhere):
+    """Every 3x3 layer of the reference StyleGAN3-T by Winograd still matches NVIDIA's outputs."""
+    meta, state, d = load("sg3t_64")
+    net = Generator(**meta["init_kwargs"]).eval().requires_grad_(False)
+    net.load_state_dict(state, strict=True)
+    calls = winograd_everywhere
     with torch.no_grad():
         acts = net.synthesis(torch.from_numpy(d["w"][:1]), capture=meta["layer_order"])
     assert len(calls) == sum(1 for name in meta["layer_order"][1:] if not name.endswith("_3"))

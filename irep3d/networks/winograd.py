@@ -97,31 +97,32 @@ def winograd_conv3x3(x: torch.Tensor, weight: torch.Tensor, padding: int = 0) ->
     o = weight.shape[0]
     ho, wo = h + 2 * padding - 2, w + 2 * padding - 2
     th, tw = -(-ho // _M), -(-wo // _M)  # tiles per column and row
-    # NHWC, zero-padded so that th x tw tiles of 6x6 inputs (stride 4) fit exactly.
-    xh = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-    xp = F.pad(xh, [0, 0, padding, _M * tw + 2 - w - padding, padding, _M * th + 2 - h - padding])
-
-    # Input transform V = B^T d B, rows then columns, on strided views of the whole image:
-    # row i of every tile is image row 4t + i.
-    v = x.new_empty(_A * _A, n, th, tw, c)
-    rows = [xp[:, i : i + _M * th : _M] for i in range(_A)]
-    for i in range(_A):
-        t = _combine(_BT[i], rows)  # [N, th, Wp, C]
-        cols = [t[:, :, j : j + _M * tw : _M] for j in range(_A)]
-        for k in range(_A):
-            _combine(_BT[k], cols, out=v[_A * i + k])
-
-    # Filter transform U = G g G^T, then one matrix product per transform point.
+    # Filter transform U = G g G^T, shared by the batch.
     g = torch.tensor(_G, dtype=weight.dtype, device=weight.device)
     u = torch.einsum("ik,ockl,jl->ijco", g, weight, g).reshape(_A * _A, c, o)
-    m = torch.bmm(v.reshape(_A * _A, -1, c), u).reshape(_A, _A, n, th, tw, o)
-
-    # Output transform Y = A^T m A, written straight into the 4x4 phases of the output.
+    # NHWC, zero-padded so that th x tw tiles of 6x6 inputs (stride 4) fit exactly.
+    xh = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
     out = x.new_empty(n, _M * th, _M * tw, o)
-    for i in range(_M):
-        s = _combine(_AT[i], list(m))  # [6, N, th, tw, O]
-        for k in range(_M):
-            _combine(_AT[k], list(s), out=out[:, i::_M, k::_M])
+    v = x.new_empty(_A * _A, 1, th, tw, c)
+    for b in range(n):  # one sample at a time: the transformed tiles are 2.25x its input
+        xp = F.pad(
+            xh[b : b + 1], [0, 0, padding, _M * tw + 2 - w - padding, padding, _M * th + 2 - h - padding]
+        )
+        # Input transform V = B^T d B, rows then columns, on strided views of the whole
+        # image: row i of every tile is image row 4t + i.
+        rows = [xp[:, i : i + _M * th : _M] for i in range(_A)]
+        for i in range(_A):
+            t = _combine(_BT[i], rows)  # [1, th, Wp, C]
+            cols = [t[:, :, j : j + _M * tw : _M] for j in range(_A)]
+            for k in range(_A):
+                _combine(_BT[k], cols, out=v[_A * i + k])
+        # One matrix product per transform point.
+        m = torch.bmm(v.reshape(_A * _A, -1, c), u).reshape(_A, _A, 1, th, tw, o)
+        # Output transform Y = A^T m A, written straight into the 4x4 phases of the output.
+        for i in range(_M):
+            s = _combine(_AT[i], list(m))  # [6, 1, th, tw, O]
+            for k in range(_M):
+                _combine(_AT[k], list(s), out=out[b : b + 1, i::_M, k::_M])
     return out[:, :ho, :wo].permute(0, 3, 1, 2)
 
 
