@@ -50,10 +50,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from test_farm import MODEL, OPTIONS, jobs, png_pixels, tree, write_clip  # noqa: E402
+from test_farm import FRAMES, MODEL, OPTIONS, SIZE, jobs, png_pixels, tree  # noqa: E402
 
 from irep3d import farm  # noqa: E402
 from irep3d.maps import render_clips  # noqa: E402
+from tests.clip_util import make_clip  # noqa: E402
 
 IREP3D = str(Path(sys.executable).with_name("irep3d"))
 DEFAULT_PORTS = (6399, 8265, 10001, 52365, 52366)
@@ -189,7 +190,7 @@ def local_runs(work: Path) -> Path:
     from irep3d.generator import load_generator
 
     render_clips(load_generator(MODEL, "cpu"), MODEL, jobs(), work / "local", OPTIONS)
-    clip = write_clip(work / "clips" / "blob")
+    clip = make_clip(work / "clips" / "blob", frames=FRAMES, size=(SIZE, SIZE))
     blend = build_scene(
         clip, work / "clips" / "scene.blend", "edge-point-light", {"samples": 1, "resolution": (24, 16)}
     )

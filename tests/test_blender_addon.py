@@ -18,11 +18,11 @@ import pytest
 from tests.blender_util import (
     ADDON_DIR,
     BLENDER_EXT,
-    make_clip,
     render_frame,
     reset_blender,
     scene_summary,
 )
+from tests.clip_util import make_clip
 
 # isort: split
 # blender_util points Blender's user folders at a temp folder before bpy is first imported.

@@ -16,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-import OpenEXR
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -24,6 +23,7 @@ from typer.testing import CliRunner
 from irep3d.blender import _error_line, find_blender, parse_frames, parse_resolution
 from irep3d.cli import app
 from irep3d.errors import BlenderError, UsageError
+from tests.clip_util import make_clip
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -59,32 +59,9 @@ def run_bpy(code: str, cwd: Path) -> str:
     return result.stdout
 
 
-def write_clip(folder: Path) -> Path:
-    """A clip as `irep3d maps` writes it: half-float EXR frames + clip.json."""
-    folder.mkdir(parents=True)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    for i in range(FRAMES):
-        blob = np.exp(-((xx - 8 - 8 * i) ** 2 + (yy - 16) ** 2) / (2 * 3.0**2))
-        rgb = np.ascontiguousarray(np.repeat(blob[..., None], 3, axis=2).astype(np.float16))
-        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-        OpenEXR.File(header, {"RGB": rgb}).write(str(folder / f"blob_{i + 1:05d}.exr"))
-    manifest = {
-        "name": "blob",
-        "frames": FRAMES,
-        "fps": FPS,
-        "loop": True,
-        "resolution": [SIZE, SIZE],
-        "files": "blob_#####.exr",
-        "first_frame": 1,
-        "norm": "none",
-    }
-    (folder / "clip.json").write_text(json.dumps(manifest))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
-    return write_clip(tmp_path_factory.mktemp("clips") / "blob")
+    return make_clip(tmp_path_factory.mktemp("clips") / "blob", frames=FRAMES, size=(SIZE, SIZE))
 
 
 @pytest.fixture(scope="module")

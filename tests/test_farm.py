@@ -13,8 +13,6 @@ import os
 import re
 from pathlib import Path
 
-import numpy as np
-import OpenEXR
 import pytest
 import ray
 from typer.testing import CliRunner
@@ -23,6 +21,7 @@ from irep3d import farm
 from irep3d.cli import app
 from irep3d.errors import Irep3dError, LayerError, OutputError
 from irep3d.maps import ClipJob, MapsOptions, render_clips
+from tests.clip_util import make_clip
 
 MODEL = "builtin:sg3t-256"
 LAYERS = ("L3_52_64", "L5_84_64")
@@ -186,25 +185,11 @@ def png_pixels(root: Path) -> dict[str, bytes]:
     return out
 
 
-def write_clip(folder: Path) -> Path:
-    folder.mkdir(parents=True)
-    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
-    for i in range(FRAMES):
-        blob = np.exp(-((xx - 6 - 4 * i) ** 2 + (yy - 12) ** 2) / (2 * 3.0**2))
-        rgb = np.ascontiguousarray(np.repeat(blob[..., None], 3, axis=2).astype(np.float16))
-        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-        OpenEXR.File(header, {"RGB": rgb}).write(str(folder / f"blob_{i + 1:05d}.exr"))
-    manifest = {"name": "blob", "frames": FRAMES, "fps": 24, "loop": True, "resolution": [SIZE, SIZE],
-                "files": "blob_#####.exr", "first_frame": 1, "norm": "none"}  # fmt: skip
-    (folder / "clip.json").write_text(json.dumps(manifest))
-    return folder
-
-
 @pytest.fixture(scope="module")
 def blend(tmp_path_factory) -> Path:
     from irep3d.blender import build_scene
 
-    clip = write_clip(tmp_path_factory.mktemp("clips") / "blob")
+    clip = make_clip(tmp_path_factory.mktemp("clips") / "blob", frames=FRAMES, size=(SIZE, SIZE))
     settings = {"samples": 1, "resolution": (24, 16)}
     return build_scene(clip, clip.parent / "scene.blend", "edge-point-light", settings)
 
@@ -237,7 +222,7 @@ def test_blender_missing_clip_frames_stop_the_job(tmp_path):
     """A clip with a frame gone: one error naming it, before any frame is rendered."""
     from irep3d.blender import build_scene
 
-    clip = write_clip(tmp_path / "clips" / "blob")
+    clip = make_clip(tmp_path / "clips" / "blob", frames=FRAMES, size=(SIZE, SIZE))
     scene = build_scene(
         clip, tmp_path / "scene.blend", "edge-point-light", {"samples": 1, "resolution": (24, 16)}
     )
