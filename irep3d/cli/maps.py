@@ -211,18 +211,13 @@ def pack(
     shared_root: SharedRootOpt = None,
 ) -> None:
     """Render a pack: N clips per layer, each with 3 channels no other clip of the layer uses."""
-    from ..generator import layer_info, load_generator
-    from ..maps import ClipJob, results_json, write_pack_manifest
-    from ..walk import parse_seeds, seed_sequences
+    from ..generator import load_generator
+    from ..pack import pack_jobs, write_pack
+    from ..walk import parse_seeds
 
     seed_list = parse_seeds(seeds)
     shard_range = parse_shard(shard)
     layer_names = [x.strip() for x in layers.split(",") if x.strip()]
-    if not layer_names:
-        raise UsageError("--layers is empty; give comma-separated layer names (see `irep3d layers MODEL`)")
-    if clips_per_layer < 1:
-        raise UsageError(f"--clips-per-layer must be at least 1, not {clips_per_layer}")
-    sequences = seed_sequences(seed_list, clips_per_layer * len(layer_names), seeds_mode)
     options = _options(
         frames_per_seed=frames_per_seed,
         loop=loop,
@@ -238,34 +233,9 @@ def pack(
     )
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
-    jobs = []
-    for li, layer in enumerate(layer_names):
-        info = layer_info(net, layer)
-        if 3 * clips_per_layer > info.channels:
-            raise UsageError(
-                f"layer {layer} has {info.channels} channels: not enough for {clips_per_layer} clips of 3 "
-                f"unique channels (needs {3 * clips_per_layer}); use --clips-per-layer {info.channels // 3} or less"
-            )
-        for j in range(clips_per_layer):
-            seq = sequences[li * clips_per_layer + j]
-            jobs.append(ClipJob(name=f"{layer}_clip{j + 1:02d}", layer=layer, channels=None, seeds=seq))
+    jobs = pack_jobs(net, layer_names, clips_per_layer, seed_list, seeds_mode)
     results = _run_with_progress(net, model, jobs, out, options, shard_range, farm, device, shared_root)
-    write_pack_manifest(
-        out,
-        {
-            "format": "irep3d-pack",
-            "version": 1,
-            "model": model,
-            "layers": layer_names,
-            "clips_per_layer": clips_per_layer,
-            "seeds_mode": seeds_mode,
-            "seeds": seed_list,
-            "frames_per_seed": frames_per_seed,
-            "loop": loop,
-            "norm": norm,
-            "clips": results_json(results, out),
-        },
-    )
+    write_pack(out, model, layer_names, clips_per_layer, seeds_mode, seed_list, options, results)
     _summary(results, f"pack {model} -> {out} ({seeds_mode})")
     console.print(f"wrote {out / 'pack.json'}")
 

@@ -1,0 +1,84 @@
+"""Packs: N clips per layer, each with 3 channels no other clip of its layer uses.
+
+A pack is a list of `ClipJob`s (rendered by `maps.render_clips`, or by the farm) plus
+`pack.json`, which lists the clips. `irep3d pack` and `irep3d release` both build their
+jobs and manifest here, so a pack means the same thing whichever command made it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from torch import nn
+
+from .errors import UsageError
+from .generator import layer_info
+from .maps import ClipJob, ClipResult, MapsOptions, results_json, write_pack_manifest
+from .walk import seed_sequences
+
+__all__ = ["PACK_FORMAT", "clip_name", "pack_jobs", "write_pack"]
+
+PACK_FORMAT = "irep3d-pack"
+
+
+def clip_name(layer: str, index: int) -> str:
+    """The name of a pack's clip `index` (0-based) of `layer`: `L7_148_64_clip01`."""
+    return f"{layer}_clip{index + 1:02d}"
+
+
+def pack_jobs(
+    net: nn.Module, layers: Sequence[str], clips_per_layer: int, seeds: list[int], seeds_mode: str
+) -> list[ClipJob]:
+    """The clip jobs of a pack, layer by layer; channels are chosen when rendering.
+
+    `locked`: every clip walks `seeds`; `unique`: clip j (over all layers) walks its own
+    sequence (`walk.seed_sequences`). Raises UsageError for an empty layer list, an unknown
+    layer, or a layer with fewer than 3 channels a clip.
+    """
+    if not layers:
+        raise UsageError("no layers given; name comma-separated layers (see `irep3d layers MODEL`)")
+    if clips_per_layer < 1:
+        raise UsageError(f"--clips-per-layer must be at least 1, not {clips_per_layer}")
+    sequences = seed_sequences(seeds, clips_per_layer * len(layers), seeds_mode)
+    jobs = []
+    for li, layer in enumerate(layers):
+        info = layer_info(net, layer)
+        if 3 * clips_per_layer > info.channels:
+            raise UsageError(
+                f"layer {layer} has {info.channels} channels: not enough for {clips_per_layer} clips of 3 "
+                f"unique channels (needs {3 * clips_per_layer}); use --clips-per-layer {info.channels // 3} or less"
+            )
+        for j in range(clips_per_layer):
+            seq = sequences[li * clips_per_layer + j]
+            jobs.append(ClipJob(name=clip_name(layer, j), layer=layer, channels=None, seeds=seq))
+    return jobs
+
+
+def write_pack(
+    out: Path,
+    model: str,
+    layers: Sequence[str],
+    clips_per_layer: int,
+    seeds_mode: str,
+    seeds: list[int],
+    options: MapsOptions,
+    results: Sequence[ClipResult],
+) -> Path:
+    """Write `pack.json` listing the rendered clips (paths relative to `out`)."""
+    return write_pack_manifest(
+        out,
+        {
+            "format": PACK_FORMAT,
+            "version": 1,
+            "model": model,
+            "layers": list(layers),
+            "clips_per_layer": clips_per_layer,
+            "seeds_mode": seeds_mode,
+            "seeds": seeds,
+            "frames_per_seed": options.frames_per_seed,
+            "loop": options.loop,
+            "norm": options.norm,
+            "clips": results_json(results, out),
+        },
+    )
