@@ -44,43 +44,19 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from irep3d.allocator import tune_allocator
-from irep3d.generator import build_generator, layer_table, load_spec, seeds_to_ws
+from irep3d.generator import (
+    RELEASED_MODELS,
+    build_generator,
+    layer_table,
+    load_spec,
+    released_spec,
+    seeds_to_ws,
+)
 from irep3d.model_file import NetworkSpec
 from irep3d.networks import resample, stylegan2
 from irep3d.networks.precision import PRECISIONS, check_precision
 
-RELEASED = {  # NVIDIA's released training configurations (train.py), random weights
-    "sg3t-1024": ("stylegan3", dict(channel_base=32768, channel_max=512, mapping_kwargs=dict(num_layers=2))),
-    "sg3r-1024": (
-        "stylegan3",
-        dict(
-            channel_base=65536,
-            channel_max=1024,
-            conv_kernel=1,
-            use_radial_filters=True,
-            mapping_kwargs=dict(num_layers=2),
-        ),
-    ),
-    "sg2-1024": (
-        "stylegan2",
-        dict(
-            channel_base=32768,
-            channel_max=512,
-            num_fp16_res=4,
-            conv_clamp=256,
-            mapping_kwargs=dict(num_layers=8),
-        ),
-    ),
-}
-
-
-def released_spec(name: str) -> NetworkSpec:
-    from irep3d.generator import _generator_class
-
-    arch, kwargs = RELEASED[name]
-    kwargs = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=1024, img_channels=3, **kwargs)
-    net = _generator_class(arch)(**kwargs)
-    return NetworkSpec(arch, kwargs, net.state_dict(), source=f"released:{name}")
+RELEASED = RELEASED_MODELS  # NVIDIA's released configurations (train.py), random weights
 
 
 def naive_upfirdn2d(x, f, up=1, down=1, padding=0, gain=1.0):

@@ -37,6 +37,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -47,8 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OutputError, UsageError
-from .exr_clip import atomic_output, read_manifest
-from .preview import DEFAULT_FPS, clip_frames, clip_values
+from .exr_clip import atomic_output, read_exr, read_manifest
+from .preview import DEFAULT_FPS, _raw_range, clip_frames, clip_values
 
 __all__ = [
     "CODECS",
@@ -56,7 +57,9 @@ __all__ = [
     "HAP_FORMATS",
     "PRORES_PROFILES",
     "TRANSFERS",
+    "display_frame",
     "encode_clip",
+    "rendered_frames",
     "srgb_oetf",
 ]
 
@@ -96,6 +99,67 @@ def _clip_images(frames: list[Path], raw: bool, transfer: str, multiple: int) ->
         yield _pad(_code_values(values, transfer), multiple)
 
 
+_RENDER_RE = re.compile(r"^frame_(\d+)\.(png|exr)$")
+
+
+def rendered_frames(folder: str | os.PathLike[str]) -> list[Path] | None:
+    """The frames `irep3d blender render` wrote into `folder` (`frame_00001.png`, ...), in
+    order, or None when it holds none. The numbers must run on with no gap."""
+    try:
+        names = [e.name for e in os.scandir(folder) if e.is_file()]
+    except OSError as exc:
+        raise OutputError(f"cannot read {folder}: {exc.strerror or exc}") from None
+    found = {int(m[1]): name for name in names if (m := _RENDER_RE.match(name))}
+    if not found:
+        return None
+    first, last = min(found), max(found)
+    gap = next((n for n in range(first, last + 1) if n not in found), None)
+    if gap is not None:
+        raise OutputError(
+            f"{folder} is missing rendered frame {gap} (frames {first}-{last} must all be there)"
+        )
+    return [Path(folder) / found[n] for n in range(first, last + 1)]
+
+
+def _read_png(path: Path) -> np.ndarray:
+    """A rendered PNG (8 or 16 bit) as float32 [H, W, 3] code values in [0, 1]."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            frame = next(container.decode(video=0))
+            return frame.to_ndarray(format="rgb48le").astype(np.float32) / 65535.0
+    except (av.error.FFmpegError, StopIteration, OSError) as exc:
+        raise OutputError(f"cannot read rendered frame {path}: {exc}") from None
+
+
+def _render_images(frames: list[Path], transfer: str, multiple: int) -> Iterator[np.ndarray]:
+    """Rendered frames as code values: PNGs are already display-referred (Blender applied
+    its view transform), EXRs are linear light like a clip's."""
+    for path in frames:
+        if path.suffix == ".png":
+            yield _pad(_read_png(path), multiple)
+        else:
+            yield _pad(_code_values(read_exr(path)[0].astype(np.float32), transfer), multiple)
+
+
+def display_frame(folder: str | os.PathLike[str], index: int | None = None) -> np.ndarray:
+    """One frame of a clip or render folder as the encoder shows it: uint8 [H, W, 3].
+    `index` is 0-based; default the middle frame."""
+    rendered = rendered_frames(folder)
+    frames = rendered if rendered is not None else clip_frames(folder)
+    index = len(frames) // 2 if index is None else index
+    if rendered is not None:
+        values = next(_render_images([frames[index]], "srgb", 1))
+    else:
+        values = read_exr(frames[index])[0].astype(np.float32)
+        if (read_manifest(folder) or {}).get("norm") == "none":  # the clip's own percentiles
+            low, high = _raw_range(frames)
+            values = (values - low) / (high - low)
+        values = _code_values(values, "srgb")
+    return _quantise(values, 8)
+
+
 def _quantise(values: np.ndarray, bits: int) -> np.ndarray:
     """[0, 1] code values -> unsigned integers of `bits` bits, rounded to nearest."""
     peak = (1 << bits) - 1
@@ -118,7 +182,10 @@ def _write_pyav(
 
     if codec == "h264":
         encoder, pix_fmt, bits = "libx264", "yuv420p", 8
-        options = {"crf": quality, "preset": "medium"}
+        # One thread: x264's threads make the bytes differ from run to run (seen here: 1 run
+        # in 3 with frame threads, and with sliced threads), and a resumed pack must equal an
+        # uninterrupted one. Packs get their parallelism from encoding several loops at once.
+        options = {"crf": quality, "preset": "medium", "threads": "1"}
     else:
         profile = PRORES_PROFILES[quality]
         encoder, pix_fmt, bits = "prores_ks", "yuv444p10le" if profile == 4 else "yuv422p10le", 16
@@ -235,7 +302,9 @@ def encode_clip(
     """Encode the clip in `clip_dir` as a seamless loop video `out`; returns `out`.
 
     Args:
-        clip_dir: a clip folder (`<clip>_00001.exr`, … and usually `clip.json`).
+        clip_dir: a clip folder (`<clip>_00001.exr`, … and usually `clip.json`), or a
+            folder of frames rendered by `irep3d blender render` (`frame_00001.png`, …;
+            PNGs are display-referred already, so `transfer` applies to EXR renders only).
         out: the video to write atomically; `.mp4` or `.mov` for h264, `.mov` otherwise.
         codec: one of `CODECS`.
         fps: frames per second; default the manifest's `fps`, else `DEFAULT_FPS`.
@@ -260,8 +329,9 @@ def encode_clip(
         raise UsageError(f"{codec} output must end in {' or '.join(suffixes)}, got {out.name!r}")
     quality = DEFAULT_QUALITY[codec] if quality is None else str(quality).strip().lower()
     _check_quality(codec, quality)
-    frames = clip_frames(clip_dir)
-    manifest = read_manifest(clip_dir) or {}
+    rendered = rendered_frames(clip_dir) if Path(clip_dir).is_dir() else None
+    frames = rendered if rendered is not None else clip_frames(clip_dir)
+    manifest = (read_manifest(clip_dir) or {}) if rendered is None else {}
     if fps is None:
         fps = manifest.get("fps", DEFAULT_FPS)
     if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
@@ -276,7 +346,10 @@ def encode_clip(
         if progress is not None:
             progress(done, total)
 
-    images = _clip_images(frames, manifest.get("norm") == "none", transfer, _PAD_MULTIPLE[codec])
+    if rendered is not None:
+        images = _render_images(frames, transfer, _PAD_MULTIPLE[codec])
+    else:
+        images = _clip_images(frames, manifest.get("norm") == "none", transfer, _PAD_MULTIPLE[codec])
     with atomic_output(out) as temp:
         if codec == "hap":
             _write_hap(temp, quality, images, rate, on_frame)

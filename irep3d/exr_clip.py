@@ -63,8 +63,10 @@ __all__ = [
     "parse_compression",
     "read_exr",
     "read_manifest",
+    "write_bytes",
     "write_exr",
     "write_manifest",
+    "write_text",
 ]
 
 COMPRESSIONS: dict[str, OpenEXR.Compression] = {
@@ -143,6 +145,23 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
         raise
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write a small text file (a manifest) atomically, unless it already holds exactly
+    `text`: a resumed job leaves what it finished untouched, mtimes included."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write a small file atomically, unless it already holds exactly `data`."""
+    final = Path(path)
+    with contextlib.suppress(OSError):
+        if final.stat().st_size == len(data) and final.read_bytes() == data:
+            return final
+    with atomic_output(final) as temp:
+        temp.write_bytes(data)
+    return final
 
 
 def _remove_temps(clip_dir: Path, pid: int | None = None) -> int:
@@ -304,9 +323,7 @@ def write_manifest(clip_dir: str | os.PathLike[str], data: Mapping[str, Any]) ->
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     except (TypeError, ValueError) as exc:
         raise UsageError(f"the clip manifest cannot be stored as JSON: {exc}") from None
-    with atomic_output(path) as temp:
-        temp.write_text(text, encoding="utf-8")
-    return path
+    return write_text(path, text)
 
 
 def read_manifest(clip_dir: str | os.PathLike[str]) -> dict[str, Any] | None:

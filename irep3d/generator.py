@@ -19,6 +19,7 @@ from .model_file import NetworkSpec, read_network
 
 __all__ = [
     "BUILTIN_MODELS",
+    "RELEASED_MODELS",
     "BuiltinModel",
     "LayerInfo",
     "build_generator",
@@ -29,11 +30,13 @@ __all__ = [
     "load_generator",
     "load_spec",
     "pick_device",
+    "released_spec",
     "seed_to_z",
     "seeds_to_ws",
 ]
 
 BUILTIN_PREFIX = "builtin:"
+RELEASED_PREFIX = "released:"
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,24 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         ),
         seed=3,
         description="StyleGAN2 skip generator (b4..b256), 64..256 channels",
+    ),
+}  # fmt: skip
+
+
+# NVIDIA's released 1024 px training configurations (their train.py), as `released:NAME`
+# with random weights: the real layer names, shapes and cost of e.g. FFHQ-1024, for
+# benchmarks and for `irep3d release --dry-run` when the user's pickle is not at hand.
+RELEASED_MODELS: dict[str, tuple[str, dict]] = {
+    "sg3t-1024": ("stylegan3", dict(channel_base=32768, channel_max=512, mapping_kwargs=dict(num_layers=2))),
+    "sg3r-1024": (
+        "stylegan3",
+        dict(channel_base=65536, channel_max=1024, conv_kernel=1, use_radial_filters=True,
+             mapping_kwargs=dict(num_layers=2)),
+    ),
+    "sg2-1024": (
+        "stylegan2",
+        dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256,
+             mapping_kwargs=dict(num_layers=8)),
     ),
 }  # fmt: skip
 
@@ -129,11 +150,27 @@ def builtin_spec(name: str) -> NetworkSpec:
     return NetworkSpec(entry.architecture, dict(entry.init_kwargs), state, source=BUILTIN_PREFIX + name)
 
 
+def released_spec(name: str) -> NetworkSpec:
+    """A released configuration (`RELEASED_MODELS`) with random weights."""
+    if name not in RELEASED_MODELS:
+        raise ModelFileError(
+            f"unknown released configuration {RELEASED_PREFIX}{name}; known: "
+            + ", ".join(RELEASED_PREFIX + n for n in RELEASED_MODELS)
+        )
+    architecture, extra = RELEASED_MODELS[name]
+    kwargs = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=1024, img_channels=3, **extra)
+    net = _generator_class(architecture)(**kwargs)
+    return NetworkSpec(architecture, kwargs, net.state_dict(), source=RELEASED_PREFIX + name)
+
+
 def load_spec(model: str | os.PathLike) -> NetworkSpec:
-    """A `builtin:NAME`, an NVIDIA `.pkl` or an irep3d `.safetensors` -> NetworkSpec."""
+    """A `builtin:NAME`, a `released:NAME`, an NVIDIA `.pkl` or an irep3d `.safetensors`
+    -> NetworkSpec."""
     text = os.fspath(model)
     if text.startswith(BUILTIN_PREFIX):
         return builtin_spec(text[len(BUILTIN_PREFIX) :])
+    if text.startswith(RELEASED_PREFIX):
+        return released_spec(text[len(RELEASED_PREFIX) :])
     return read_network(text)
 
 

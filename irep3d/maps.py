@@ -44,6 +44,7 @@ from .exr_clip import (
     parse_compression,
     read_manifest,
     write_manifest,
+    write_text,
 )
 from .generator import layer_info, layer_margin, layer_table, seeds_to_ws
 from .networks.precision import check_precision
@@ -628,10 +629,7 @@ def merge_samples(
 
 def write_pack_manifest(out_dir: Path, data: dict) -> Path:
     """Write `pack.json` (the list of a pack's clips) atomically."""
-    path = Path(out_dir) / "pack.json"
-    with atomic_output(path) as temp:
-        temp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
+    return write_text(Path(out_dir) / "pack.json", json.dumps(data, indent=2) + "\n")
 
 
 def results_json(results: Sequence[ClipResult], out_dir: Path) -> list[dict]:

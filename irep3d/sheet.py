@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 from .errors import UsageError
 from .resize import resize
 
-__all__ = ["TILE_GAP", "TITLE_HEIGHT", "contact_sheet", "sheet_size"]
+__all__ = ["LABEL_HEIGHT", "TILE_GAP", "TITLE_HEIGHT", "contact_sheet", "loops_sheet", "sheet_size"]
 
 #: Dark pixels between tiles.
 TILE_GAP = 2
@@ -123,13 +123,65 @@ def contact_sheet(
 
     info = PngImagePlugin.PngInfo()
     info.add_text("irep3d:layer", layer)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG", pnginfo=info)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return _save_png(image, out, info)
+
+
+#: Height of the name line under each thumbnail of a loops sheet.
+LABEL_HEIGHT = 18
+
+
+def loops_sheet(
+    loops: Sequence[tuple[str, str | os.PathLike[str]]],
+    out: str | os.PathLike[str],
+    tile: int = 192,
+    columns: int | None = None,
+    title: str = "",
+) -> Path:
+    """A labelled grid of one frame of every loop, to see a whole pack at a glance.
+
+    Args:
+        loops: (name, folder) pairs: a clip folder or a folder of rendered frames; its
+            middle frame is shown as the encoded loop shows it (`encode.display_frame`),
+            scaled to fit a `tile` square, with the name under it.
+        out: the PNG to write (atomically).
+        tile, columns, title: as in `contact_sheet`.
+    """
+    from .encode import display_frame
+
+    out = Path(out)
+    if not loops:
+        raise UsageError("a loops sheet needs at least one loop")
+    cols, rows = _grid(len(loops), columns)
+    top = TITLE_HEIGHT if title else 0
+    cell = tile + LABEL_HEIGHT
+    width = cols * tile + (cols - 1) * TILE_GAP
+    height = top + rows * cell + (rows - 1) * TILE_GAP
+    image = Image.new("RGB", (width, height), (_BACKGROUND,) * 3)
+    draw = ImageDraw.Draw(image)
+    font = _font(_LABEL_SIZE)
+    for index, (name, folder) in enumerate(loops):
+        row, col = divmod(index, cols)
+        x0, y0 = col * (tile + TILE_GAP), top + row * (cell + TILE_GAP)
+        thumb = Image.fromarray(display_frame(folder))
+        thumb.thumbnail((tile, tile), Image.Resampling.LANCZOS)
+        image.paste(thumb, (x0 + (tile - thumb.width) // 2, y0 + (tile - thumb.height) // 2))
+        label = name
+        while len(label) > 4 and draw.textlength(label, font=font) > tile - 4:
+            label = "…" + label[2:]  # keep the end: it tells loops of one layer apart
+        draw.text((x0 + 2, y0 + tile + 2), label, fill=(235, 235, 235), font=font)
+    if title:
+        draw.text(
+            (6, (TITLE_HEIGHT - _TITLE_SIZE) // 2), title, fill=(235, 235, 235), font=_font(_TITLE_SIZE)
+        )
+    return _save_png(image, out, PngImagePlugin.PngInfo())
+
+
+def _save_png(image: Image.Image, out: Path, info: PngImagePlugin.PngInfo) -> Path:
+    """Save a PNG atomically (unchanged bytes are not rewritten)."""
+    import io
+
+    from .exr_clip import write_bytes
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", pnginfo=info)
+    return write_bytes(out, buffer.getvalue())

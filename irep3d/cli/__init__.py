@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from . import blender, composite, encode, farm, maps, model
+from . import blender, composite, encode, farm, maps, model, release
 
 __all__ = ["app", "main"]
 
@@ -26,6 +26,7 @@ encode.register(app)
 blender.register(app)
 composite.register(app)
 farm.register(app)
+release.register(app)
 
 
 def main() -> None:

@@ -1,0 +1,319 @@
+"""What a release will cost before it starts: `irep3d release PACK.toml --dry-run`.
+
+`count_release` counts what a plan makes (clips, forward passes, EXR files, Cycles frames,
+encoded loops). `measure_costs` times each kind of work once on this machine, in seconds
+rather than hours, on the plan's own network, layers, sizes, presets and codecs:
+
+* the network: one forward pass (batch 1) that captures every layer of the pack;
+* EXR: one real activation frame, normalised and resized to the clip size, written with
+  the pack's compression (time and bytes);
+* composites: each recipe's steps on frames of its size, plus reading its inputs;
+* Cycles: a scene of the first 3D variant's preset built on that frame and rendered three
+  times, small (two sample counts, two sizes), fitted to
+  `seconds = fixed + pixels * (geometry + per_sample * samples)` and scaled up;
+* encoding: three frames of that activation, drifting a few pixels a frame, per codec
+  (time and bytes a pixel; h264 compresses motion, HAP and ProRes are intra-only).
+
+`estimate_release` puts counts and costs together: disk by stage and hours on this machine.
+Nothing is written outside a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Costs", "Counts", "Estimate", "count_release", "estimate_release", "measure_costs"]
+
+#: Rendered PNG frames are 16-bit RGB; a scene renders at its preset's resolution unless set.
+_RENDER_SIZES = (96, 54)  # the small renders the Cycles fit is measured on (and twice that)
+_RENDER_SAMPLES = (2, 8)
+MEASURE_SIDE = 512
+
+
+@dataclass
+class Counts:
+    """What a plan makes."""
+
+    clips: int = 0  # pack clips
+    walks: int = 0  # seed sequences walked (1 for a locked pack, one a clip for unique)
+    network_frames: int = 0  # forward passes, keyframe passes for automatic channels included
+    exr_files: int = 0  # pack clips' frames + composites' frames
+    composites: int = 0
+    scenes: int = 0
+    cycles_frames: int = 0
+    loops: int = 0  # encoded files
+    exr_pixels: int = 0  # pixels of every EXR frame, summed
+    render_pixels: int = 0
+    render_pixel_samples: int = 0
+    loop_pixels: dict[str, int] = field(default_factory=dict)  # codec -> pixels encoded
+
+
+@dataclass
+class Costs:
+    """Per-unit costs measured on this machine, and what was measured."""
+
+    network_s: float = 0.0  # a forward pass
+    exr_write_s_px: float = 0.0  # seconds a pixel (one core)
+    exr_bytes_px: float = 0.0
+    composite_s_px: dict[str, float] = field(default_factory=dict)  # composite name -> s a pixel
+    cycles_fixed_s: float = 0.0
+    cycles_s_px: float = 0.0
+    cycles_s_px_sample: float = 0.0
+    png_bytes_px: float = 0.0
+    build_s: float = 0.0  # one scene
+    encode_s_px: dict[str, float] = field(default_factory=dict)
+    encode_bytes_px: dict[str, float] = field(default_factory=dict)
+    measured: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Estimate:
+    """Counts, disk (bytes by stage) and time (seconds by stage on this machine)."""
+
+    counts: Counts
+    costs: Costs
+    disk: dict[str, float]
+    seconds: dict[str, float]
+
+    @property
+    def total_bytes(self) -> float:
+        return sum(self.disk.values())
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.seconds.values())
+
+
+def _scene_look(job: Any) -> tuple[tuple[int, int], int]:
+    """(resolution, samples) a scene job renders with: its settings, else its preset's."""
+    from .release import _presets_module
+
+    presets = _presets_module()
+    look = presets.load_preset(job.preset, dirs=presets.preset_dirs())
+    resolution = tuple(job.settings.get("resolution") or look.resolution)
+    return (int(resolution[0]), int(resolution[1])), int(job.settings.get("samples") or look.samples)
+
+
+def count_release(plan: Any, batch: int = 1) -> Counts:
+    """Count what `plan` (an `irep3d.release.Plan`) makes; `batch` sizes the keyframe pass."""
+    release = plan.release
+    counts = Counts()
+    keys = min(len(release.seeds), batch)  # keyframes looked at to choose the channels
+    for jobs in plan.jobs.values():
+        walks = len({tuple(j.seeds) for j in jobs})
+        counts.walks += walks
+        counts.network_frames += walks * (plan.frames + keys)
+        counts.clips += len(jobs)
+    for clip in plan.clips.values():
+        counts.exr_files += plan.frames
+        counts.exr_pixels += plan.frames * clip.resolution[0] * clip.resolution[1]
+    counts.composites = len(plan.composites)
+    counts.scenes = len(plan.scenes)
+    sizes: dict[str, tuple[int, int]] = {name: clip.resolution for name, clip in plan.clips.items()}
+    for scene in plan.scenes:
+        (w, h), samples = _scene_look(scene.job)
+        sizes[scene.name] = (w, h)
+        counts.cycles_frames += plan.frames
+        counts.render_pixels += plan.frames * w * h
+        counts.render_pixel_samples += plan.frames * w * h * samples
+    counts.loops = len(plan.loops)
+    for loop in plan.loops:
+        w, h = sizes[loop.name]
+        counts.loop_pixels[loop.codec] = counts.loop_pixels.get(loop.codec, 0) + plan.frames * w * h
+    return counts
+
+
+def _timed(fn: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -> Costs:
+    """Time one unit of every kind of work `plan` does, on this machine (see the module)."""
+    from .colour import apply_norm, measure_global, to_rgb
+    from .exr_clip import read_exr, write_exr, write_manifest
+    from .generator import seeds_to_ws
+    from .resize import resize
+
+    release = plan.release
+    options = release.options
+    costs = Costs()
+    device = next(net.parameters()).device
+    layers = list(release.layers)
+    with torch.no_grad():
+        ws = seeds_to_ws(net, release.seeds[:1], truncation_psi=options.psi)
+        acts, first = _timed(lambda: net.synthesis(ws, capture=layers, precision=options.precision))
+        if first < 5.0:  # cheap enough to time again without the first call's set-up
+            acts, costs.network_s = _timed(
+                lambda: net.synthesis(ws, capture=layers, precision=options.precision)
+            )
+        else:
+            costs.network_s = first
+    costs.measured.append(
+        f"network: one forward pass capturing {', '.join(layers)} at batch 1 on {device}: {costs.network_s:.2f} s"
+    )
+    # One real frame of the widest layer, as the pack writes it.
+    layer = max(layers, key=lambda name: plan.layer_sizes[name][0] * plan.layer_sizes[name][1])
+    x = acts[layer][:, :3].float()
+    x = to_rgb(apply_norm(x, "global", measure_global(x)))
+    w, h = plan.layer_sizes[layer]
+    frame = resize(x, (h, w))[0].permute(1, 2, 0).cpu().numpy()
+    # Compositing, Cycles and encoding are measured on frames of at most MEASURE_SIDE px and
+    # scaled by pixels (their cost is per pixel); the EXR frame is written at full size,
+    # since its compression ratio depends on it.
+    scale = min(1.0, MEASURE_SIDE / max(w, h))
+    sw, sh = max(4, round(w * scale)), max(4, round(h * scale))
+    small = resize(x, (sh, sw))
+    with tempfile.TemporaryDirectory(prefix="irep3d-estimate-") as tmp:
+        full = Path(tmp) / "full.exr"
+        _, seconds = _timed(lambda: write_exr(full, frame, compression=options.compression))
+        costs.exr_write_s_px = seconds / (w * h)
+        costs.exr_bytes_px = full.stat().st_size / (w * h)
+        costs.measured.append(
+            f"EXR: one {w}x{h} {layer} frame, {options.compression}: "
+            f"{seconds * 1e3:.0f} ms on one core, {full.stat().st_size / 1e6:.2f} MB"
+        )
+        _, read_s = _timed(lambda: read_exr(full))
+        clip = Path(tmp) / "est"
+        pixels = small[0].permute(1, 2, 0).cpu().numpy()
+        for i in range(3):  # drifting frames, for the encoders' motion search
+            write_exr(clip / f"est_{i + 1:05d}.exr", np.roll(pixels, 3 * i, axis=1))
+        write_manifest(clip, {"format": "irep3d-clip", "name": "est", "frames": 3, "fps": plan.fps,
+                              "loop": True, "files": "est_#####.exr", "first_frame": 1,
+                              "resolution": [sw, sh], "norm": "global"})  # fmt: skip
+        for job in plan.composites:
+            name = job.clip.name.rsplit("_", 1)[0]
+            if name in costs.composite_s_px:
+                continue
+            cw, ch = job.clip.resolution
+            k = min(1.0, MEASURE_SIDE / max(cw, ch))
+            mw, mh = max(4, round(cw * k)), max(4, round(ch * k))
+            inputs = {key: resize(x, (mh, mw)).to(device) for key in job.recipe.inputs}
+            step_s = _composite_seconds(job.recipe, inputs)
+            costs.composite_s_px[name] = step_s / (mw * mh) + len(inputs) * read_s / (w * h)
+            costs.measured.append(
+                f"composite {name}: its steps on a {mw}x{mh} frame {step_s * 1e3:.0f} ms, "
+                f"+ reading {len(inputs)} inputs"
+            )
+        if plan.scenes:
+            _measure_cycles(plan, clip, costs, blender)
+        for codec in sorted({loop.codec for loop in plan.loops}):
+            from .encode import encode_clip
+
+            target = Path(tmp) / f"est.{codec}{'.mp4' if codec == 'h264' else '.mov'}"
+            _, seconds = _timed(
+                lambda target=target, codec=codec: encode_clip(clip, target, codec, fps=plan.fps)
+            )
+            costs.encode_s_px[codec] = seconds / (3 * sw * sh)
+            costs.encode_bytes_px[codec] = target.stat().st_size / (3 * sw * sh)
+            costs.measured.append(
+                f"encode {codec}: 3 drifting {sw}x{sh} frames: {seconds / 3 * 1e3:.0f} ms, "
+                f"{target.stat().st_size / 3 / 1e3:.0f} kB a frame"
+            )
+    return costs
+
+
+def _composite_seconds(recipe: Any, inputs: dict[str, torch.Tensor]) -> float:
+    """Seconds to run a recipe's steps once on one frame of each input."""
+    from .recipe import _apply
+
+    values = dict(inputs)
+    start = time.perf_counter()
+    for step in recipe.steps:
+        values[step.id] = _apply(step, [values[i] for i in step.inputs], recipe, [0], 1)
+    return time.perf_counter() - start
+
+
+def _measure_cycles(plan: Any, clip: Path, costs: Costs, blender: str | None) -> None:
+    """Build the first variant's scene on the measured frame and fit three small renders."""
+    from .blender import SceneJob, build_scenes, render_frames
+
+    scene = plan.scenes[0].job
+    folder = clip.parent / "scenes"
+    job = SceneJob(clip_dir=clip, preset=scene.preset, blend=folder / "est.blend", settings={})
+    _, costs.build_s = _timed(lambda: build_scenes([job], blender=blender))
+    (w0, h0), (s1, s2) = _RENDER_SIZES, _RENDER_SAMPLES
+    runs = [((w0, h0), s1), ((w0, h0), s2), ((2 * w0, 2 * h0), s1)]
+    times = []
+    for index, (size, samples) in enumerate(runs):
+        marks: list[float] = []
+        out = folder / f"r{index}"
+        render_frames(
+            job.blend, out, (1, 1), samples=samples, resolution=size, blender=blender,
+            progress=lambda done, total, marks=marks: marks.append(time.perf_counter()),
+        )  # fmt: skip
+        times.append(marks[-1] - marks[0])  # the frame alone: Blender's start-up excluded
+    p0 = w0 * h0
+    per_sample = max(0.0, (times[1] - times[0]) / (p0 * (s2 - s1)))
+    per_px = max(0.0, (times[2] - times[0]) / (3 * p0) - per_sample * s1)
+    costs.cycles_s_px_sample = per_sample
+    costs.cycles_s_px = per_px
+    costs.cycles_fixed_s = max(0.0, times[0] - p0 * (per_px + per_sample * s1))
+    png = next((folder / "r2").glob("frame_*.png"))
+    costs.png_bytes_px = png.stat().st_size / (4 * p0)
+    costs.measured.append(
+        f"Cycles ({scene.preset}): {w0}x{h0} at {s1} and {s2} samples and {2 * w0}x{2 * h0} at {s1}: "
+        + ", ".join(f"{t:.2f}" for t in times)
+        + f" s a frame -> {costs.cycles_fixed_s:.2f} s + {per_px * 1e6:.2f} µs a pixel"
+        f" + {per_sample * 1e6:.3f} µs a pixel-sample; building a scene {costs.build_s:.1f} s"
+    )
+
+
+def estimate_release(plan: Any, costs: Costs | None = None, batch: int = 1) -> Estimate:
+    """Disk and time of `plan` from its counts and `costs` (None: counts only)."""
+    counts = count_release(plan, batch)
+    costs = costs or Costs()
+    cores = max(1, os.cpu_count() or 1)
+    disk = {
+        "EXR (clips and composites)": counts.exr_pixels * costs.exr_bytes_px,
+        "rendered frames": counts.render_pixels * costs.png_bytes_px,
+        "loops": sum(px * costs.encode_bytes_px.get(codec, 0.0) for codec, px in counts.loop_pixels.items()),
+    }
+    maps_pixels = sum(
+        plan.frames * c.resolution[0] * c.resolution[1] for c in plan.clips.values() if c.kind == "maps"
+    )
+    composite_s = 0.0
+    for job in plan.composites:
+        rate = costs.composite_s_px.get(job.clip.name.rsplit("_", 1)[0], 0.0)
+        pixels = plan.frames * job.clip.resolution[0] * job.clip.resolution[1]
+        composite_s += pixels * (rate + costs.exr_write_s_px / cores)
+    seconds = {
+        # The EXR writer pool overlaps the network: the slower of the two sets the pace.
+        "maps": max(counts.network_frames * costs.network_s, maps_pixels * costs.exr_write_s_px / cores),
+        "composites": composite_s,
+        "scenes (build)": counts.scenes * costs.build_s,
+        "Cycles": counts.cycles_frames * costs.cycles_fixed_s
+        + counts.render_pixels * costs.cycles_s_px
+        + counts.render_pixel_samples * costs.cycles_s_px_sample,
+        "encode": sum(px * costs.encode_s_px.get(codec, 0.0) for codec, px in counts.loop_pixels.items()),
+    }
+    return Estimate(counts, costs, disk, seconds)
+
+
+def human_bytes(n: float) -> str:
+    """1.5e9 -> '1.50 GB' (decimal units, as disks are sold)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} TB"
+
+
+def human_seconds(s: float) -> str:
+    """Seconds as '42 s', '3.5 min', '7.2 h' or '3.1 days'."""
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
