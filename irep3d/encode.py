@@ -10,11 +10,12 @@ Codecs (`CODECS`) and what they are for:
 
 | codec | container | pixels | encoder | `quality` |
 | --- | --- | --- | --- | --- |
-| `h264` | .mp4 / .mov | 8-bit yuv420p, BT.709 | libx264 through PyAV | CRF, default 16 |
+| `h264` | .mp4 / .mov | 8-bit yuv420p, BT.709 | libx264, ffmpeg binary, one thread | CRF, default 16 |
 | `prores` | .mov | 10-bit yuv422p10le, BT.709 (4444: yuv444p10le) | prores_ks through PyAV | proxy, lt, standard, hq (default), 4444 |
 | `hap` | .mov | 8-bit RGB(A), DXT texture | ffmpeg binary | hap (default), hap_q, hap_alpha |
 
-PyAV's bundled FFmpeg has no HAP encoder, so HAP runs an ffmpeg binary (the one in the
+PyAV's bundled FFmpeg has no HAP encoder, and its libx264 does not repeat its bytes from run
+to run, so HAP and H.264 run an ffmpeg binary (the one in the
 `imageio-ffmpeg` wheel, else `ffmpeg` on PATH) fed raw RGB frames on stdin.
 
 Colour: EXR frames hold float values. With `transfer="srgb"` they are read as linear
@@ -176,20 +177,13 @@ def _write_pyav(
     rate: Fraction,
     on_frame: Callable[[], None],
 ) -> None:
-    """Encode h264 or prores with PyAV (its wheels bundle FFmpeg with libx264 and prores_ks)."""
+    """Encode ProRes with PyAV (its wheels bundle FFmpeg with prores_ks)."""
     import av
     from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
-    if codec == "h264":
-        encoder, pix_fmt, bits = "libx264", "yuv420p", 8
-        # One thread: x264's threads make the bytes differ from run to run (seen here: 1 run
-        # in 3 with frame threads, and with sliced threads), and a resumed pack must equal an
-        # uninterrupted one. Packs get their parallelism from encoding several loops at once.
-        options = {"crf": quality, "preset": "medium", "threads": "1"}
-    else:
-        profile = PRORES_PROFILES[quality]
-        encoder, pix_fmt, bits = "prores_ks", "yuv444p10le" if profile == 4 else "yuv422p10le", 16
-        options = {"profile": str(profile), "vendor": "apl0"}
+    profile = PRORES_PROFILES[quality]
+    encoder, pix_fmt, bits = "prores_ks", "yuv444p10le" if profile == 4 else "yuv422p10le", 16
+    options = {"profile": str(profile), "vendor": "apl0"}
     trc = ColorTrc.BT709 if transfer == "srgb" else ColorTrc.UNSPECIFIED
     tags = {
         "dst_colorspace": Colorspace.ITU709,
@@ -236,12 +230,52 @@ def _write_hap(
     rate: Fraction,
     on_frame: Callable[[], None],
 ) -> None:
-    """Encode HAP with an ffmpeg binary fed raw 8-bit RGB(A) frames on stdin.
+    """Encode HAP (DXT textures in .mov) with the ffmpeg binary."""
+    args = ["-fps_mode", "passthrough", "-c:v", "hap", "-format", quality, "-f", "mov"]
+    _write_ffmpeg(temp, "hap", args, images, rate, on_frame, alpha=quality == "hap_alpha")
+
+
+def _write_h264(
+    temp: Path,
+    container_format: str,
+    quality: str,
+    transfer: str,
+    images: Iterator[np.ndarray],
+    rate: Fraction,
+    on_frame: Callable[[], None],
+) -> None:
+    """Encode H.264 (libx264, yuv420p, BT.709 limited range) with the ffmpeg binary.
+
+    Through the binary, not PyAV: PyAV's libx264 gave different bytes for the same frames
+    from run to run (seen here, one thread or several, whenever frames arrive at another
+    pace), and a resumed pack must equal an uninterrupted one. The binary with one encoder
+    thread repeats itself exactly; a pack gets its parallelism from encoding several
+    loops at once.
+    """
+    trc = "bt709" if transfer == "srgb" else "unknown"
+    args = [
+        "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+        "-c:v", "libx264", "-preset", "medium", "-crf", quality, "-threads", "1",
+        "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", trc, "-color_range", "tv",
+        "-fps_mode", "passthrough", "-f", container_format,
+    ]  # fmt: skip
+    _write_ffmpeg(temp, "h264", args, images, rate, on_frame)
+
+
+def _write_ffmpeg(
+    temp: Path,
+    name: str,
+    output_args: list[str],
+    images: Iterator[np.ndarray],
+    rate: Fraction,
+    on_frame: Callable[[], None],
+    alpha: bool = False,
+) -> None:
+    """Run the ffmpeg binary fed raw 8-bit RGB(A) frames on stdin, writing `temp`.
 
     The subprocess is killed if anything goes wrong here, Ctrl-C included; its error
     output goes to a temp file (a pipe could fill up and stall both processes).
     """
-    alpha = quality == "hap_alpha"
     first = next(images, None)
     if first is None:
         raise OutputError("the clip has no frames to encode")
@@ -250,8 +284,7 @@ def _write_hap(
         _ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
         "-f", "rawvideo", "-pix_fmt", "rgba" if alpha else "rgb24", "-s", f"{width}x{height}",
         "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-",
-        "-fps_mode", "passthrough", "-c:v", "hap", "-format", quality,
-        "-f", "mov", str(temp),
+        *output_args, str(temp),
     ]  # fmt: skip
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
@@ -277,7 +310,7 @@ def _write_hap(
             log.seek(0)
             lines = log.read().decode(errors="replace").strip().splitlines()
             raise OutputError(
-                f"ffmpeg (hap) failed with exit code {code}: {lines[-1] if lines else 'no output'}"
+                f"ffmpeg ({name}) failed with exit code {code}: {lines[-1] if lines else 'no output'}"
             )
 
 
@@ -353,6 +386,8 @@ def encode_clip(
     with atomic_output(out) as temp:
         if codec == "hap":
             _write_hap(temp, quality, images, rate, on_frame)
+        elif codec == "h264":
+            _write_h264(temp, suffix[1:], quality, transfer, images, rate, on_frame)
         else:
             _write_pyav(temp, suffix[1:], codec, quality, transfer, images, rate, on_frame)
         written = _encoded_frames(temp)

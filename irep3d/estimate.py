@@ -71,6 +71,7 @@ class Costs:
     build_s: float = 0.0  # one scene
     encode_s_px: dict[str, float] = field(default_factory=dict)
     encode_bytes_px: dict[str, float] = field(default_factory=dict)
+    batch: int = 1  # frames a forward pass computes (sets the keyframe pass)
     measured: list[str] = field(default_factory=list)
 
 
@@ -146,9 +147,12 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
 
     release = plan.release
     options = release.options
+    from .maps import default_batch
+
     costs = Costs()
     device = next(net.parameters()).device
     layers = list(release.layers)
+    costs.batch = options.batch or default_batch(device, net, layers)
     with torch.no_grad():
         ws = seeds_to_ws(net, release.seeds[:1], truncation_psi=options.psi)
         acts, first = _timed(lambda: net.synthesis(ws, capture=layers, precision=options.precision))
@@ -268,10 +272,10 @@ def _measure_cycles(plan: Any, clip: Path, costs: Costs, blender: str | None) ->
     )
 
 
-def estimate_release(plan: Any, costs: Costs | None = None, batch: int = 1) -> Estimate:
+def estimate_release(plan: Any, costs: Costs | None = None) -> Estimate:
     """Disk and time of `plan` from its counts and `costs` (None: counts only)."""
-    counts = count_release(plan, batch)
     costs = costs or Costs()
+    counts = count_release(plan, costs.batch)
     cores = max(1, os.cpu_count() or 1)
     disk = {
         "EXR (clips and composites)": counts.exr_pixels * costs.exr_bytes_px,

@@ -731,13 +731,17 @@ def _make_scenes(plan: Plan, ray: str | None, blender: str | None, report: Progr
 
 
 def _fingerprint(loop: Loop, fps: float) -> str:
-    """What an encoded loop was made from: codec, quality, fps and its frame files."""
+    """What an encoded loop was made from: codec, quality, fps, its frame files (names and
+    sizes) and its clip.json. No mtimes: a resumed release must write the same bytes."""
+    folder = loop.frames_dir
     files = sorted(
-        (e.name, e.stat().st_size, e.stat().st_mtime_ns)
-        for e in os.scandir(loop.frames_dir)
+        (e.name, e.stat().st_size)
+        for e in os.scandir(folder)
         if e.is_file() and not e.name.startswith(".") and e.name.endswith((".exr", ".png"))
     )
-    data = json.dumps([loop.codec, loop.quality, fps, files])
+    manifest = folder / "clip.json"
+    clip = manifest.read_text(encoding="utf-8") if manifest.is_file() else ""
+    data = json.dumps([loop.codec, loop.quality, fps, files, clip])
     return hashlib.sha256(data.encode()).hexdigest()
 
 

@@ -1,0 +1,251 @@
+"""`irep3d release`: one TOML makes a whole pack; errors before work; dry runs; resume."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from irep3d.cli import app
+from irep3d.estimate import count_release
+from irep3d.generator import load_generator
+from irep3d.release import load_release, plan_release
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "scenes" / "composite"
+runner = CliRunner()
+
+SMALL = f"""
+description = "test release"
+model = "builtin:sg3t-256"
+
+[walk]
+seeds = "0-1"
+frames_per_seed = 3
+fps = 12.0
+
+[pack]
+layers = ["L3_52_64", "L5_84_64"]
+clips_per_layer = 1
+modes = ["locked", "unique"]
+size = 64
+
+[[composites]]
+name = "hl"
+recipe = "{RECIPES / "hardlight-pair.toml"}"
+size = 64
+inputs = {{ base = "locked/L3_*", top = "locked/L5_*" }}
+
+[[deliveries]]
+codecs = ["h264", "hap"]
+loops = ["locked/*", "comp/*"]
+
+[[deliveries]]
+codecs = ["h264"]
+loops = ["unique/*"]
+"""
+
+
+def write(tmp_path: Path, text: str = SMALL, name: str = "rel.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def files(folder: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under `folder`: its bytes and mtime."""
+    return {
+        str(p.relative_to(folder)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def ffmpeg_frames(path: Path) -> int:
+    """Frames in a video, counted by the ffmpeg binary (independent of PyAV)."""
+    run = subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-nostdin", "-i", str(path), "-map", "0:v", "-c", "copy",
+         "-f", "null", "-"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return int(re.findall(r"frame=\s*(\d+)", run.stderr)[-1])
+
+
+# --------------------------------------------------------------------------- bad files
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("[walk]", "[walk]\nspeed = 2"), "[walk]: unknown key 'speed'; valid: fps, frames_per_seed"),
+        (
+            ('layers = ["L3_52_64", "L5_84_64"]', 'layers = ["L3_52_64", "L99_1_1"]'),
+            "unknown layer 'L99_1_1'",
+        ),
+        (('modes = ["locked", "unique"]', 'modes = ["locked", "shuffled"]'), "unknown mode 'shuffled'"),
+        (
+            ('codecs = ["h264", "hap"]', 'codecs = ["h264", "mpeg2"]'),
+            "unknown codec 'mpeg2'; valid: h264, prores, hap",
+        ),
+        (
+            ('loops = ["unique/*"]', 'loops = ["unique/L9_*"]'),
+            "'unique/L9_*' matches no clip; the clips are: locked/",
+        ),
+        (
+            ('top = "locked/L5_*"', 'top = "locked/*"'),
+            "pairing 'zip' needs as many clips for every input (base: 1, top: 2)",
+        ),
+        (
+            (
+                f'recipe = "{RECIPES / "hardlight-pair.toml"}"\nsize = 64',
+                'steps = [{id = "m", op = "blend", inputs = ["base", "top"], mode = "add"}]',
+            ),
+            "its clips differ in size (locked/L3_52_64_clip01 52x52, locked/L5_84_64_clip01 84x84)",
+        ),
+        (("clips_per_layer = 1", "clips_per_layer = 30"), "not enough for 30 clips"),
+        (('seeds = "0-1"', 'seeds = "1-x"'), "[walk].seeds"),
+        (("description", "descrption"), "unknown key 'descrption'"),
+    ],
+)
+def test_a_bad_release_file_is_one_line_before_any_work(tmp_path, change, expected):
+    text = SMALL.replace(*change, 1)
+    if "differ in size" in expected:
+        text = text.replace("size = 64\n", "", 1)  # no upscale: the layers keep their sizes
+    assert text != SMALL
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["release", str(write(tmp_path, text)), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+    assert not out.exists()  # nothing started
+
+
+def test_an_unknown_preset_names_the_key_and_the_presets(tmp_path):
+    text = SMALL + '\n[[scenes]]\nclips = "locked/*"\npresets = ["edge-point-lite"]\n'
+    result = runner.invoke(app, ["release", str(write(tmp_path, text)), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert "[[scenes]] #1.presets" in result.output and "edge-point-light" in result.output
+
+
+# --------------------------------------------------------------------------- plans and dry runs
+
+
+def test_plan_names_every_clip_composite_and_loop(tmp_path):
+    release = load_release(write(tmp_path))
+    plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
+    assert list(plan.clips) == [
+        "locked/L3_52_64_clip01",
+        "locked/L5_84_64_clip01",
+        "unique/L3_52_64_clip01",
+        "unique/L5_84_64_clip01",
+        "comp/hl_01",
+    ]
+    assert plan.clips["comp/hl_01"].source == ("locked/L3_52_64_clip01", "locked/L5_84_64_clip01")
+    assert [(loop.name, loop.codec) for loop in plan.loops] == [
+        ("locked/L3_52_64_clip01", "h264"),
+        ("locked/L3_52_64_clip01", "hap"),
+        ("locked/L5_84_64_clip01", "h264"),
+        ("locked/L5_84_64_clip01", "hap"),
+        ("comp/hl_01", "h264"),
+        ("comp/hl_01", "hap"),
+        ("unique/L3_52_64_clip01", "h264"),
+        ("unique/L5_84_64_clip01", "h264"),
+    ]
+    # locked: one walk for both clips; unique: a walk a clip (seeds 0-1, then 2-3).
+    assert [j.seeds for j in plan.jobs["unique"]] == [[0, 1], [2, 3]]
+    counts = count_release(plan, batch=4)
+    assert (counts.clips, counts.walks) == (4, 3)
+    assert counts.network_frames == 3 * (6 + 2)  # 6 frames + 2 keyframes to choose channels, a walk
+    assert counts.exr_files == 5 * 6 and counts.loops == 8 and counts.cycles_frames == 0
+
+
+def test_internal_rep_plan_is_the_seed_pack(tmp_path):
+    """The shipped 1024 config: 96 loops of 900 frames, on NVIDIA's released layer names."""
+    release = load_release(ROOT / "scenes" / "release" / "internal-rep.toml")
+    plan = plan_release(release, tmp_path / "x", load_generator("released:sg3t-1024", "cpu"))
+    counts = count_release(plan, batch=1)
+    assert counts.clips == 96 and plan.frames == 900
+    assert counts.walks == 1 + 48
+    assert counts.network_frames == 49 * 901
+    assert {c.resolution for c in plan.clips.values()} == {(2048, 2048)}
+    assert counts.cycles_frames == (48 + 8) * 900
+    assert counts.loops == 2 * (96 + counts.composites + counts.scenes)
+
+
+@pytest.mark.slow
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["release", str(write(tmp_path)), "--out", str(out), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert re.search(r"network frames \(forward passes\) │ 24 │", text)
+    assert re.search(r"encoded loops │ 8 │", text)
+    assert "network: one forward pass capturing L3_52_64, L5_84_64" in text
+    assert "encode hap: 3 drifting" in text
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- making a release
+
+
+@pytest.mark.slow
+def test_release_makes_every_loop_and_a_rerun_touches_nothing(tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["release", str(write(tmp_path)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "release.json").read_text())
+    assert data["format"] == "irep3d-release"
+    loops = data["loops"]
+    assert len(loops) == 8
+    for loop in loops:
+        path = out / loop["path"]
+        assert path.parent == out / "loops"
+        assert loop["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert loop["frames"] == ffmpeg_frames(path) == 6
+        assert (loop["width"], loop["height"], loop["fps"]) == (64, 64, 12.0)
+    kinds = {loop["name"]: (loop["kind"], loop["source"]) for loop in loops}
+    assert kinds["comp/hl_01"] == ("composite", ["locked/L3_52_64_clip01", "locked/L5_84_64_clip01"])
+    assert kinds["locked/L3_52_64_clip01"] == ("maps", [])
+    assert json.loads((out / "maps" / "locked" / "pack.json").read_text())["seeds_mode"] == "locked"
+    sheet = Image.open(out / "contact.png")
+    assert sheet.size[0] >= 3 * 192  # 5 loops: a 3 x 2 grid of 192 px thumbnails
+    before = files(out)
+    again = runner.invoke(app, ["release", str(write(tmp_path)), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert files(out) == before  # same bytes, same mtimes: nothing redone
+
+
+@pytest.mark.slow
+def test_an_interrupted_release_resumes_to_the_same_bytes(tmp_path):
+    """Ctrl-C in the middle of the packs, run again: byte for byte an uninterrupted run."""
+    toml = write(tmp_path)
+    out = tmp_path / "out"
+    done = runner.invoke(app, ["release", str(toml), "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    reference = {k: v[0] for k, v in files(out).items()}
+    shutil.rmtree(out)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "irep3d", "release", str(toml), "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.glob("maps/unique/*/*.exr")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert not (out / "release.json").exists()  # it really stopped part-way
+    resumed = runner.invoke(app, ["release", str(toml), "--out", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    assert {k: v[0] for k, v in files(out).items()} == reference
