@@ -52,6 +52,7 @@ __all__ = [
     "cluster_address",
     "connect",
     "current_cluster_file",
+    "head_wants_token",
     "reach",
     "render_chunks",
     "render_maps",
@@ -177,21 +178,22 @@ def cluster_address(address: str) -> tuple[str, str]:
     )
 
 
-def reach(address: str) -> str:
+def reach(address: str, what: str = "--ray") -> str:
     """The head's HOST:PORT for `auto` or `HOST:PORT`, once it answered within `PROBE_S`
     and this process holds what it needs to authenticate to it.
 
     When the head asks for a token and `$RAY_AUTH_MODE` is unset, this machine's token
     ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) is used, as `ray start
     --head` does (RAY_AUTH_MODE=disabled opts out). FarmError, one line saying what to do,
-    when the head does not answer, or wants a token this process lacks or refuses it.
+    when the head does not answer, or wants a token this process lacks or refuses it;
+    `what` names the option or command the address came from in that line.
     """
     target, origin = cluster_address(address)
     mode = (os.environ.get(ENV_AUTH_MODE) or "").strip().lower()
     token = _local_token() if mode == "token" else None
     state = _probe(target, token)
     if state == "down":
-        raise FarmError(_down_line(address, target, origin))
+        raise FarmError(_down_line(f"{what} {address}", target, origin))
     if state == "token":
         if token is not None:
             raise FarmError(
@@ -205,16 +207,16 @@ def reach(address: str) -> str:
     return target
 
 
-def _down_line(address: str, target: str, origin: str) -> str:
-    """The one line for a head that does not answer."""
+def _down_line(given: str, target: str, origin: str) -> str:
+    """The one line for a head that does not answer (`given`: what the user typed)."""
     if origin.startswith("recorded"):
         return (
-            f"--ray auto: no Ray cluster answers at {target}, {origin} (it is gone): start it again "
+            f"{given}: no Ray cluster answers at {target}, {origin} (it is gone): start it again "
             "with `irep3d farm up`, forget it with `ray stop`, give --ray HOST:PORT, or use --ray local"
         )
     where = "" if origin == "given" else f" ({origin})"
     return (
-        f"--ray {address}: no Ray cluster answers at {target}{where} within {PROBE_S:g} s: start its "
+        f"{given}: no Ray cluster answers at {target}{where} within {PROBE_S:g} s: start its "
         "head with `irep3d farm up` (or check HOST:PORT and the firewall), or use --ray local"
     )
 
@@ -232,6 +234,13 @@ def _token_line(target: str, mode: str, refused: bool) -> str:
         "(`ray get-auth-token` on its head prints it) in ~/.ray/auth_token or $RAY_AUTH_TOKEN and "
         "set RAY_AUTH_MODE=token; nodes started with a plain `ray start --address` need the same"
     )
+
+
+def head_wants_token() -> bool:
+    """Whether a head started here now (`ray start --head`) would require Ray's token:
+    RAY_AUTH_MODE=token, or RAY_AUTH_MODE unset and a token on this machine (Ray's rule)."""
+    mode = (os.environ.get(ENV_AUTH_MODE) or "").strip().lower()
+    return mode == "token" or (mode == "" and _local_token() is not None)
 
 
 def _host_port(address: str, what: str = "--ray") -> tuple[str, int]:
