@@ -212,7 +212,7 @@ def _down_line(given: str, target: str, origin: str) -> str:
     if origin.startswith("recorded"):
         return (
             f"{given}: no Ray cluster answers at {target}, {origin} (it is gone): start it again "
-            "with `irep3d farm up`, forget it with `ray stop`, give --ray HOST:PORT, or use --ray local"
+            "with `irep3d farm up`, delete that file to forget it, give --ray HOST:PORT, or use --ray local"
         )
     where = "" if origin == "given" else f" ({origin})"
     return (
@@ -225,7 +225,7 @@ def _token_line(target: str, mode: str, refused: bool) -> str:
     """The one line for a head that wants a token this process does not have (or send)."""
     if refused:
         why = f"refused this machine's token (from {TOKEN_SOURCES})"
-    elif mode:
+    elif mode not in ("", "token"):
         why = f"wants a token and RAY_AUTH_MODE={mode} here"
     else:
         why = f"wants a token and this machine has none ({TOKEN_SOURCES})"

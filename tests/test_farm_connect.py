@@ -125,7 +125,9 @@ def test_auto_with_a_stale_record_fails_in_seconds_with_one_line(tmp_path):
             record = stale_record(ray_tmp, port)
             env = environment(tmp_path / "home", ray_tmp)
             code, _, err, seconds = irep3d([*PACK, "--out", str(tmp_path / "pack"), "--ray", "auto"], env)
-        one_line(code, err, f"127.0.0.1:{port}", str(record), "irep3d farm up", "--ray local")
+        one_line(
+            code, err, f"127.0.0.1:{port}", str(record), "irep3d farm up", "delete that file", "--ray local"
+        )
         assert seconds < FAIL_S, f"took {seconds:.1f} s"
         assert not (tmp_path / "pack").exists()
     finally:
@@ -288,10 +290,11 @@ def test_auto_finds_the_cluster_ray_start_recorded(cluster):
     ("extra", "needles"),
     [
         ({"HOME": "no-token"}, ["this machine has none", "RAY_AUTH_MODE=token", "ray get-auth-token"]),
+        ({"HOME": "no-token", "RAY_AUTH_MODE": "token"}, ["this machine has none", "~/.ray/auth_token"]),
         ({"RAY_AUTH_MODE": "disabled"}, ["RAY_AUTH_MODE=disabled here", "set RAY_AUTH_MODE=token"]),
         ({"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}, ["refused this process's token"]),
     ],
-    ids=["no-token", "auth-disabled", "wrong-token"],
+    ids=["no-token", "token-mode-no-token", "auth-disabled", "wrong-token"],
 )
 def test_a_token_problem_is_one_line_in_seconds(cluster, tmp_path, extra, needles):
     env = dict(cluster.env, **extra)
