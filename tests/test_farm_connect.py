@@ -337,3 +337,23 @@ def test_auto_takes_ray_address_first(monkeypatch, tmp_path):
     monkeypatch.setenv("RAY_ADDRESS", "http://10.0.0.5:8265")
     with pytest.raises(UsageError, match=r"\$RAY_ADDRESS is http://10\.0\.0\.5:8265"):
         farm.cluster_address("auto")
+
+
+def test_head_wants_token_follows_rays_rule(monkeypatch, tmp_path):
+    """What `farm up` prints: a head started here wants a token when RAY_AUTH_MODE=token, or
+    when it is unset and this machine has one (the file `ray get-auth-token` writes)."""
+    from irep3d import farm
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        assert not farm.head_wants_token()
+        (tmp_path / ".ray").mkdir()
+        (tmp_path / ".ray" / "auth_token").write_text("f" * 64)
+        assert farm.head_wants_token()
+        monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+        assert not farm.head_wants_token()
+    finally:
+        monkeypatch.undo()
+        farm._reset_token_cache()  # Ray caches the token it read: not this test's for later ones
