@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,20 @@ def crash_marker(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def cluster(crash_marker):
+    """A private instance, as `--ray local` starts it: never a cluster this machine recorded,
+    and no ~/.ray/auth_token left behind (which would make later heads here want it)."""
     os.environ[farm.ENV_CRASH] = str(crash_marker)  # inherited by the Ray workers
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+    own_token = "RAY_AUTH_MODE" not in os.environ and "RAY_AUTH_TOKEN" not in os.environ
+    if own_token:
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    ray.init(
+        address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING", log_to_driver=False
+    )
     yield
     ray.shutdown()
     os.environ.pop(farm.ENV_CRASH, None)
+    if own_token:
+        os.environ.pop("RAY_AUTH_TOKEN", None)
 
 
 @pytest.fixture(scope="module")

@@ -48,9 +48,10 @@ RayOpt = Annotated[
     typer.Option(
         "--ray",
         envvar="IREP3D_RAY",
-        help="Run on a Ray cluster: auto (the cluster this machine belongs to), HOST:PORT of its "
-        "head, or local (one in this process). Default: $IREP3D_RAY, else run here. For a remote "
-        "cluster use `irep3d farm submit`.",
+        help="Run on a Ray cluster: auto (the cluster this machine belongs to: $RAY_ADDRESS, else "
+        "the one `ray start` recorded here), HOST:PORT of its head, or local (a fresh private one "
+        "in this process). Default: $IREP3D_RAY, else run here. For a remote cluster use "
+        "`irep3d farm submit`.",
         show_default=False,
     ),
 ]

@@ -108,9 +108,18 @@ def _node_ip(args: list[str]) -> str:
 
 
 def _print_next_steps(ip: str, port: int, dashboard_port: str | None) -> None:
-    """What to run once the head is up: join other nodes, use it here, submit from anywhere."""
+    """What to run once the head is up: join other nodes, use it here, submit from anywhere
+    (and, when the head wants Ray's token, what the other machines need)."""
+    from ..farm import head_wants_token
+
     lines = [f"next, on every other machine:  irep3d farm join {ip}:{port}",
              "here, add to maps/pack/blender render:  --ray auto"]  # fmt: skip
+    if head_wants_token():
+        lines += [
+            "token authentication is on: every other machine needs this machine's token "
+            "(`ray get-auth-token` prints it) in ~/.ray/auth_token or $RAY_AUTH_TOKEN; "
+            "a plain `ray start --address` also needs RAY_AUTH_MODE=token (`farm join` sets it)"
+        ]
     if dashboard_port is not None:
         url = f"http://{ip}:{dashboard_port}"
         lines += [f"from anywhere:  irep3d farm submit --address {url} --wait -- irep3d maps ...",
@@ -162,13 +171,18 @@ def join(
 
     HEAD comes first; any other option goes to `ray start` as it is, e.g. `--num-cpus 8
     --num-gpus 1 --node-ip-address 10.0.0.6`. Every node must mount the shared folder the
-    outputs go to at the same path.
+    outputs go to at the same path. The head is asked first: one line at once when it does
+    not answer, or wants Ray's token and this machine has none; when it wants the token
+    this machine has, the node is started with RAY_AUTH_MODE=token (a plain `ray start
+    --address` is not: Ray turns token mode on by itself only on a head).
     """
     from ..errors import UsageError
+    from ..farm import reach
 
     exe = _ray_executable()
     if head.startswith("-"):
         raise UsageError(f"give HEAD (HOST:PORT) before Ray's own options, not {head!r}")
+    reach(head, "farm join")  # sets RAY_AUTH_MODE=token here (so for `ray start`) when the head wants it
     args = ["--address", head, *ctx.args]
     if block:
         console.print(f"joining {head}")
@@ -410,10 +424,13 @@ def _dashboard_of(cluster: str) -> str:
     _need_ray()
     import ray
 
+    from ..farm import reach
+
     connected = ray.is_initialized()
+    target = cluster if connected else reach(cluster)  # one line in seconds when it is gone
     try:
         context = ray.init(
-            address=cluster, ignore_reinit_error=True, logging_level="WARNING", log_to_driver=False
+            address=target, ignore_reinit_error=True, logging_level="WARNING", log_to_driver=False
         )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         line = " ".join(str(exc).split())[:200]
