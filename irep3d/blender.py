@@ -687,10 +687,16 @@ def build_scenes(
     if progress is not None:
         progress(0, len(todo))
 
+    def ordered() -> dict[str, dict[str, Any]]:  # this build's scenes in job order, then the others
+        names = [item.blend.name for item in planned]
+        return {n: entries[n] for n in names if n in entries} | {
+            n: e for n, e in entries.items() if n not in names
+        }
+
     def saved(item: _Planned) -> None:
         nonlocal done
         entries[item.blend.name] = _entry(item)
-        _write_scenes(index, entries)
+        _write_scenes(index, ordered())
         done += 1
         if progress is not None:
             progress(done, len(todo))
@@ -699,7 +705,7 @@ def build_scenes(
         _run_builds(todo, presets_dirs, blender, saved)
     finally:
         if folder.is_dir():
-            _write_scenes(index, entries)
+            _write_scenes(index, ordered())
     return index
 
 
