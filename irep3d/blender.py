@@ -9,14 +9,17 @@ open file, one scene context) and may crash, and neither should touch the caller
 Each job is a small script, written into a temp folder with its arguments as JSON:
 
 - the build script puts the repository root (the folder holding `blender_addon/`) on
-  `sys.path`, loads a preset and calls the add-on's own scene builder, so the CLI and the
-  add-on's button make the same scene;
-- the render script opens a `.blend` and renders frame by frame, each into a hidden temp
-  name in the output folder that is renamed into place when complete. Frames already there
+  `sys.path`, loads presets and calls the add-on's own scene builder, so the CLI and the
+  add-on's button make the same scene; it builds a LIST of scenes (a pack's clips ×
+  presets) in one process, a clean file each (bpy starts in seconds: once, not per scene);
+- the render script opens each `.blend` of a list, checks its clips and plans its frames
+  (one progress total), then renders frame by frame, each into a hidden temp name in the
+  scene's output folder that is renamed into place when complete. Frames already there
   are skipped, so an interrupted render resumes.
 
-The scripts talk back through stdout lines that start with `IREP3D_`: `IREP3D_PLAN first
-last todo ext`, one `IREP3D_FRAME n seconds` per finished frame (this feeds the progress
+The scripts talk back through stdout lines that start with `IREP3D_`: `IREP3D_SAVED i` per
+built scene, `IREP3D_PLAN scene first last todo ext`, one `IREP3D_FRAME scene n seconds` per
+finished frame (this feeds the progress
 callback), and `IREP3D_ERROR message` for a problem the user can fix (an unknown preset,
 a clip folder without `clip.json`, no GPU). Any failure becomes one `BlenderError` line:
 that message, or else the last meaningful line of Blender's output, never a traceback.

@@ -18,7 +18,8 @@ into pieces:
   3. every worker renders shards of all clips with those figures (a locked pack still
      costs one forward pass a frame), and a last call cleans temps and marks the
      manifests complete.
-* Cycles frames (`render_chunks`): the frame range is cut into chunks of `chunk` frames,
+* Cycles frames (`render_chunks`): the frame range (of each scene, when there are several:
+  their chunks form one queue) is cut into chunks of `chunk` frames,
   one Blender process per chunk (`irep3d.blender.render_frames`: temp file + rename per
   frame, finished frames skipped), on one worker a node (a GPU with `device="gpu"`).
 * Faults: a call whose worker process or node dies goes back in the queue for another
