@@ -37,6 +37,7 @@ class IREP3D_OT_build_displacement_scene(bpy.types.Operator):
     light_height: properties.light_height_property()
     samples: properties.samples_property()
     output_format: properties.output_format_property()
+    colour_clip: properties.colour_clip_property()
     resolution: IntVectorProperty(
         name="Resolution",
         description="Render size in pixels (width, height); left out: the preset's",
@@ -72,6 +73,8 @@ class IREP3D_OT_build_displacement_scene(bpy.types.Operator):
 
     def _value(self, name: str) -> object:
         value = getattr(self, name)
+        if name == "colour_clip":
+            return bpy.path.abspath(value) if value else value  # "//..." is relative to the .blend
         return tuple(value) if name == "resolution" else value
 
 

@@ -23,6 +23,7 @@ class IREP3D_PT_displacement(bpy.types.Panel):
         props = context.scene.irep3d
 
         layout.prop(props, "clip_dir")
+        layout.prop(props, "colour_clip")
         layout.prop(props, "preset")
 
         col = layout.column(heading="Displacement")

@@ -42,7 +42,7 @@ __all__ = [
 
 PRESETS_ENV = "IREP3D_PRESETS"
 HEIGHT_SOURCES = ("luminance", "R", "G", "B")
-COLOUR_MODES = ("activation", "flat", "ramp")
+COLOUR_MODES = ("activation", "flat", "ramp", "clip")
 LIGHT_TYPES = ("POINT", "AREA", "SPOT")
 LIGHT_EDGES = ("left", "right", "front", "back", "centre")
 OUTPUT_FORMATS = ("PNG", "EXR", "FFMPEG")
@@ -67,7 +67,8 @@ class Preset:
     height_source: str = "luminance"  # luminance | R | G | B
     subdivision_detail: float = 1.0  # micropolygons per pixel edge (adaptive: pixel size = 1/detail)
     # [surface]
-    colour_mode: str = "flat"  # activation | flat | ramp
+    colour_mode: str = "flat"  # activation | flat | ramp | clip (another clip's RGB)
+    colour_clip: str = ""  # clip: its folder (absolute, or relative to the height clip's parent)
     base_colour: RGB = (0.8, 0.8, 0.8)
     ramp: tuple[tuple[float, RGB], ...] = ((0.0, (0.02, 0.02, 0.03)), (1.0, (0.9, 0.9, 0.85)))
     roughness: float = 0.5
@@ -114,6 +115,7 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("displacement", "height_source"): ("height_source", "height_source"),
     ("displacement", "subdivision_detail"): ("subdivision_detail", "positive"),
     ("surface", "colour"): ("colour_mode", "colour_mode"),
+    ("surface", "colour_from"): ("colour_clip", "str"),
     ("surface", "base_colour"): ("base_colour", "rgb"),
     ("surface", "ramp"): ("ramp", "ramp"),
     ("surface", "roughness"): ("roughness", "unit"),
@@ -235,7 +237,13 @@ def parse_preset(data: dict[str, Any], name: str, source: str = "<preset>") -> P
                 _set(values, (key, sub), sub_value, source)
         else:
             _set(values, ("", key), value, source)
-    return Preset(**values)
+    preset = Preset(**values)
+    if preset.colour_clip and preset.colour_mode != "clip":
+        raise PresetError(
+            f'{source}: surface.colour_from names a colour clip, so surface.colour must be "clip", '
+            f"not {preset.colour_mode!r}"
+        )
+    return preset
 
 
 def _read(path: Path) -> Preset:

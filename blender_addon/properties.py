@@ -22,6 +22,7 @@ PANEL_SETTINGS = (
     "light_height",
     "samples",
     "output_format",
+    "colour_clip",
 )
 
 
@@ -50,6 +51,15 @@ def clip_dir_property() -> StringProperty:
     return StringProperty(
         name="Clip",
         description="Clip folder written by `irep3d maps` (EXR frames + clip.json), or its clip.json",
+        subtype="DIR_PATH",
+    )
+
+
+def colour_clip_property() -> StringProperty:
+    return StringProperty(
+        name="Colour clip",
+        description="Another clip folder (same frame count and fps) whose RGB colours the surface; "
+        "empty: the preset's colour. In a locked pack: displace with a deep layer, colour with a shallow one",
         subtype="DIR_PATH",
     )
 
@@ -153,6 +163,8 @@ def _apply_preset(self: "IREP3D_PG_scene", _context: bpy.types.Context) -> None:
         return
     if preset is not None:
         for name in PANEL_SETTINGS:
+            if name == "colour_clip" and not preset.colour_clip:
+                continue  # keep the user's colour clip unless the preset names one
             setattr(self, name, getattr(preset, name))
 
 
@@ -174,3 +186,4 @@ class IREP3D_PG_scene(bpy.types.PropertyGroup):
     light_height: light_height_property()
     samples: samples_property()
     output_format: output_format_property()
+    colour_clip: colour_clip_property()

@@ -8,7 +8,9 @@ saved .blend renders with stock Blender and no add-on:
   using adaptive subdivision (dicing in screen pixels; a fixed level where unavailable);
 * a material reading the frames as an image SEQUENCE (Non-Color) into true displacement:
   Image -> height (luminance or one channel) -> Displacement -> Material Output, and a base
-  colour that is the activation RGB, a flat colour or a ramp over the height;
+  colour that is the activation RGB, a flat colour, a ramp over the height, or the RGB of
+  another clip of the same length and fps (a second image sequence, e.g. a shallow layer
+  colouring the relief of a deep one in a locked pack);
 * a light at the plane's edge, low and grazing (or above it), a camera framing the plane,
   an optional world volume that makes the light's beam visible;
 * Cycles (CPU) with the preset's bounces, samples, adaptive sampling and OpenImageDenoise;
@@ -41,6 +43,7 @@ __all__ = [
     "SceneSettings",
     "SettingsError",
     "build_displacement_scene",
+    "colour_clip",
     "read_clip",
     "resolve_settings",
     "save_blend",
@@ -73,12 +76,22 @@ class SceneSettings:
     samples: int | None = None
     resolution: tuple[int, int] | None = None
     output_format: str | None = None  # "PNG", "EXR", "FFMPEG"
+    colour_clip: str | None = None  # a clip folder whose RGB colours the surface ("" = the preset's)
 
 
 def resolve_settings(preset: Preset, settings: SceneSettings | None = None) -> Preset:
-    """The preset with `settings` applied: the values the builder uses."""
+    """The preset with `settings` applied: the values the builder uses.
+
+    A colour clip in `settings` also sets the colour mode to "clip": asking for a colour
+    clip means colouring the surface with it, whatever the preset's colour mode.
+    """
+    values = asdict(settings or SceneSettings())
+    if values.get("colour_clip"):
+        values["colour_mode"] = "clip"
+    else:  # None or "" (an empty panel field): the preset's own colour clip, if any
+        values["colour_clip"] = None
     try:
-        return override(preset, **asdict(settings or SceneSettings()))
+        return override(preset, **values)
     except SettingsError:
         raise
     except PresetError as e:
@@ -159,11 +172,13 @@ def build_displacement_scene(
         settings: overrides of the preset's values (`None` fields keep the preset's).
         scene: where to build; irep3d's objects from an earlier build are replaced.
 
-    Raises `ClipError` for an unusable clip and `SettingsError` for a bad override, before
-    anything in the file changes.
+    Raises `ClipError` for an unusable clip (or a colour clip whose frame count or fps
+    differs from the height clip's) and `SettingsError` for a bad override, before anything
+    in the file changes.
     """
     clip = read_clip(clip_dir)
     look = resolve_settings(preset, settings)
+    colour = colour_clip(clip, look)
     scene = scene or bpy.context.scene
     _colour_management(scene, look)  # the one setting only Blender can check
     remove_previous(scene)
@@ -171,7 +186,7 @@ def build_displacement_scene(
     collection = _collection(scene)
     aspect = clip["resolution"][0] / clip["resolution"][1]
     half = Vector((PLANE_HEIGHT * aspect / 2, PLANE_HEIGHT / 2, 0.0))
-    material = _material(clip, look)
+    material = _material(clip, look, colour)
     _plane(collection, half, material, look)
     _light(collection, half, look)
     _render_settings(scene, clip, look)
@@ -180,6 +195,33 @@ def build_displacement_scene(
     scene.camera = camera
     scene.frame_set(scene.frame_start)
     return scene
+
+
+def colour_clip(clip: dict[str, Any], look: Preset) -> dict[str, Any] | None:
+    """The colour clip of a look (`read_clip`'s dict), or None when the look has none.
+
+    `look.colour_clip` is a clip folder, absolute or relative to the height clip's parent
+    folder (so in a pack a sibling clip's name is enough). It must have the height clip's
+    frame count and fps: the two sequences step together, and a loop stays a loop.
+    """
+    if look.colour_mode != "clip":
+        return None
+    if not look.colour_clip:
+        raise SettingsError(
+            'surface colour "clip" needs a colour clip: set surface.colour_from in the preset, '
+            "or give one (--colour-from, or the panel's Colour clip)"
+        )
+    path = Path(look.colour_clip).expanduser()
+    if not path.is_absolute():
+        path = Path(clip["dir"]).parent / path
+    colour = read_clip(path)
+    if colour["frames"] != clip["frames"] or colour["fps"] != clip["fps"]:
+        raise ClipError(
+            f"colour clip {colour['name']} has {colour['frames']} frames at {colour['fps']:g} fps but height "
+            f"clip {clip['name']} has {clip['frames']} frames at {clip['fps']:g} fps; "
+            "give a colour clip of the same length and fps (e.g. another clip of the same locked pack)"
+        )
+    return colour
 
 
 def save_blend(path: str | Path) -> None:
@@ -265,7 +307,26 @@ def _plane(
     return plane
 
 
-def _material(clip: dict[str, Any], look: Preset) -> bpy.types.Material:
+def _sequence_node(
+    nodes: bpy.types.Nodes, clip: dict[str, Any], name: str, role: str, colorspace: str
+) -> bpy.types.ShaderNodeTexImage:
+    """An Image Texture node playing `clip` as an image sequence: frame N of the timeline is
+    frame N of the clip, wrapping around (`use_cyclic`) when the clip loops."""
+    tex = nodes.new("ShaderNodeTexImage")
+    tex.name = tex.label = name
+    tex.image = _image(clip, role, colorspace)
+    tex.interpolation = "Cubic"  # smoother relief between the clip's pixels
+    tex.extension = "EXTEND"
+    user = tex.image_user
+    user.frame_duration = clip["frames"]
+    user.frame_start = 1
+    user.frame_offset = clip["first_frame"] - 1
+    user.use_cyclic = clip["loop"]
+    user.use_auto_refresh = True
+    return tex
+
+
+def _material(clip: dict[str, Any], look: Preset, colour: dict[str, Any] | None = None) -> bpy.types.Material:
     mat = _tag(bpy.data.materials.new("irep3d_displacement"), "material")
     if bpy.app.version < (5, 0, 0):
         mat.use_nodes = True
@@ -276,18 +337,7 @@ def _material(clip: dict[str, Any], look: Preset) -> bpy.types.Material:
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     nodes.clear()
 
-    image = _image(clip)
-    tex = nodes.new("ShaderNodeTexImage")
-    tex.name = tex.label = "irep3d frames"
-    tex.image = image
-    tex.interpolation = "Cubic"  # smoother relief between the clip's pixels
-    tex.extension = "EXTEND"
-    user = tex.image_user
-    user.frame_duration = clip["frames"]
-    user.frame_start = 1
-    user.frame_offset = clip["first_frame"] - 1
-    user.use_cyclic = clip["loop"]
-    user.use_auto_refresh = True
+    tex = _sequence_node(nodes, clip, "irep3d frames", "frames", "Non-Color")
     tex.location = (-900, 0)
 
     if look.height_source == "luminance":
@@ -316,6 +366,13 @@ def _material(clip: dict[str, Any], look: Preset) -> bpy.types.Material:
     bsdf.location = (-300, 250)
     if look.colour_mode == "activation":
         links.new(tex.outputs["Color"], bsdf.inputs["Base Color"])
+    elif look.colour_mode == "clip" and colour is not None:
+        # The clip's values are linear data; as albedo they are read as linear colour (the
+        # scene's working space): the same numbers as Non-Color in Blender's default
+        # Linear Rec.709 working space, and converted correctly in any other one.
+        colour_tex = _sequence_node(nodes, colour, "irep3d colour frames", "colour frames", "Linear Rec.709")
+        colour_tex.location = (-900, 400)
+        links.new(colour_tex.outputs["Color"], bsdf.inputs["Base Color"])
     elif look.colour_mode == "ramp":
         ramp = nodes.new("ShaderNodeValToRGB")
         ramp.name = ramp.label = "irep3d colour ramp"
@@ -340,11 +397,11 @@ def _material(clip: dict[str, Any], look: Preset) -> bpy.types.Material:
     return mat
 
 
-def _image(clip: dict[str, Any]) -> bpy.types.Image:
-    image = _tag(bpy.data.images.load(clip["first_file"], check_existing=False), "frames")
+def _image(clip: dict[str, Any], role: str = "frames", colorspace: str = "Non-Color") -> bpy.types.Image:
+    image = _tag(bpy.data.images.load(clip["first_file"], check_existing=False), role)
     image.name = f"irep3d_{clip['name']}"
     image.source = "SEQUENCE"
-    image.colorspace_settings.name = "Non-Color"
+    image.colorspace_settings.name = colorspace
     if bpy.data.filepath:  # already saved: store the path relative to the .blend now
         with contextlib.suppress(ValueError):  # another drive (Windows): keep it absolute
             image.filepath = bpy.path.relpath(clip["first_file"])

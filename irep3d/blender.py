@@ -9,14 +9,17 @@ open file, one scene context) and may crash, and neither should touch the caller
 Each job is a small script, written into a temp folder with its arguments as JSON:
 
 - the build script puts the repository root (the folder holding `blender_addon/`) on
-  `sys.path`, loads a preset and calls the add-on's own scene builder, so the CLI and the
-  add-on's button make the same scene;
-- the render script opens a `.blend` and renders frame by frame, each into a hidden temp
-  name in the output folder that is renamed into place when complete. Frames already there
+  `sys.path`, loads presets and calls the add-on's own scene builder, so the CLI and the
+  add-on's button make the same scene; it builds a LIST of scenes (a pack's clips ×
+  presets) in one process, a clean file each (bpy starts in seconds: once, not per scene);
+- the render script opens each `.blend` of a list, checks its clips and plans its frames
+  (one progress total), then renders frame by frame, each into a hidden temp name in the
+  scene's output folder that is renamed into place when complete. Frames already there
   are skipped, so an interrupted render resumes.
 
-The scripts talk back through stdout lines that start with `IREP3D_`: `IREP3D_PLAN first
-last todo ext`, one `IREP3D_FRAME n seconds` per finished frame (this feeds the progress
+The scripts talk back through stdout lines that start with `IREP3D_`: `IREP3D_SAVED i` per
+built scene, `IREP3D_PLAN scene first last todo ext`, one `IREP3D_FRAME scene n seconds` per
+finished frame (this feeds the progress
 callback), and `IREP3D_ERROR message` for a problem the user can fix (an unknown preset,
 a clip folder without `clip.json`, no GPU). Any failure becomes one `BlenderError` line:
 that message, or else the last meaningful line of Blender's output, never a traceback.
@@ -27,6 +30,9 @@ valid) and renamed only when Blender succeeded: nothing is ever half-written.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -37,10 +43,11 @@ import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import BlenderError, OutputError, UsageError
+from .errors import BlenderError, Irep3dError, OutputError, UsageError
 
 __all__ = [
     "BLENDER_ENV",
@@ -48,15 +55,23 @@ __all__ = [
     "HEIGHT_SOURCES",
     "OUTPUT_FORMATS",
     "REPO_ROOT",
+    "SCENES_NAME",
     "SETTINGS_KEYS",
+    "SceneJob",
     "build_addon_zip",
     "build_scene",
+    "build_scenes",
     "find_blender",
     "frame_file_name",
+    "pack_scene_jobs",
     "parse_frames",
     "parse_resolution",
+    "read_scenes",
     "render_frames",
+    "render_scenes",
     "scene_frame_range",
+    "scene_frame_ranges",
+    "scene_out_dirs",
 ]
 
 BLENDER_ENV = "BLENDER"
@@ -78,7 +93,22 @@ SETTINGS_KEYS = (
     "resolution",
     "output_format",
 )
-"""The fields of the add-on's `scene.SceneSettings` (None = the preset's value)."""
+"""The fields of the add-on's `scene.SceneSettings` (None = the preset's value), except its
+colour clip, which a `SceneJob` names as a folder of its own (`colour_dir`)."""
+SCENES_NAME = "scenes.json"
+SCENES_FORMAT = "irep3d-scenes"
+PACK_NAME = "pack.json"
+CLIP_NAME = "clip.json"
+_CLIP_KEYS = {
+    "name": None,
+    "frames": None,
+    "fps": 30.0,
+    "loop": False,
+    "first_frame": 1,
+    "resolution": None,
+    "files": None,
+}
+"""What a scene takes from clip.json (the rest does not change a .blend)."""
 
 Progress = Callable[[int, int], None]
 """`progress(done, total)`: frames rendered so far out of those this run has to render."""
@@ -281,6 +311,309 @@ def _temp_name(path: Path) -> Path:
 # --------------------------------------------------------------------------- build
 
 
+@dataclass(frozen=True)
+class SceneJob:
+    """One `.blend` to build: a height clip, a preset and (optionally) a colour clip."""
+
+    clip_dir: Path  # height clip folder (EXR frames + clip.json)
+    preset: str  # preset name (scenes/*.toml) or a .toml path
+    blend: Path  # the .blend to write
+    colour_dir: Path | None = None  # clip whose RGB colours the surface (cross-clip)
+    settings: Mapping[str, Any] = field(default_factory=dict)  # SETTINGS_KEYS overrides
+
+
+@dataclass
+class _Planned:
+    """A `SceneJob` checked before Blender starts: resolved paths, preset, build identity."""
+
+    job: SceneJob
+    clip: Path
+    colour: Path | None
+    manifest: dict[str, Any]
+    colour_manifest: dict[str, Any] | None
+    preset_label: str
+    settings: dict[str, Any]
+    blend: Path
+    identity: str = ""
+
+
+def pack_scene_jobs(
+    source: str | os.PathLike[str],
+    presets: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    colour_from: str | None = None,
+) -> list[SceneJob]:
+    """The scenes of a pack (a folder with `pack.json`) or of one clip folder: one a clip
+    and preset, written to `out_dir` as `<clip>__<preset>.blend`.
+
+    Args:
+        source: a pack folder (its clips as `pack.json` lists them) or a clip folder.
+        presets: preset names or `.toml` paths; an item may hold several, comma-separated.
+        out_dir: the folder of the `.blend` files (and of `scenes.json`).
+        colour_from: a colour clip for every scene (cross-clip material): a clip name of the
+            pack (also of the pack a clip folder sits in) or a clip folder path.
+
+    Raises `UsageError`/`OutputError` (one line) for a source that is neither, an empty or
+    duplicate preset list, or a colour clip that cannot be found.
+    """
+    root = Path(source).expanduser()
+    clips = _source_clips(root)
+    names = _preset_list(presets)
+    colour = _resolve_colour(colour_from, root, clips) if colour_from else None
+    out = Path(out_dir).expanduser()
+    return [
+        SceneJob(
+            clip_dir=path,
+            preset=preset,
+            blend=out / f"{name}__{_preset_label(preset)}.blend",
+            colour_dir=colour,
+        )
+        for name, path in clips
+        for preset in names
+    ]
+
+
+def _source_clips(root: Path) -> list[tuple[str, Path]]:
+    """(name, folder) of the clips of a pack folder, or of one clip folder."""
+    if (root / PACK_NAME).is_file():
+        data = _read_json(root / PACK_NAME, "a pack.json written by `irep3d pack`")
+        clips = data.get("clips") if isinstance(data, dict) else None
+        if not isinstance(clips, list) or not clips:
+            raise OutputError(f"{root / PACK_NAME} lists no clips; rebuild the pack with `irep3d pack`")
+        try:
+            return [(str(c["name"]), root / str(c["path"])) for c in clips]
+        except (KeyError, TypeError):
+            raise OutputError(f"{root / PACK_NAME}: each clip needs a name and a path") from None
+    if (root / CLIP_NAME).is_file():
+        return [(root.resolve().name, root)]
+    if not root.is_dir():
+        raise OutputError(
+            f"{root} does not exist; give a pack folder (pack.json) or a clip folder (clip.json)"
+        )
+    raise UsageError(f"{root} is neither a pack folder (pack.json) nor a clip folder (clip.json)")
+
+
+def _preset_list(presets: Sequence[str] | str) -> list[str]:
+    """`--preset a --preset b,c` as ["a", "b", "c"], each once."""
+    items = [presets] if isinstance(presets, str) else list(presets)
+    names: list[str] = []
+    for item in items:
+        for part in str(item).split(","):
+            if part.strip() and part.strip() not in names:
+                names.append(part.strip())
+    if not names:
+        raise UsageError("no preset given; name one or more (--preset edge-point-light,soft-overhead)")
+    labels = [_preset_label(n) for n in names]
+    twice = sorted({label for label in labels if labels.count(label) > 1})
+    if twice:
+        raise UsageError(
+            f"two presets share the name {twice[0]!r}; their scenes would have the same file name"
+        )
+    return names
+
+
+def _preset_label(preset: str) -> str:
+    """The preset's name in file names: the name itself, or a `.toml` file's stem."""
+    text = str(preset).strip()
+    return Path(text).stem if text.lower().endswith(".toml") or os.sep in text else text
+
+
+def _resolve_colour(colour_from: str, root: Path, clips: Sequence[tuple[str, Path]]) -> Path:
+    """`--colour-from`: a clip name of the pack (the source's, or the pack a clip folder is
+    in), else a clip folder path."""
+    pack = dict(clips) if (root / PACK_NAME).is_file() else {}
+    if not pack and (root.resolve().parent / PACK_NAME).is_file():
+        with contextlib.suppress(Irep3dError):
+            pack = dict(_source_clips(root.resolve().parent))
+    if colour_from in pack:
+        return pack[colour_from]
+    path = Path(colour_from).expanduser()
+    if (path / CLIP_NAME).is_file():
+        return path
+    valid = (
+        f"a clip of the pack ({', '.join(list(pack)[:6])}{', ...' if len(pack) > 6 else ''}) or "
+        if pack
+        else ""
+    )
+    raise UsageError(f"--colour-from {colour_from}: not {valid}a clip folder (one with clip.json)")
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}; expected {what}") from None
+
+
+def _clip_manifest(folder: Path) -> dict[str, Any]:
+    """What a scene takes from a clip's clip.json (checked in full again inside Blender)."""
+    if not folder.is_dir():
+        raise OutputError(f"clip folder {folder} does not exist; give a folder written by `irep3d maps`")
+    if not (folder / CLIP_NAME).is_file():
+        raise OutputError(f"{folder} has no {CLIP_NAME}; give a clip folder written by `irep3d maps`")
+    data = _read_json(folder / CLIP_NAME, "a clip.json written by `irep3d maps`")
+    if not isinstance(data, dict):
+        raise OutputError(f"{folder / CLIP_NAME} is not a clip manifest (expected a JSON object)")
+    return {key: data.get(key, default) for key, default in _CLIP_KEYS.items()}
+
+
+@functools.cache
+def _presets_module() -> Any:
+    """The add-on's `presets.py` (standard library only), loaded without the add-on's
+    package (whose `__init__` imports bpy): the CLI checks presets before Blender starts."""
+    path = REPO_ROOT / "blender_addon" / "presets.py"
+    if not path.is_file():
+        raise BlenderError(f"the irep3d add-on is not at {path.parent}; run from a checkout")
+    spec = importlib.util.spec_from_file_location("irep3d._scene_presets", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while building classes
+    spec.loader.exec_module(module)
+    return module
+
+
+@functools.cache
+def _builder_version() -> str:
+    """A digest of the scene builder's code: a new builder makes every scene out of date."""
+    digest = hashlib.sha256()
+    for name in ("scene.py", "presets.py"):
+        with contextlib.suppress(OSError):
+            digest.update((REPO_ROOT / "blender_addon" / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _plan(jobs: Sequence[SceneJob], presets_dirs: Sequence[str | os.PathLike[str]]) -> list[_Planned]:
+    """Check every job before Blender starts (clips, presets, settings, colour clips) and
+    work out its build identity. Raises one-line errors."""
+    if not jobs:
+        raise UsageError("no scenes to build: give at least one clip and one preset")
+    for folder in presets_dirs:
+        if not Path(folder).expanduser().is_dir():
+            raise UsageError(f"presets folder {folder} does not exist")
+    module = _presets_module()
+    dirs = module.preset_dirs(extra=[str(Path(p).expanduser().resolve()) for p in presets_dirs])
+    loaded: dict[str, Any] = {}
+    planned, seen = [], set()
+    for job in jobs:
+        blend = Path(job.blend).expanduser()
+        if blend.suffix.lower() != ".blend":
+            raise UsageError(f"output {blend} must end in .blend")
+        blend = blend.parent.resolve() / blend.name
+        if blend in seen:
+            raise UsageError(f"two scenes would be written to {blend}; give each its own .blend")
+        seen.add(blend)
+        clip = Path(job.clip_dir).expanduser()
+        manifest = _clip_manifest(clip)
+        settings = _check_settings(job.settings or {})
+        if job.preset not in loaded:
+            try:
+                loaded[job.preset] = module.load_preset(str(job.preset), dirs=dirs)
+            except module.PresetError as exc:
+                raise UsageError(str(exc)) from None
+        preset = loaded[job.preset]
+        colour = Path(job.colour_dir).expanduser() if job.colour_dir is not None else None
+        if colour is None and preset.colour_mode == "clip" and preset.colour_clip:
+            colour = Path(preset.colour_clip).expanduser()
+            colour = colour if colour.is_absolute() else clip.resolve().parent / colour
+        colour_manifest = _clip_manifest(colour) if colour is not None else None
+        if colour_manifest is not None and (
+            colour_manifest["frames"] != manifest["frames"] or colour_manifest["fps"] != manifest["fps"]
+        ):
+            raise UsageError(
+                f"colour clip {colour.resolve().name} has {colour_manifest['frames']} frames at "
+                f"{colour_manifest['fps']:g} fps but height clip {clip.resolve().name} has "
+                f"{manifest['frames']} frames at {manifest['fps']:g} fps; give a colour clip of the same "
+                "length and fps (e.g. another clip of the same locked pack)"
+            )
+        item = _Planned(
+            job=job,
+            clip=clip.resolve(),
+            colour=colour.resolve() if colour is not None else None,
+            manifest=manifest,
+            colour_manifest=colour_manifest,
+            preset_label=_preset_label(job.preset),
+            settings=settings,
+            blend=blend,
+        )
+        item.identity = _identity(item, dataclasses.asdict(preset))
+        planned.append(item)
+    return planned
+
+
+def _identity(item: _Planned, preset: dict[str, Any]) -> str:
+    """What a built `.blend` depends on, as a digest: the clips (where they are relative to
+    the .blend, and what their clip.json says a scene takes), the preset's contents, the
+    overrides and the builder's code. Relative paths, so a moved folder stays up to date."""
+    where = item.blend.parent
+    data = {
+        "clip": os.path.relpath(item.clip, where),
+        "manifest": item.manifest,
+        "colour": os.path.relpath(item.colour, where) if item.colour is not None else None,
+        "colour_manifest": item.colour_manifest,
+        "preset": preset,
+        "settings": item.settings,
+        "builder": _builder_version(),
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _run_builds(
+    planned: Sequence[_Planned],
+    presets_dirs: Sequence[str | os.PathLike[str]],
+    blender: str | os.PathLike[str] | None,
+    on_saved: Callable[[_Planned], None] | None = None,
+) -> None:
+    """Build `planned` scenes in ONE Blender process (bpy starts in seconds; a pack of 192
+    scenes must not pay that 192 times). Each scene is saved under a temp name next to its
+    .blend and renamed into place as soon as Blender reports it saved, so an interrupted
+    build keeps the scenes it finished."""
+    if not planned:
+        return
+    command = find_blender(blender)
+    temps = []
+    for item in planned:
+        try:
+            item.blend.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write {item.blend}: {exc.strerror or exc}") from None
+        temps.append(_temp_name(item.blend))
+    args = {
+        "repo_root": str(REPO_ROOT),
+        "presets_dirs": [str(Path(p).expanduser().resolve()) for p in presets_dirs],
+        "scenes": [
+            {
+                "clip_dir": str(item.clip),
+                "colour_dir": str(item.colour) if item.colour is not None else None,
+                "preset": str(item.job.preset),
+                "settings": item.settings,
+                "blend": str(temp),
+            }
+            for item, temp in zip(planned, temps, strict=True)
+        ],
+    }
+
+    def on_line(line: str) -> None:
+        if not line.startswith("IREP3D_SAVED "):
+            return
+        index = int(line.split()[1])
+        item, temp = planned[index], temps[index]
+        if not temp.is_file() or temp.stat().st_size == 0:
+            raise BlenderError(f"Blender reported {item.blend.name} saved but did not write it")
+        os.replace(temp, item.blend)
+        if on_saved is not None:
+            on_saved(item)
+
+    try:
+        _run_script(command, _BUILD_SCRIPT, args, on_line)
+    except OSError as exc:
+        raise OutputError(f"cannot write a scene: {exc.strerror or exc}") from None
+    finally:
+        for temp in temps:
+            for leftover in (temp, temp.with_name(temp.name + "1")):  # Blender's .blend1 backup
+                with contextlib.suppress(OSError):
+                    leftover.unlink(missing_ok=True)
+
+
 def build_scene(
     clip_dir: str | os.PathLike[str],
     out_blend: str | os.PathLike[str],
@@ -288,6 +621,7 @@ def build_scene(
     settings: Mapping[str, Any] | None = None,
     presets_dirs: Sequence[str | os.PathLike[str]] = (),
     blender: str | os.PathLike[str] | None = None,
+    colour_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Build the displacement scene of a clip with a preset and save it as `out_blend`.
 
@@ -298,48 +632,156 @@ def build_scene(
         settings: overrides of the preset, keys from `SETTINGS_KEYS`; None values are skipped.
         presets_dirs: extra folders searched for presets (after the built-in ones).
         blender: a Blender binary (default: see `find_blender`).
+        colour_dir: a clip whose RGB colours the surface (same frame count and fps).
 
     Returns the path written. The file is saved under a temp name next to `out_blend` and
-    renamed only when Blender succeeded.
+    renamed only when Blender succeeded. Always builds (no `scenes.json`, no skipping: see
+    `build_scenes` for that).
     """
-    clip = Path(clip_dir).expanduser()
-    if not clip.is_dir():
-        raise OutputError(f"clip folder {clip} does not exist; give a folder written by `irep3d maps`")
-    out = Path(out_blend).expanduser()
-    if out.suffix.lower() != ".blend":
-        raise UsageError(f"output {out} must end in .blend")
-    overrides = _check_settings(settings or {})
-    for folder in presets_dirs:
-        if not Path(folder).expanduser().is_dir():
-            raise UsageError(f"presets folder {folder} does not exist")
-    if not (REPO_ROOT / "blender_addon").is_dir():
-        raise BlenderError(f"the irep3d add-on is not at {REPO_ROOT / 'blender_addon'}; run from a checkout")
-    command = find_blender(blender)
+    job = SceneJob(
+        clip_dir=Path(clip_dir),
+        preset=preset,
+        blend=Path(out_blend),
+        colour_dir=Path(colour_dir) if colour_dir is not None else None,
+        settings=dict(settings or {}),
+    )
+    (item,) = _plan([job], presets_dirs)
+    _run_builds([item], presets_dirs, blender)
+    return item.blend
+
+
+def build_scenes(
+    jobs: Sequence[SceneJob],
+    presets_dirs: Sequence[str | os.PathLike[str]] = (),
+    blender: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Build many scenes in one Blender process and list them in `scenes.json`.
+
+    All `.blend` files go into one folder (else `UsageError`); `scenes.json` there lists
+    them (clip, colour clip, preset, path relative to the folder, frames, fps, and the build
+    identity: clips, preset contents, settings, builder). A scene whose `.blend` exists with
+    the identity `scenes.json` recorded is skipped, file and mtime untouched, so a re-run
+    resumes. `scenes.json` is rewritten atomically after each scene (entries for other
+    scenes already in the folder are kept). Every job is checked before Blender starts.
+
+    `progress(done, total)` counts the scenes this run builds. Returns the `scenes.json` path.
+    """
+    planned = _plan(jobs, presets_dirs)
+    folders = {item.blend.parent for item in planned}
+    if len(folders) != 1:
+        raise UsageError(
+            f"the scenes of one build go into one folder, not {len(folders)} ({', '.join(sorted(map(str, folders))[:3])})"
+        )
+    (folder,) = folders
+    index = folder / SCENES_NAME
+    entries = _previous_entries(index)
+    todo = [
+        item
+        for item in planned
+        if not (item.blend.is_file() and entries.get(item.blend.name, {}).get("build") == item.identity)
+    ]
+    for item in planned:  # up to date ones are listed as they are; the rest once built
+        if item not in todo:
+            entries[item.blend.name] = _entry(item)
+        else:
+            entries.pop(item.blend.name, None)
+    done = 0
+    if progress is not None:
+        progress(0, len(todo))
+
+    def ordered() -> dict[str, dict[str, Any]]:  # this build's scenes in job order, then the others
+        names = [item.blend.name for item in planned]
+        return {n: entries[n] for n in names if n in entries} | {
+            n: e for n, e in entries.items() if n not in names
+        }
+
+    def saved(item: _Planned) -> None:
+        nonlocal done
+        entries[item.blend.name] = _entry(item)
+        _write_scenes(index, ordered())
+        done += 1
+        if progress is not None:
+            progress(done, len(todo))
+
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
-    out = out.resolve()
-    temp = _temp_name(out)
-    args = {
-        "repo_root": str(REPO_ROOT),
-        "clip_dir": str(clip.resolve()),
-        "preset": str(preset),
-        "presets_dirs": [str(Path(p).expanduser().resolve()) for p in presets_dirs],
-        "settings": overrides,
-        "blend": str(temp),
-    }
-    try:
-        _run_script(command, _BUILD_SCRIPT, args)
-        if not temp.is_file() or temp.stat().st_size == 0:
-            raise BlenderError(f"Blender finished but did not write {out}")
-        os.replace(temp, out)
-    except OSError as exc:
-        raise OutputError(f"cannot write {out}: {exc.strerror or exc}") from None
+        _run_builds(todo, presets_dirs, blender, saved)
     finally:
-        for leftover in (temp, temp.with_name(temp.name + "1")):  # Blender's .blend1 backup
-            with contextlib.suppress(OSError):
-                leftover.unlink(missing_ok=True)
+        if folder.is_dir():
+            _write_scenes(index, ordered())
+    return index
+
+
+def _entry(item: _Planned) -> dict[str, Any]:
+    """A scene as `scenes.json` lists it (paths relative to its folder)."""
+    where = item.blend.parent
+    return {
+        "clip": item.clip.name,
+        "colour_from": item.colour.name if item.colour is not None else None,
+        "preset": item.preset_label,
+        "path": item.blend.name,
+        "frames": item.manifest["frames"],
+        "fps": item.manifest["fps"],
+        "clip_dir": os.path.relpath(item.clip, where),
+        "colour_dir": os.path.relpath(item.colour, where) if item.colour is not None else None,
+        "build": item.identity,
+    }
+
+
+def _previous_entries(index: Path) -> dict[str, dict[str, Any]]:
+    """The entries of an existing `scenes.json` whose `.blend` is still there, by file name
+    (an unreadable file counts as none: its scenes are rebuilt)."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+        scenes = data["scenes"]
+        return {
+            str(e["path"]): dict(e)
+            for e in scenes
+            if isinstance(e, dict) and (index.parent / str(e["path"])).is_file()
+        }
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _write_scenes(index: Path, entries: Mapping[str, dict[str, Any]]) -> None:
+    """Write `scenes.json` atomically (temp + rename); unchanged contents are not rewritten."""
+    text = (
+        json.dumps({"format": SCENES_FORMAT, "version": 1, "scenes": list(entries.values())}, indent=2) + "\n"
+    )
+    with contextlib.suppress(OSError):
+        if index.read_text(encoding="utf-8") == text:
+            return
+    temp = _temp_name(index)
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, index)
+    except OSError as exc:
+        raise OutputError(f"cannot write {index}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
+def read_scenes(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """The scenes a `scenes.json` lists, each with `path` (the .blend), `clip_dir` and
+    `colour_dir` made absolute (they are stored relative to the file's folder)."""
+    index = Path(path).expanduser()
+    if index.is_dir():
+        index = index / SCENES_NAME
+    if not index.is_file():
+        raise OutputError(f"{index} does not exist; give a scenes.json written by `irep3d blender build`")
+    data = _read_json(index, "a scenes.json written by `irep3d blender build`")
+    scenes = data.get("scenes") if isinstance(data, dict) and data.get("format") == SCENES_FORMAT else None
+    if not isinstance(scenes, list) or not all(isinstance(e, dict) and "path" in e for e in scenes):
+        raise OutputError(f"{index} is not a scenes.json written by `irep3d blender build`")
+    folder = index.resolve().parent
+    out = []
+    for entry in scenes:
+        entry = dict(entry)
+        for key in ("path", "clip_dir", "colour_dir"):
+            if entry.get(key) is not None:
+                entry[key] = (folder / str(entry[key])).resolve()
+        out.append(entry)
     return out
 
 
@@ -415,11 +857,92 @@ def render_frames(
     Returns every frame file of the range (`frame_00001.png`, ...; `.exr` when the scene
     writes EXR, else 16-bit PNG), rendered now or before.
     """
+    path = _check_blend(blend)
+    (out,) = scene_out_dirs([path], out_dir)
+    (files,) = _render([(path, out)], frames, samples, resolution, device, blender, progress, shard, threads)
+    return files
+
+
+def render_scenes(
+    blends: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str] | None = None,
+    frames: tuple[int, int] | None = None,
+    samples: int | None = None,
+    resolution: tuple[int, int] | None = None,
+    device: str = "cpu",
+    blender: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    shard: tuple[int, int] = (0, 1),
+    threads: int | None = None,
+) -> dict[Path, list[Path]]:
+    """Render several `.blend` files in one Blender process, each into its own folder.
+
+    Same options as `render_frames`, applied to every scene (`frames` and `shard` slice each
+    scene's own range). Each scene renders into `out_dir/<blend stem>/` (default:
+    `renders/<stem>/` next to its .blend); a single scene renders into `out_dir` itself,
+    exactly as `render_frames`. Frames already there are skipped, so a re-run resumes.
+    `progress(done, total)` runs over all frames of all scenes that this run renders; total
+    is known before the first frame (Blender plans every scene first, and also checks every
+    scene's clips before rendering any).
+
+    Returns each scene's frame files, keyed by the `.blend`'s absolute path.
+    """
+    paths = [_check_blend(b) for b in blends]
+    if not paths:
+        raise UsageError("no scenes to render: give one or more .blend files or a scenes.json")
+    outs = scene_out_dirs(paths, out_dir)
+    results = _render(
+        list(zip(paths, outs, strict=True)),
+        frames,
+        samples,
+        resolution,
+        device,
+        blender,
+        progress,
+        shard,
+        threads,
+    )
+    return {path.resolve(): files for path, files in zip(paths, results, strict=True)}
+
+
+def scene_out_dirs(
+    blends: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """Where each scene's frames go: one scene: `out_dir` (default `renders/` next to the
+    .blend); several: `out_dir/<blend stem>/` (default `renders/<stem>/` next to each
+    .blend). Raises `UsageError` when two scenes share a stem (they would share a folder)."""
+    paths = [Path(b).expanduser() for b in blends]
+    root = Path(out_dir).expanduser() if out_dir is not None else None
+    if len(paths) == 1:
+        return [root if root is not None else paths[0].parent / "renders"]
+    stems = [p.stem for p in paths]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise UsageError(f"two scenes are named {twice[0]}.blend; each renders into a folder named after it")
+    return [(root if root is not None else p.parent / "renders") / p.stem for p in paths]
+
+
+def _check_blend(blend: str | os.PathLike[str]) -> Path:
     path = Path(blend).expanduser()
     if not path.is_file():
         raise OutputError(f"scene file {path} does not exist")
     if path.suffix.lower() != ".blend":
         raise UsageError(f"scene file {path} must end in .blend")
+    return path
+
+
+def _render(
+    scenes: Sequence[tuple[Path, Path]],
+    frames: tuple[int, int] | None,
+    samples: int | None,
+    resolution: tuple[int, int] | None,
+    device: str,
+    blender: str | os.PathLike[str] | None,
+    progress: Progress | None,
+    shard: tuple[int, int],
+    threads: int | None,
+) -> list[list[Path]]:
+    """Render (blend, output folder) pairs in one Blender process; each pair's frame files."""
     if frames is not None:
         first, last = frames
         if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
@@ -432,17 +955,20 @@ def render_frames(
         raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
     if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise UsageError(f"bad shard {shard[0]}/{shard[1]}: use i/n with 0 <= i < n, e.g. 0/4")
-    out = Path(out_dir).expanduser() if out_dir is not None else path.parent / "renders"
     command = find_blender(blender)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
-    out = out.resolve()
+    outs = []
+    for _, out in scenes:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        outs.append(out.resolve())
     tag = f"irep3d-{os.getpid()}"
     args = {
-        "blend": str(path.resolve()),
-        "out_dir": str(out),
+        "scenes": [
+            {"blend": str(path.resolve()), "out_dir": str(out)}
+            for (path, _), out in zip(scenes, outs, strict=True)
+        ],
         "frames": list(frames) if frames is not None else None,
         "samples": samples,
         "resolution": list(resolution) if resolution is not None else None,
@@ -451,60 +977,83 @@ def render_frames(
         "shard": list(shard),
         "threads": threads,
     }
-    plan: dict[str, Any] = {}
+    plans: dict[int, dict[str, Any]] = {}
+    count = {"done": 0, "total": 0}
 
     def on_line(line: str) -> None:
         if line.startswith("IREP3D_PLAN "):
-            first, last, todo, ext = line.split()[1:5]
-            plan.update(first=int(first), last=int(last), todo=int(todo), ext=ext, done=0)
+            index, first, last, todo, ext = line.split()[1:6]
+            plans[int(index)] = {"first": int(first), "last": int(last), "ext": ext}
+            count["total"] += int(todo)
+            if len(plans) == len(scenes) and progress is not None:
+                progress(0, count["total"])
+        elif line.startswith("IREP3D_FRAME ") and len(plans) == len(scenes):
+            count["done"] += 1
             if progress is not None:
-                progress(0, plan["todo"])
-        elif line.startswith("IREP3D_FRAME ") and plan:
-            plan["done"] += 1
-            if progress is not None:
-                progress(plan["done"], plan["todo"])
+                progress(count["done"], count["total"])
 
     try:
         _run_script(command, _RENDER_SCRIPT, args, on_line)
     finally:
-        for leftover in out.glob(f".frame_*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-    if not plan:
+        for out in outs:
+            for leftover in out.glob(f".frame_*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+    if len(plans) != len(scenes):
         raise BlenderError("Blender finished without rendering anything (no IREP3D_PLAN line)")
-    files = [out / frame_file_name(n, plan["ext"]) for n in range(plan["first"], plan["last"] + 1)]
-    missing = [f.name for f in files if not f.is_file()]
-    if missing:
-        raise BlenderError(
-            f"Blender finished but these frames are missing in {out}: {', '.join(missing[:5])}"
-        )
-    return files
+    results = []
+    for index, out in enumerate(outs):
+        plan = plans[index]
+        files = [out / frame_file_name(n, plan["ext"]) for n in range(plan["first"], plan["last"] + 1)]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise BlenderError(
+                f"Blender finished but these frames are missing in {out}: {', '.join(missing[:5])}"
+            )
+        results.append(files)
+    return results
 
 
 _RANGE_SCRIPT = """\
 import bpy  # noqa: E402
 
-try:
-    bpy.ops.wm.open_mainfile(filepath=ARGS["blend"])
-except Exception as exc:
-    fail(f"cannot open {ARGS['blend']}: {' '.join(str(exc).split())}")
-scene = bpy.context.scene
-print(f"IREP3D_RANGE {scene.frame_start} {scene.frame_end}", flush=True)
+for index, blend in enumerate(ARGS["blends"]):
+    try:
+        bpy.ops.wm.open_mainfile(filepath=blend)
+    except Exception as exc:
+        fail(f"cannot open {blend}: {' '.join(str(exc).split())}")
+    scene = bpy.context.scene
+    print(f"IREP3D_RANGE {index} {scene.frame_start} {scene.frame_end}", flush=True)
 """
+
+
+def scene_frame_ranges(
+    blends: Sequence[str | os.PathLike[str]], blender: str | os.PathLike[str] | None = None
+) -> list[tuple[int, int]]:
+    """(first, last) frame each `.blend` renders by default, read in one Blender process."""
+    paths = [Path(b).expanduser() for b in blends]
+    for path in paths:
+        if not path.is_file():
+            raise OutputError(f"scene file {path} does not exist")
+    ranges: dict[int, tuple[int, int]] = {}
+    for line in _run_script(
+        find_blender(blender), _RANGE_SCRIPT, {"blends": [str(p.resolve()) for p in paths]}
+    ):
+        if line.startswith("IREP3D_RANGE "):
+            index, first, last = (int(v) for v in line.split()[1:4])
+            ranges[index] = (first, last)
+    missing = [str(p) for i, p in enumerate(paths) if i not in ranges]
+    if missing:
+        raise BlenderError(f"cannot read the frame range of {missing[0]}")
+    return [ranges[i] for i in range(len(paths))]
 
 
 def scene_frame_range(
     blend: str | os.PathLike[str], blender: str | os.PathLike[str] | None = None
 ) -> tuple[int, int]:
     """(first, last) frame a `.blend` renders by default, read in Blender."""
-    path = Path(blend).expanduser()
-    if not path.is_file():
-        raise OutputError(f"scene file {path} does not exist")
-    for line in _run_script(find_blender(blender), _RANGE_SCRIPT, {"blend": str(path.resolve())}):
-        if line.startswith("IREP3D_RANGE "):
-            first, last = line.split()[1:3]
-            return int(first), int(last)
-    raise BlenderError(f"cannot read the frame range of {path}")
+    (frames,) = scene_frame_ranges([blend], blender)
+    return frames
 
 
 # --------------------------------------------------------------------------- add-on zip
@@ -594,17 +1143,21 @@ try:
 except Exception as exc:  # a broken checkout: say so in one line
     fail(f"cannot load the irep3d add-on from {ARGS['repo_root']}: {type(exc).__name__}: {exc}")
 
-try:
-    preset = presets.load_preset(ARGS["preset"], dirs=presets.preset_dirs(extra=ARGS["presets_dirs"]))
-    settings = dict(ARGS["settings"])
-    if settings.get("resolution") is not None:
-        settings["resolution"] = tuple(settings["resolution"])
-    bpy.ops.wm.read_factory_settings(use_empty=True)
-    scene.build_displacement_scene(ARGS["clip_dir"], preset, scene.SceneSettings(**settings))
-    scene.save_blend(ARGS["blend"])
-except (presets.PresetError, scene.ClipError) as exc:
-    fail(exc)
-print("IREP3D_SAVED " + ARGS["blend"], flush=True)
+dirs = presets.preset_dirs(extra=ARGS["presets_dirs"])
+for index, item in enumerate(ARGS["scenes"]):  # one Blender for all scenes; a clean file each
+    try:
+        preset = presets.load_preset(item["preset"], dirs=dirs)
+        settings = dict(item["settings"])
+        if settings.get("resolution") is not None:
+            settings["resolution"] = tuple(settings["resolution"])
+        if item["colour_dir"]:
+            settings["colour_clip"] = item["colour_dir"]
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        scene.build_displacement_scene(item["clip_dir"], preset, scene.SceneSettings(**settings))
+        scene.save_blend(item["blend"])
+    except (presets.PresetError, scene.ClipError) as exc:
+        fail(exc)
+    print(f"IREP3D_SAVED {index}", flush=True)
 """
 
 _RENDER_SCRIPT = """\
@@ -631,18 +1184,12 @@ def use_gpu(scene):
     fail("--device gpu: Cycles finds no GPU (OptiX, CUDA, HIP, oneAPI or Metal) here; use --device cpu")
 
 
-try:
-    bpy.ops.wm.open_mainfile(filepath=ARGS["blend"])
-except Exception as exc:
-    fail(f"cannot open {ARGS['blend']}: {' '.join(str(exc).split())}")
-scene = bpy.context.scene
-render = scene.render
-
-for image in bpy.data.images:  # Blender renders a missing texture as pink and calls it success
-    if image.source in ("FILE", "SEQUENCE") and image.filepath and not image.packed_file:
-        path = bpy.path.abspath(image.filepath, library=image.library)
-        if not os.path.exists(path):
-            fail(f"image {image.name!r} needs {path}, which does not exist (was the clip moved?)")
+def open_scene(blend):
+    try:
+        bpy.ops.wm.open_mainfile(filepath=blend)
+    except Exception as exc:
+        fail(f"cannot open {blend}: {' '.join(str(exc).split())}")
+    return bpy.context.scene
 
 
 def sequence_files(image, user):
@@ -658,69 +1205,94 @@ def sequence_files(image, user):
     return [os.path.join(head, f"{base}{start + i:0{digits}d}{ext}") for i in range(count)]
 
 
-for material in bpy.data.materials:  # a clip with frames missing: stop before rendering
-    for node in material.node_tree.nodes if material.node_tree else []:
-        image = getattr(node, "image", None)
-        if image is not None and image.source == "SEQUENCE" and not image.packed_file:
-            gone = [f for f in sequence_files(image, node.image_user) if not os.path.exists(f)]
-            if gone:
-                fail(f"the clip of image {image.name!r} is missing {len(gone)} frames, e.g. {gone[0]}")
+def check_inputs():
+    # Blender renders a missing texture as pink and calls it success: stop before rendering.
+    for image in bpy.data.images:
+        if image.source in ("FILE", "SEQUENCE") and image.filepath and not image.packed_file:
+            path = bpy.path.abspath(image.filepath, library=image.library)
+            if not os.path.exists(path):
+                fail(f"image {image.name!r} needs {path}, which does not exist (was the clip moved?)")
+    for material in bpy.data.materials:  # every sequence (height and colour clips) complete
+        for node in material.node_tree.nodes if material.node_tree else []:
+            image = getattr(node, "image", None)
+            if image is not None and image.source == "SEQUENCE" and not image.packed_file:
+                gone = [f for f in sequence_files(image, node.image_user) if not os.path.exists(f)]
+                if gone:
+                    fail(f"the clip of image {image.name!r} is missing {len(gone)} frames, e.g. {gone[0]}")
 
-if ARGS.get("threads"):
-    render.threads_mode = "FIXED"
-    render.threads = ARGS["threads"]
-if ARGS["resolution"]:
-    render.resolution_x, render.resolution_y = ARGS["resolution"]
-    render.resolution_percentage = 100
-if ARGS["samples"]:
+
+def output_ext(scene):
+    return ".exr" if scene.render.image_settings.file_format in EXR_FORMATS else ".png"
+
+
+def configure(scene):
+    render = scene.render
+    if ARGS.get("threads"):
+        render.threads_mode = "FIXED"
+        render.threads = ARGS["threads"]
+    if ARGS["resolution"]:
+        render.resolution_x, render.resolution_y = ARGS["resolution"]
+        render.resolution_percentage = 100
+    if ARGS["samples"]:
+        if render.engine == "CYCLES":
+            scene.cycles.samples = ARGS["samples"]
+        else:
+            scene.eevee.taa_render_samples = ARGS["samples"]
     if render.engine == "CYCLES":
-        scene.cycles.samples = ARGS["samples"]
-    else:
-        scene.eevee.taa_render_samples = ARGS["samples"]
-if render.engine == "CYCLES":
-    if ARGS["device"] == "gpu":
-        print("IREP3D_DEVICE " + use_gpu(scene), flush=True)
-    else:
-        scene.cycles.device = "CPU"
-elif ARGS["device"] == "gpu":
-    fail(f"--device gpu needs the Cycles engine; this scene renders with {render.engine}")
-
-settings = render.image_settings
-if settings.file_format in EXR_FORMATS:
-    ext = ".exr"
-else:  # PNG, or a video scene rendered as frames
-    if settings.media_type != "IMAGE":
-        settings.media_type = "IMAGE"
-    settings.file_format = "PNG"
-    settings.color_depth = "16"
-    settings.color_mode = "RGBA" if render.film_transparent else "RGB"
-    ext = ".png"
-render.use_file_extension = True
-
-first, last = ARGS["frames"] or (scene.frame_start, scene.frame_end)
-shard_index, shard_count = ARGS["shard"]
-count = last - first + 1
-first, last = first + shard_index * count // shard_count, first + (shard_index + 1) * count // shard_count - 1
-out_dir = ARGS["out_dir"]
+        if ARGS["device"] == "gpu":
+            print("IREP3D_DEVICE " + use_gpu(scene), flush=True)
+        else:
+            scene.cycles.device = "CPU"
+    elif ARGS["device"] == "gpu":
+        fail(f"--device gpu needs the Cycles engine; this scene renders with {render.engine}")
+    settings = render.image_settings
+    if settings.file_format not in EXR_FORMATS:  # PNG, or a video scene rendered as frames
+        if settings.media_type != "IMAGE":
+            settings.media_type = "IMAGE"
+        settings.file_format = "PNG"
+        settings.color_depth = "16"
+        settings.color_mode = "RGBA" if render.film_transparent else "RGB"
+    render.use_file_extension = True
 
 
-def final(n):
+def final(out_dir, n, ext):
     return os.path.join(out_dir, f"frame_{n:05d}{ext}")
 
 
-todo = [n for n in range(first, last + 1) if not os.path.exists(final(n))]
-print(f"IREP3D_PLAN {first} {last} {len(todo)} {ext}", flush=True)
-for n in todo:
-    start = time.perf_counter()
-    scene.frame_set(n)
-    # A still is written to exactly this name (no '#' to substitute, the extension given).
-    temp = os.path.join(out_dir, f".frame_{n:05d}.{ARGS['tag']}.tmp{ext}")
-    render.filepath = temp
-    bpy.ops.render.render(write_still=True)
-    written = [p for p in (temp, render.frame_path(frame=n)) if os.path.exists(p)]
-    if not written:
-        fail(f"Blender did not write frame {n} ({temp})")
-    os.replace(written[0], final(n))
-    print(f"IREP3D_FRAME {n} {time.perf_counter() - start:.3f}", flush=True)
+# First every scene: open it, check its clips, plan its frames (one progress total).
+plans = []
+for index, item in enumerate(ARGS["scenes"]):
+    scene = open_scene(item["blend"])
+    check_inputs()
+    ext = output_ext(scene)
+    first, last = ARGS["frames"] or (scene.frame_start, scene.frame_end)
+    shard_index, shard_count = ARGS["shard"]
+    count = last - first + 1
+    first, last = first + shard_index * count // shard_count, first + (shard_index + 1) * count // shard_count - 1
+    todo = [n for n in range(first, last + 1) if not os.path.exists(final(item["out_dir"], n, ext))]
+    print(f"IREP3D_PLAN {index} {first} {last} {len(todo)} {ext}", flush=True)
+    plans.append((todo, ext))
+
+# Then render them, frame by frame, each to a temp name renamed into place.
+opened = len(plans) - 1
+for index, (item, (todo, ext)) in enumerate(zip(ARGS["scenes"], plans)):
+    if not todo:
+        continue
+    scene = open_scene(item["blend"]) if index != opened else bpy.context.scene
+    opened = index
+    configure(scene)
+    render = scene.render
+    for n in todo:
+        start = time.perf_counter()
+        scene.frame_set(n)
+        # A still is written to exactly this name (no '#' to substitute, the extension given).
+        temp = os.path.join(item["out_dir"], f".frame_{n:05d}.{ARGS['tag']}.tmp{ext}")
+        render.filepath = temp
+        bpy.ops.render.render(write_still=True)
+        written = [p for p in (temp, render.frame_path(frame=n)) if os.path.exists(p)]
+        if not written:
+            fail(f"Blender did not write frame {n} ({temp})")
+        os.replace(written[0], final(item["out_dir"], n, ext))
+        print(f"IREP3D_FRAME {index} {n} {time.perf_counter() - start:.3f}", flush=True)
 print("IREP3D_DONE", flush=True)
 """

@@ -18,7 +18,8 @@ into pieces:
   3. every worker renders shards of all clips with those figures (a locked pack still
      costs one forward pass a frame), and a last call cleans temps and marks the
      manifests complete.
-* Cycles frames (`render_chunks`): the frame range is cut into chunks of `chunk` frames,
+* Cycles frames (`render_chunks`): the frame range (of each scene, when there are several:
+  their chunks form one queue) is cut into chunks of `chunk` frames,
   one Blender process per chunk (`irep3d.blender.render_frames`: temp file + rename per
   frame, finished frames skipped), on one worker a node (a GPU with `device="gpu"`).
 * Faults: a call whose worker process or node dies goes back in the queue for another
@@ -548,12 +549,12 @@ class BlenderWorker(_Worker):
         except Irep3dError as exc:
             return _Fatal(exc)
 
-    def scene_range(self, blend: str, blender: str | None):
-        """(first, last) frame of the scene, read in Blender."""
-        from .blender import scene_frame_range
+    def scene_ranges(self, blends: list[str], blender: str | None):
+        """(first, last) frame of each scene, read in one Blender process."""
+        from .blender import scene_frame_ranges
 
         try:
-            return scene_frame_range(blend, blender)
+            return scene_frame_ranges(blends, blender)
         except Irep3dError as exc:
             return _Fatal(exc)
 
@@ -813,7 +814,7 @@ def render_maps(
 
 
 def render_chunks(
-    blend: str | os.PathLike[str],
+    blend: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out_dir: str | os.PathLike[str] | None = None,
     chunk: int = 10,
     frames: tuple[int, int] | None = None,
@@ -824,33 +825,49 @@ def render_chunks(
     blender: str | None = None,
     shared_root: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
-) -> list[Path]:
-    """Render a `.blend` on the connected Ray cluster, one Blender process per `chunk` frames.
+) -> list[Path] | dict[Path, list[Path]]:
+    """Render one `.blend`, or several, on the connected Ray cluster, one Blender process per
+    `chunk` frames.
 
-    Same arguments and result as `irep3d.blender.render_frames` (the scene's frame range by
-    default; finished frames skipped), plus `chunk` and `shared_root` (the folder every
-    node mounts; default: the output folder; the `.blend` and its clip must be in it too).
+    One `.blend` (a path): same arguments and result as `irep3d.blender.render_frames` (the
+    scene's frame range by default; finished frames skipped). Several (a list): the layout
+    and result of `irep3d.blender.render_scenes` (each scene into `out_dir/<stem>/`; a dict
+    of frame files keyed by each .blend's absolute path), and the chunks of ALL scenes form
+    one queue, so a pack of many short scenes keeps every node busy to the end instead of
+    giving each node a scene. Plus `chunk` and `shared_root` (the folder every node mounts;
+    default: the output folder; the `.blend` files and their clips must be in it too).
     With `device="gpu"` a worker a GPU, else a worker a node using all of its CPUs.
     """
-    from .blender import DEVICES, frame_file_name
+    from .blender import DEVICES, frame_file_name, scene_out_dirs
 
     ray = _ray()
+    many = not isinstance(blend, str | os.PathLike)
+    blends = list(blend) if many else [blend]
     if not isinstance(chunk, int) or chunk < 1:
         raise UsageError(f"--chunk must be at least 1 frame, not {chunk!r}")
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
-    path = Path(blend).expanduser()
-    if not path.is_file():
-        raise OutputError(f"scene file {path} does not exist")
-    if path.suffix.lower() != ".blend":
-        raise UsageError(f"scene file {path} must end in .blend")
-    out = Path(out_dir).expanduser() if out_dir is not None else path.parent / "renders"
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
-    out_str, root = _shared(out, shared_root)
-    blend_str = str(path.resolve())
+    if not blends:
+        raise UsageError("no scenes to render: give one or more .blend files or a scenes.json")
+    paths = []
+    for item in blends:
+        path = Path(item).expanduser()
+        if not path.is_file():
+            raise OutputError(f"scene file {path} does not exist")
+        if path.suffix.lower() != ".blend":
+            raise UsageError(f"scene file {path} must end in .blend")
+        paths.append(path)
+    outs = scene_out_dirs(paths, out_dir)
+    for out in outs:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    if shared_root is None:  # the output root: --out, else the folder all outputs share
+        shared_root = out_dir if out_dir is not None else os.path.commonpath([str(o.resolve()) for o in outs])
+    placed = [_shared(out, shared_root) for out in outs]
+    out_strs, root = [p[0] for p in placed], placed[0][1]
+    blend_strs = [str(p.resolve()) for p in paths]
     gpus = device == "gpu"
     if gpus and int(ray.cluster_resources().get("GPU", 0)) < 1:
         raise UsageError("--device gpu: the Ray cluster has no GPU; use --device cpu")
@@ -864,18 +881,28 @@ def render_chunks(
     pool = _Pool(BlenderWorker, (root,), gpus)
     try:
         if frames is None:
-            (frames,) = pool.run("scene_range", [(blend_str, blender)])
-        first, last = frames
-        if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
-            raise UsageError(f"bad frame range {frames!r}; use (first, last) with 0 <= first <= last")
-        chunks = [(a, min(a + chunk - 1, last)) for a in range(first, last + 1, chunk)]
-        names = {frame_file_name(n, ext) for n in range(first, last + 1) for ext in (".png", ".exr")}
-        already = sum(1 for entry in os.scandir(out_str) if entry.name in names)
-        tally, count = _counter(already, last - first + 1)
-        calls = [(blend_str, out_str, c, kwargs, tally) for c in chunks]
-        parts = pool.run("render", calls, count, last - first + 1, progress)
+            (ranges,) = pool.run("scene_ranges", [(blend_strs, blender)])
+        else:
+            ranges = [frames] * len(paths)
+        calls, already, total = [], 0, 0
+        for blend_str, out_str, (first, last) in zip(blend_strs, out_strs, ranges, strict=True):
+            if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
+                raise UsageError(
+                    f"bad frame range {(first, last)!r}; use (first, last) with 0 <= first <= last"
+                )
+            names = {frame_file_name(n, ext) for n in range(first, last + 1) for ext in (".png", ".exr")}
+            already += sum(1 for entry in os.scandir(out_str) if entry.name in names)
+            total += last - first + 1
+            calls += [
+                (blend_str, out_str, (a, min(a + chunk - 1, last))) for a in range(first, last + 1, chunk)
+            ]
+        tally, count = _counter(already, total)
+        parts = pool.run("render", [(*call, kwargs, tally) for call in calls], count, total, progress)
     finally:
         pool.close()
         if tally is not None:
             ray.kill(tally)
-    return [Path(f) for part in parts for f in part]
+    files: dict[Path, list[Path]] = {path.resolve(): [] for path in paths}
+    for (blend_str, _, _), part in zip(calls, parts, strict=True):
+        files[Path(blend_str)] += [Path(f) for f in part]
+    return files if many else files[paths[0].resolve()]

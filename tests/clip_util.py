@@ -8,20 +8,43 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
+PATHS = ("line", "circle")
+
 
 def make_clip(
-    folder: Path, name: str = "blob", frames: int = 4, size: tuple[int, int] = (32, 32), loop: bool = True
+    folder: Path,
+    name: str = "blob",
+    frames: int = 4,
+    size: tuple[int, int] = (32, 32),
+    loop: bool = True,
+    path: str = "line",
+    fps: float = 24.0,
+    rgb: tuple[float, float, float] | None = None,
 ) -> Path:
-    """Write a small irep3d clip: a bright blob moving left to right, one EXR a frame."""
+    """Write a small irep3d clip, one EXR a frame.
+
+    A bright blob moves left to right (`path="line"`: its last frame is far from its first,
+    not a seamless loop) or once around a circle (`path="circle"`: frame N+1 after the last
+    would be frame 1, a seamless loop). With `rgb`, every pixel of every frame is that
+    colour instead (a colour clip).
+    """
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, not {path!r}")
     folder.mkdir(parents=True, exist_ok=True)
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     for i in range(frames):
-        cx = w * (0.2 + 0.6 * i / max(1, frames - 1))
-        blob = np.exp(-((xx - cx) ** 2 + (yy - h / 2) ** 2) / (2 * (w / 7) ** 2))
-        rgb = np.stack([blob, 0.6 * blob, 0.3 * (1 - blob)], axis=-1).astype(np.float16)
+        if path == "line":
+            cx, cy = w * (0.2 + 0.6 * i / max(1, frames - 1)), h / 2
+        else:
+            angle = 2 * np.pi * i / frames
+            cx, cy = w * (0.5 + 0.25 * np.cos(angle)), h * (0.5 + 0.25 * np.sin(angle))
+        blob = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * (w / 7) ** 2))
+        rgb_frame = np.stack([blob, 0.6 * blob, 0.3 * (1 - blob)], axis=-1)
+        if rgb is not None:
+            rgb_frame = np.broadcast_to(np.asarray(rgb, dtype=np.float32), (h, w, 3))
         header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-        OpenEXR.File(header, {"RGB": np.ascontiguousarray(rgb)}).write(
+        OpenEXR.File(header, {"RGB": np.ascontiguousarray(rgb_frame, dtype=np.float16)}).write(
             str(folder / f"{name}_{i + 1:05d}.exr")
         )
     manifest = {
@@ -29,7 +52,7 @@ def make_clip(
         "version": 1,
         "name": name,
         "frames": frames,
-        "fps": 24.0,
+        "fps": fps,
         "loop": loop,
         "resolution": [w, h],
         "files": f"{name}_#####.exr",

@@ -293,6 +293,77 @@ def test_every_builtin_preset_builds(clip, name):
         assert volume.outputs["Volume"].links[0].to_node.bl_idname == "ShaderNodeOutputWorld"
 
 
+# --- a colour clip (cross-clip material) -----------------------------------------------------
+
+GREEN = (0.05, 0.8, 0.1)
+
+
+def _base_colour_node(sc: bpy.types.Scene) -> bpy.types.Node | None:
+    base = _objects(sc)["MESH"].active_material.node_tree.nodes["Principled BSDF"].inputs["Base Color"]
+    return base.links[0].from_node if base.is_linked else None
+
+
+def test_colour_clip_colours_the_surface(clip, tmp_path):
+    """Height from the blob clip, colour from a green clip: the render turns green."""
+    green = make_clip(clip.parent / "green", name="green", rgb=GREEN)
+    look = load_preset("activation-albedo")  # colours with the height clip itself (red-orange)
+    small = {"resolution": (32, 24), "samples": 2}
+    sc = build_displacement_scene(str(clip), look, SceneSettings(**small))
+    own = render_frame(sc, 2, tmp_path / "own.png")[..., :3].reshape(-1, 3).mean(axis=0)
+
+    sc = build_displacement_scene(str(clip), look, SceneSettings(colour_clip=str(green), **small))
+    tex = _base_colour_node(sc)
+    assert tex.name == "irep3d colour frames" and tex.image.source == "SEQUENCE"
+    assert bpy.path.abspath(tex.image.filepath) == str(green.resolve() / "green_00001.exr")
+    assert tex.image.colorspace_settings.name == "Linear Rec.709"  # linear colour, not data
+    height_tex = _objects(sc)["MESH"].active_material.node_tree.nodes["irep3d frames"]
+    for user in (tex.image_user, height_tex.image_user):  # the two sequences step together
+        assert (user.frame_duration, user.frame_start, user.use_cyclic) == (4, 1, True)
+    crossed = render_frame(sc, 2, tmp_path / "crossed.png")[..., :3].reshape(-1, 3).mean(axis=0)
+    share, crossed_share = own / own.sum(), crossed / crossed.sum()  # chromaticity (AgX desaturates)
+    assert share[1] < 0.3  # the blob's own colours: red blob on blue ground, little green
+    assert crossed_share[1] > 0.45 and crossed_share[1] > share[1] + 0.15  # the green clip's colour
+
+
+def test_colour_clip_from_a_preset_key(clip, tmp_path):
+    """`[surface] colour = "clip"` + `colour_from`: a sibling clip's name is enough."""
+    make_clip(clip.parent / "green", name="green", rgb=GREEN)
+    path = tmp_path / "crossed.toml"
+    path.write_text('[surface]\ncolour = "clip"\ncolour_from = "green"\n')
+    sc = build_displacement_scene(str(clip), load_preset(str(path)), TINY)
+    assert _base_colour_node(sc).image.filepath.endswith("green_00001.exr")
+
+    path.write_text('[surface]\ncolour = "flat"\ncolour_from = "green"\n')
+    with pytest.raises(PresetError, match=re.escape("surface.colour must be \"clip\", not 'flat'")):
+        load_preset(str(path))
+    path.write_text('[surface]\ncolour = "clip"\n')
+    reset_blender()
+    with pytest.raises(scene.SettingsError, match="needs a colour clip"):
+        build_displacement_scene(str(clip), load_preset(str(path)), TINY)
+    assert not _objects(bpy.context.scene)
+
+
+@pytest.mark.parametrize(("frames", "fps"), [(3, 24.0), (4, 30.0)])
+def test_a_colour_clip_of_another_length_or_fps_is_refused(clip, frames, fps):
+    other = make_clip(clip.parent / "other", name="other", frames=frames, fps=fps)
+    with pytest.raises(ClipError, match=f"colour clip other has {frames} frames at {fps:g} fps but height "
+                       "clip blob has 4 frames at 24 fps"):  # fmt: skip
+        build_displacement_scene(
+            str(clip), load_preset("edge-point-light"), SceneSettings(colour_clip=str(other))
+        )
+    assert not _objects(bpy.context.scene)
+
+
+def test_panel_colour_clip_reaches_the_scene(clip, addon):
+    green = make_clip(clip.parent / "green", name="green", rgb=GREEN)
+    props = bpy.context.scene.irep3d
+    props.clip_dir, props.colour_clip = str(clip), str(green)
+    props.preset = "soft-overhead"  # a preset without a colour clip keeps the panel's
+    assert props.colour_clip == str(green)
+    assert bpy.ops.irep3d.build_displacement_scene(**addon.properties.panel_kwargs(props)) == {"FINISHED"}
+    assert _base_colour_node(bpy.context.scene).name == "irep3d colour frames"
+
+
 def test_rebuild_replaces_only_irep3d_data(clip):
     keep = bpy.data.objects.new("user_empty", None)
     bpy.context.scene.collection.objects.link(keep)

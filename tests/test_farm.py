@@ -260,6 +260,54 @@ def test_cli_blender_render_with_ray(blend, local_frames, tmp_path):
     assert png_pixels(tmp_path) == png_pixels(local_frames)
 
 
+@pytest.fixture(scope="module")
+def two_scenes(blend) -> list[Path]:
+    """The module's scene and a second one of the same clip (another preset, 3 frames)."""
+    from irep3d.blender import SceneJob, build_scenes
+
+    clip = blend.parent / "blob"
+    jobs = [
+        SceneJob(
+            clip,
+            preset,
+            blend.parent / "pack" / f"blob__{preset}.blend",
+            settings={"samples": 1, "resolution": (24, 16)},
+        )
+        for preset in ("edge-point-light", "soft-overhead")
+    ]
+    build_scenes(jobs)
+    return [job.blend for job in jobs]
+
+
+@pytest.mark.slow
+def test_blender_chunks_of_several_scenes_equal_local_renders(two_scenes, tmp_path):
+    """All scenes' chunks in one queue (2 scenes x 2 chunks), each scene into its own folder,
+    pixel for pixel the local `render_scenes`; the CLI takes their scenes.json."""
+    from irep3d.blender import render_scenes
+
+    local = render_scenes(two_scenes, tmp_path / "local")
+    seen: list[tuple[int, int, int]] = []
+    files = farm.render_chunks(two_scenes, tmp_path / "farm", chunk=2, progress=lambda *a: seen.append(a))
+    assert isinstance(files, dict) and list(files) == list(local) == [b.resolve() for b in two_scenes]
+    for blend in two_scenes:
+        assert [f.relative_to(tmp_path / "farm") for f in files[blend.resolve()]] == [
+            Path(blend.stem) / f"frame_{n:05d}.png" for n in range(1, FRAMES + 1)
+        ]
+        assert png_pixels(tmp_path / "farm" / blend.stem) == png_pixels(tmp_path / "local" / blend.stem)
+    assert seen[-1][:2] == (2 * FRAMES, 2 * FRAMES)  # one bar over all frames of all scenes
+
+    (tmp_path / "farm" / two_scenes[1].stem / "frame_00003.png").unlink()
+    index = two_scenes[0].parent / "scenes.json"
+    result = runner.invoke(
+        app, ["blender", "render", str(index), "--out", str(tmp_path / "farm"), "--ray", "auto"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "8 frames in 2 scenes in" in result.output
+    assert png_pixels(tmp_path / "farm" / two_scenes[1].stem) == png_pixels(
+        tmp_path / "local" / two_scenes[1].stem
+    )
+
+
 def test_a_blender_process_dies_with_its_worker():
     """Blender runs with PR_SET_PDEATHSIG: a worker killed mid-chunk leaves no render going."""
     import signal

@@ -119,21 +119,26 @@ def reports_errors(fn: F) -> F:
 
 
 class RateColumn(ProgressColumn):
-    """Frames per second of a task."""
+    """Items (frames, unless told) per second of a task."""
+
+    def __init__(self, unit: str = "frames") -> None:
+        super().__init__()
+        self.unit = unit
 
     def render(self, task) -> Text:
-        return Text(f"{task.speed:6.2f} frames/s" if task.speed else "      - frames/s", style="cyan")
+        rate = f"{task.speed:6.2f}" if task.speed else "     -"
+        return Text(f"{rate} {self.unit}/s", style="cyan")
 
 
-def progress_bar(nodes: bool = False) -> Progress:
-    """The bar every long command shows: description, bar, done/total, frames/s, ETA;
+def progress_bar(nodes: bool = False, unit: str = "frames") -> Progress:
+    """The bar every long command shows: description, bar, done/total, `unit`/s, ETA;
     with `nodes`, also the farm's nodes busy (the task's `busy` field)."""
     extra = [TextColumn("[magenta]{task.fields[busy]} nodes busy")] if nodes else []
     return Progress(
         TextColumn("{task.description:<9}"),
         BarColumn(),
         MofNCompleteColumn(),
-        RateColumn(),
+        RateColumn(unit),
         TimeRemainingColumn(),
         *extra,
         console=console,

@@ -46,18 +46,40 @@ SamplesOpt = Annotated[
 
 
 def build(
-    clip_dir: Annotated[
-        Path, typer.Argument(help="A clip folder written by `irep3d maps`.", show_default=False)
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A clip folder written by `irep3d maps`, or a pack folder (with pack.json) written by "
+            "`irep3d pack`.",
+            show_default=False,
+        ),
     ],
     preset: Annotated[
-        str, typer.Option("--preset", help="Preset name (scenes/*.toml) or a .toml file.", show_default=False)
+        list[str],
+        typer.Option(
+            "--preset",
+            help="Preset name (scenes/*.toml) or a .toml file; repeatable or comma-separated: one scene "
+            "a clip and preset.",
+            show_default=False,
+        ),
     ],
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
             "-o",
-            help="The .blend to write (default: CLIP_DIR.blend next to the clip).",
+            help="One clip, one preset: the .blend to write (default: CLIP_DIR.blend next to the clip). "
+            "A pack or several presets: the folder of <clip>__<preset>.blend files and scenes.json "
+            "(default: scenes/ in the pack, or next to the clip).",
+            show_default=False,
+        ),
+    ] = None,
+    colour_from: Annotated[
+        str | None,
+        typer.Option(
+            "--colour-from",
+            help="Colour the surface with another clip's RGB (same frames and fps): a clip name of the "
+            "pack or a clip folder. Height from one layer, colour from another.",
             show_default=False,
         ),
     ] = None,
@@ -102,8 +124,12 @@ def build(
     ] = None,
     blender: BlenderOpt = None,
 ) -> None:
-    """Build the displacement scene of a clip with a preset and save it as a .blend (relative paths)."""
-    from ..blender import build_scene, parse_resolution
+    """Build displacement scenes (.blend, relative paths): of a clip, or of every clip of a pack
+    with every preset (one Blender process; scenes already built from the same inputs are kept)."""
+    from dataclasses import replace
+
+    from ..blender import PACK_NAME, build_scene, build_scenes, pack_scene_jobs, parse_resolution
+    from ..errors import UsageError
 
     settings = {
         "displacement_strength": strength,
@@ -116,20 +142,51 @@ def build(
         "resolution": parse_resolution(resolution) if resolution is not None else None,
         "output_format": output_format,
     }
-    target = (
-        out
-        if out is not None
-        else clip_dir.expanduser().resolve().parent / f"{clip_dir.resolve().name}.blend"
+    source = source.expanduser()
+    is_pack = (source / PACK_NAME).is_file()
+    many = is_pack or len([p for item in preset for p in item.split(",") if p.strip()]) > 1
+    if not many and (out is None or out.suffix.lower() == ".blend"):  # one clip, one preset: as ever
+        target = out if out is not None else source.resolve().parent / f"{source.resolve().name}.blend"
+        (job,) = pack_scene_jobs(source, preset, target.parent, colour_from)
+        with console.status(f"building the scene in Blender ({job.preset})…"):
+            path = build_scene(
+                job.clip_dir,
+                target,
+                job.preset,
+                settings,
+                presets_dirs=presets_dir or (),
+                blender=blender,
+                colour_dir=job.colour_dir,
+            )
+        console.print(f"wrote {path}")
+        return
+    if out is not None and out.suffix.lower() == ".blend":
+        raise UsageError(f"--out {out}: several scenes go into a folder; give a folder, not a .blend")
+    folder = (
+        out if out is not None else (source / "scenes" if is_pack else source.resolve().parent / "scenes")
     )
-    with console.status(f"building the scene in Blender ({preset})…"):
-        path = build_scene(
-            clip_dir, target, preset, settings, presets_dirs=presets_dir or (), blender=blender
-        )
-    console.print(f"wrote {path}")
+    jobs = [replace(job, settings=settings) for job in pack_scene_jobs(source, preset, folder, colour_from)]
+    built = 0
+    with progress_bar(unit="scenes") as bar:
+        task = bar.add_task("build", total=None)
+
+        def progress(done: int, total: int) -> None:
+            nonlocal built
+            built = done
+            bar.update(task, completed=done, total=total)
+
+        index = build_scenes(jobs, presets_dirs=presets_dir or (), blender=blender, progress=progress)
+    console.print(f"{built} scenes built, {len(jobs) - built} up to date -> {index}")
 
 
 def render(
-    blend: Annotated[Path, typer.Argument(help="The .blend to render.", show_default=False)],
+    blends: Annotated[
+        list[Path],
+        typer.Argument(
+            help="The .blend files to render, or one scenes.json (written by `blender build`).",
+            show_default=False,
+        ),
+    ],
     frames: Annotated[
         str | None,
         typer.Option(
@@ -141,7 +198,11 @@ def render(
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="Output folder (default: renders/ next to the .blend).", show_default=False
+            "--out",
+            "-o",
+            help="Output folder (default: renders/ next to the .blend); with several scenes each renders "
+            "into OUT/<blend name>/.",
+            show_default=False,
         ),
     ] = None,
     device: Annotated[
@@ -156,29 +217,33 @@ def render(
     shared_root: SharedRootOpt = None,
 ) -> None:
     """Render frames to frame_00001.png, ... (EXR if the scene says so); frames already there are skipped."""
-    from ..blender import parse_frames, parse_resolution, render_frames
+    from ..blender import parse_frames, parse_resolution, read_scenes, render_frames, render_scenes
+    from ..errors import UsageError
 
+    if any(b.suffix.lower() == ".json" for b in blends):
+        if len(blends) != 1:
+            raise UsageError("give one scenes.json, or .blend files, not both")
+        blends = [entry["path"] for entry in read_scenes(blends[0])]
     frame_range = parse_frames(frames) if frames is not None else None
     size = parse_resolution(resolution) if resolution is not None else None
     farm = farm_address(ray, shard)
+    options = {"samples": samples, "resolution": size, "device": device, "blender": blender}
     if farm is not None:
         from ..farm import render_chunks
 
         with progress_bar(nodes=True) as bar:
-            files = render_chunks(
-                blend,
+            result = render_chunks(
+                blends if len(blends) > 1 else blends[0],
                 out,
                 chunk,
                 frame_range,
-                samples=samples,
-                resolution=size,
-                device=device,
-                blender=blender,
                 shared_root=shared_root,
                 progress=farm_progress(bar, "render"),
+                **options,
             )
-        folder = files[0].parent if files else out
-        console.print(f"{len(files)} frames in {folder} (Ray cluster {farm}, chunks of {chunk})")
+        files = result if isinstance(result, list) else [f for fs in result.values() for f in fs]
+        where = _where(files, out, len(blends))
+        console.print(f"{len(files)} frames in {where} (Ray cluster {farm}, chunks of {chunk})")
         return
     rendered = 0
     with progress_bar() as bar:
@@ -189,19 +254,21 @@ def render(
             rendered = done
             bar.update(task, completed=done, total=total)
 
-        files = render_frames(
-            blend,
-            out,
-            frame_range,
-            samples=samples,
-            resolution=size,
-            device=device,
-            blender=blender,
-            progress=progress,
-            shard=parse_shard(shard),
-        )
-    folder = files[0].parent if files else out
-    console.print(f"{rendered} frames rendered, {len(files) - rendered} already there -> {folder}")
+        common = {"progress": progress, "shard": parse_shard(shard), **options}
+        if len(blends) == 1:
+            files = render_frames(blends[0], out, frame_range, **common)
+        else:
+            files = [f for fs in render_scenes(blends, out, frame_range, **common).values() for f in fs]
+    where = _where(files, out, len(blends))
+    console.print(f"{rendered} frames rendered, {len(files) - rendered} already there -> {where}")
+
+
+def _where(files: list[Path], out: Path | None, scenes: int) -> str:
+    """Where the frames went: the folder of one scene, or the root of several."""
+    if scenes == 1:
+        return str(files[0].parent if files else out)
+    root = out if out is not None else (files[0].parent.parent if files else None)
+    return f"{scenes} scenes in {root}"
 
 
 def addon(
