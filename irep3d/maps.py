@@ -47,7 +47,7 @@ from .exr_clip import (
 )
 from .generator import layer_info, layer_margin, layer_table, seeds_to_ws
 from .networks.precision import check_precision
-from .resize import crop, resize
+from .resize import crop, format_size, parse_size, reframe
 from .walk import frame_count, interpolate_ws
 
 __all__ = [
@@ -85,7 +85,8 @@ class MapsOptions:
     psi: float = 1.0
     norm: str = "global"
     gain_db: float = 0.0
-    size: int | None = None
+    size: int | tuple[int, int] | None = None  # S (square) or (width, height)
+    size_mode: str = "fit"  # how a map meets another aspect ratio: fit, fill or pad (irep3d.resize)
     crop_margin: bool = False
     compression: str = "zip"
     batch: int | None = None
@@ -99,8 +100,8 @@ class MapsOptions:
             raise UsageError(f"unknown --norm {self.norm!r}; use one of: {', '.join(NORMS)}")
         if self.fps <= 0:
             raise UsageError(f"--fps must be positive, not {self.fps}")
-        if self.size is not None and not 1 <= self.size <= 16384:
-            raise UsageError(f"--size must be between 1 and 16384 pixels, not {self.size}")
+        if self.size is not None:
+            parse_size(format_size(self.size, self.size_mode))
         if self.batch is not None and self.batch < 1:
             raise UsageError(f"--batch must be at least 1, not {self.batch}")
         parse_compression(self.compression)
@@ -198,9 +199,16 @@ def default_batch(device: torch.device, net: nn.Module | None = None, layers: It
     return int(max(1, min(cap, fits)))
 
 
+#: Identity keys that only appear when their option is used, with the value that means
+#: "not used": a clip written before the option existed resumes, and one made with it does
+#: not resume without it.
+OPTIONAL_IDENTITY: dict[str, object] = {"size_mode": "fit"}
+
+
 def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
     """The settings that decide a clip's pixels: a re-run must match them to resume."""
-    return {
+    size = list(options.size) if isinstance(options.size, tuple) else options.size
+    data = {
         "model": model,
         "layer": job.layer,
         "seeds": list(job.seeds),
@@ -209,17 +217,31 @@ def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
         "psi": options.psi,
         "norm": options.norm,
         "gain_db": options.gain_db,
-        "size": options.size,
+        "size": size,
         "crop_margin": options.crop_margin,
         "compression": options.compression,
         "precision": options.precision,
     }
+    if options.size is not None:
+        data["size_mode"] = options.size_mode
+    return {k: v for k, v in data.items() if k not in OPTIONAL_IDENTITY or v != OPTIONAL_IDENTITY[k]}
+
+
+def _mismatched(previous: dict, identity: dict) -> list[str]:
+    """Identity keys whose values differ from a previous clip.json's (optional keys compared
+    with their "not used" value when absent on either side)."""
+    before = {"precision": "auto", **OPTIONAL_IDENTITY, **previous}  # clips written before these existed
+    now = {**OPTIONAL_IDENTITY, **identity}
+    return [k for k, v in now.items() if before.get(k) != v]
 
 
 def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, complete: bool) -> dict:
     info = layer_info(net, clip.job.layer)
     c, h, w = info.channels, info.height - 2 * clip.margin, info.width - 2 * clip.margin
-    size = [options.size, options.size] if options.size else [w, h]
+    if options.size is None:
+        size = [w, h]
+    else:
+        size = [options.size, options.size] if isinstance(options.size, int) else list(options.size)
     data = {"format": CLIP_FORMAT, "version": 1, "name": clip.job.name}
     data.update(_identity(clip.job, options, model))
     data.update(
@@ -231,6 +253,7 @@ def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, com
             "frames": clip.total,
             "fps": options.fps,
             "resolution": size,
+            **({"size_mode": options.size_mode} if isinstance(options.size, tuple) else {}),
             "files": f"{clip.job.name}_#####.exr",
             "first_frame": 1,
             "normalization": (
@@ -272,8 +295,7 @@ def _open_clip(
     clip = _Clip(job=job, path=path, total=total, margin=margin)
     previous = read_manifest(path)
     if previous is not None:
-        before = {"precision": "auto", **previous}  # clips written before --precision existed
-        mismatched = [k for k, v in _identity(job, options, model).items() if before.get(k) != v]
+        mismatched = _mismatched(previous, _identity(job, options, model))
         if job.channels is not None and previous.get("channels") not in (None, [], job.channels):
             mismatched.append("channels")
         if mismatched:
@@ -304,7 +326,7 @@ def _finish(x: torch.Tensor, clip: _Clip, options: MapsOptions) -> np.ndarray:
     """Normalise, upscale and colour a batch: [B, c, h, w] -> [B, H, W, 3] float16 on the CPU."""
     x = apply_norm(x.float(), options.norm, clip.stats, options.gain_db)
     if options.size:
-        x = resize(x, options.size)
+        x = reframe(x, options.size, options.size_mode)
     rgb = to_rgb(x).permute(0, 2, 3, 1).to(torch.float16)
     return rgb.cpu().numpy()
 

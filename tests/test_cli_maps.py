@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from irep3d.cli import app
+from irep3d.exr_clip import read_exr
 
 runner = CliRunner()
 MODEL = "builtin:sg3t-256"
@@ -39,6 +40,17 @@ def test_maps_precision_is_recorded_and_changes_the_pixels(tmp_path):
         assert json.loads((clip / "clip.json").read_text())["precision"] == precision
         frames[precision] = (clip / "L3_52_64_c1-2-3_00001.exr").read_bytes()
     assert frames["auto"] == frames["fp32"] != frames["bf16"]
+
+
+def test_maps_any_width_and_height(tmp_path):
+    result = run("maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,3", "--seeds", "5", "--no-loop",
+                 "--out", str(tmp_path), "--size", "96x54:pad", "--norm", "fixed")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    clip = tmp_path / "L3_52_64_c1-2-3"
+    manifest = json.loads((clip / "clip.json").read_text())
+    assert manifest["resolution"] == [96, 54] and manifest["size_mode"] == "pad"
+    rgb, _ = read_exr(clip / "L3_52_64_c1-2-3_00001.exr")
+    assert rgb.shape == (54, 96, 3) and not rgb[:, :21].any() and rgb[:, 21:75].any()
 
 
 def test_pack_writes_pack_json_with_unique_channels(tmp_path):
@@ -86,6 +98,11 @@ def test_channels_and_preview(tmp_path):
         (["maps", MODEL, "--layer", "L3_52_64", "--seeds", "3-x"], "bad seed spec"),
         (["maps", MODEL, "--layer", "L3_52_64", "--norm", "wild"], "none, global, fixed, frame"),
         (["maps", MODEL, "--layer", "L3_52_64", "--precision", "fp8"], "auto, fp32, fp16, bf16"),
+        (
+            ["maps", MODEL, "--layer", "L3_52_64", "--size", "1920x"],
+            "bad --size '1920x': use SIZE or WIDTHxHEIGHT",
+        ),
+        (["pack", MODEL, "--layers", "L3_52_64", "--size", "0x5"], "bad --size '0x5'"),
         (["pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "22"], "not enough for 22 clips"),
         (["pack", MODEL, "--layers", "L3_52_64", "--seeds-mode", "both"], "locked, unique"),
         (["preview", "/nonexistent/clip", "--out", "x.gif"], "/nonexistent/clip"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from irep3d.colour import NormStats, apply_norm
 from irep3d.errors import UsageError
 from irep3d.exr_clip import read_exr
 from irep3d.generator import load_generator, seeds_to_ws
-from irep3d.maps import ClipJob, MapsOptions, render_clips
+from irep3d.maps import ClipJob, MapsOptions, _identity, render_clips
 
 LAYER = "L3_52_64"  # an early layer: the capture stops there, so tests stay fast
 OTHER = "L5_84_64"
@@ -177,6 +178,45 @@ def test_crop_margin_and_upscale(net, tmp_path):
     assert rgb.shape == (96, 96, 3)
     manifest = json.loads((res.path / "clip.json").read_text())
     assert manifest["margin_px"] == 10 and manifest["resolution"] == [96, 96]
+
+
+def test_any_width_and_height_is_recorded_and_resumes(net, tmp_path):
+    opts = MapsOptions(frames_per_seed=1, norm="fixed", size=(80, 45), size_mode="fill", loop=False)
+    (res,) = render_clips(net, "m", [ClipJob("w", LAYER, [0, 1, 2], [1])], tmp_path, opts)
+    rgb, _ = read_exr(frames_of(res.path, "w")[0])
+    assert rgb.shape == (45, 80, 3)
+    manifest = json.loads((res.path / "clip.json").read_text())
+    assert manifest["resolution"] == [80, 45] and manifest["size"] == [80, 45]
+    assert manifest["size_mode"] == "fill"
+    # The same size by another mode is another clip.
+    with pytest.raises(UsageError, match=r"other settings \(size_mode\)"):
+        render_clips(
+            net, "m", [ClipJob("w", LAYER, [0, 1, 2], [1])], tmp_path, replace(opts, size_mode="pad")
+        )
+    (again,) = render_clips(net, "m", [ClipJob("w", LAYER, [0, 1, 2], [1])], tmp_path, opts)
+    assert again.skipped == 1
+
+
+def test_square_size_keeps_the_clip_identity_of_older_clips(net, tmp_path):
+    """A clip.json written before W×H existed (no size_mode) resumes, and a square clip's
+    identity and manifest keys are what they always were."""
+    opts = MapsOptions(frames_per_seed=1, norm="fixed", size=64, loop=False)
+    (res,) = render_clips(net, "m", [ClipJob("q", LAYER, [0, 1, 2], [1])], tmp_path, opts)
+    manifest = json.loads((res.path / "clip.json").read_text())
+    assert manifest["size"] == 64 and "size_mode" not in manifest
+    old_keys = ["model", "layer", "seeds", "frames_per_seed", "loop", "psi", "norm", "gain_db", "size",
+                "crop_margin", "compression", "precision"]  # fmt: skip
+    assert list(_identity(ClipJob("q", LAYER, None, [1]), opts, "m")) == old_keys
+    # Pixels: the square path is the plain resize.
+    (other,) = render_clips(
+        net, "m", [ClipJob("q", LAYER, [0, 1, 2], [1])], tmp_path / "pad", replace(opts, size_mode="pad")
+    )
+    a, b = frames_of(res.path, "q")[0], frames_of(other.path, "q")[0]
+    np.testing.assert_array_equal(read_exr(a)[0], read_exr(b)[0])
+    with pytest.raises(UsageError, match=r"other settings \(size_mode\)"):
+        render_clips(
+            net, "m", [ClipJob("q", LAYER, [0, 1, 2], [1])], tmp_path, replace(opts, size_mode="pad")
+        )
 
 
 def test_channel_out_of_range_names_the_count(net, tmp_path):

@@ -43,7 +43,13 @@ NormOpt = Annotated[
 ]
 GainOpt = Annotated[float, typer.Option("--gain-db", help="Gain in dB, as in NVIDIA's visualizer.")]
 SizeOpt = Annotated[
-    int | None, typer.Option("--size", help="Upscale to SIZE x SIZE px on the device (e.g. 2048).")
+    str | None,
+    typer.Option(
+        "--size",
+        help="Output size, resampled on the device: SIZE (square, e.g. 2048) or WxH[:fit|fill|pad] "
+        "(e.g. 1920x1080:fill): fit = scale each axis, fill = cover and crop the centre, pad = fit "
+        "inside on black.",
+    ),
 ]
 CropOpt = Annotated[
     bool, typer.Option("--crop-margin/--keep-margin", help="Remove the StyleGAN3 layer margin (148 -> 128).")
@@ -64,9 +70,12 @@ PrecisionOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
-def _options(**kwargs) -> MapsOptions:
+def _options(size: str | None = None, **kwargs) -> MapsOptions:
     from ..maps import MapsOptions
+    from ..resize import parse_size
 
+    if size is not None:
+        kwargs["size"], kwargs["size_mode"] = parse_size(size)
     options = MapsOptions(**kwargs)
     options.check()
     return options
