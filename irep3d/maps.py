@@ -45,7 +45,8 @@ from .exr_clip import (
     read_manifest,
     write_manifest,
 )
-from .generator import layer_info, layer_margin, layer_table, seeds_to_ws
+from .generator import layer_info, layer_margin, layer_table
+from .keyframes import KeyFile, Keyframe, check_keys, keys_to_ws
 from .networks.precision import check_precision
 from .resize import crop, format_size, parse_size, reframe
 from .walk import frame_count, interpolate_ws
@@ -91,6 +92,9 @@ class MapsOptions:
     compression: str = "zip"
     batch: int | None = None
     precision: str = "auto"  # what NVIDIA's fp16 layers run in (irep3d.networks.precision)
+    cutoff: int | None = None  # truncation applies to the first `cutoff` ws only (None = all)
+    class_idx: int | None = None  # class label of a conditional network
+    ws: KeyFile | None = None  # the keyframe file whose rows ("w3") jobs may name (irep3d.keyframes)
 
     def check(self) -> None:
         """Raise UsageError for values no clip can be made with."""
@@ -106,6 +110,8 @@ class MapsOptions:
             raise UsageError(f"--batch must be at least 1, not {self.batch}")
         parse_compression(self.compression)
         check_precision(self.precision)
+        if self.class_idx is not None and self.class_idx < 0:
+            raise UsageError(f"--class must be 0 or more, not {self.class_idx}")
 
 
 @dataclass
@@ -115,7 +121,7 @@ class ClipJob:
     name: str
     layer: str
     channels: list[int] | None
-    seeds: list[int]
+    seeds: list[Keyframe]  # seeds, and rows of MapsOptions.ws ("w3")
 
 
 @dataclass
@@ -126,7 +132,7 @@ class ClipResult:
     path: Path
     layer: str
     channels: list[int]
-    seeds: list[int]
+    seeds: list[Keyframe]
     frames: int
     written: int
     skipped: int
@@ -202,7 +208,7 @@ def default_batch(device: torch.device, net: nn.Module | None = None, layers: It
 #: Identity keys that only appear when their option is used, with the value that means
 #: "not used": a clip written before the option existed resumes, and one made with it does
 #: not resume without it.
-OPTIONAL_IDENTITY: dict[str, object] = {"size_mode": "fit"}
+OPTIONAL_IDENTITY: dict[str, object] = {"size_mode": "fit", "cutoff": None, "class": None, "ws_sha256": None}
 
 
 def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
@@ -224,6 +230,10 @@ def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
     }
     if options.size is not None:
         data["size_mode"] = options.size_mode
+    data["cutoff"] = options.cutoff
+    data["class"] = options.class_idx
+    if any(isinstance(k, str) for k in job.seeds) and options.ws is not None:
+        data["ws_sha256"] = options.ws.sha256
     return {k: v for k, v in data.items() if k not in OPTIONAL_IDENTITY or v != OPTIONAL_IDENTITY[k]}
 
 
@@ -254,6 +264,7 @@ def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, com
             "fps": options.fps,
             "resolution": size,
             **({"size_mode": options.size_mode} if isinstance(options.size, tuple) else {}),
+            **({"ws_file": options.ws.path} if "ws_sha256" in data else {}),
             "files": f"{clip.job.name}_#####.exr",
             "first_frame": 1,
             "normalization": (
@@ -314,6 +325,11 @@ def _open_clip(
     clip.owned = shard_frames(total, shard)
     clip.todo = {f for f in clip.owned if f + 1 not in done}
     return clip
+
+
+def _key_ws(net: nn.Module, keys: list[Keyframe], options: MapsOptions) -> torch.Tensor:
+    """The walk's keyframes as ws [n, num_ws, w_dim]."""
+    return keys_to_ws(net, keys, options.ws, options.psi, options.cutoff, options.class_idx)
 
 
 def _select(acts: torch.Tensor, clip: _Clip) -> torch.Tensor:
@@ -426,6 +442,8 @@ def render_clips(
     index, count = shard
     if not (count >= 1 and 0 <= index < count):
         raise UsageError(f"bad shard {index}/{count}: use i/n with 0 <= i < n, e.g. 0/4")
+    for job in jobs:
+        check_keys(net, job.seeds, options.ws, options.cutoff, options.class_idx)
     device = next(net.parameters()).device
     batch = options.batch or default_batch(device, net, {job.layer for job in jobs})
     out_dir = Path(out_dir)
@@ -476,7 +494,7 @@ def render_clips(
             keys, grid, stats_batches, to_write = plans[seeds]
             if not to_write:
                 continue
-            key_ws = seeds_to_ws(net, list(seeds), truncation_psi=options.psi)
+            key_ws = _key_ws(net, list(seeds), options)
             layers = sorted({c.job.layer for c in group})
 
             def run(frames: list[int], key_ws=key_ws, layers=layers) -> dict[str, torch.Tensor]:
@@ -612,7 +630,7 @@ def measure_batch(
         return files
     total = frame_count(len(jobs[0].seeds), options.frames_per_seed, options.loop)
     frames = list(range(index * batch, min((index + 1) * batch, total)))
-    key_ws = seeds_to_ws(net, list(jobs[0].seeds), truncation_psi=options.psi)
+    key_ws = _key_ws(net, list(jobs[0].seeds), options)
     ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
     with torch.no_grad():
         acts = net.synthesis(ws, capture=sorted({j.layer for j in jobs}), precision=options.precision)

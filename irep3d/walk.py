@@ -217,13 +217,14 @@ def interpolate_ws(
     return out.reshape(len(idx), *key_ws.shape[1:])
 
 
-def seed_sequences(seeds: list[int], clips: int, mode: str) -> list[list[int]]:
+def seed_sequences(seeds: list[int | str], clips: int, mode: str) -> list[list[int | str]]:
     """Seeds for each of `clips` clips.
 
     - `"locked"`: every clip walks the same `seeds` (clips differ in layer or channels).
     - `"unique"`: clip j walks `[s + j·len(seeds) for s in seeds]` (mod 2**32), so a range
       continues naturally: `100-115` gives clip 0 seeds 100..115, clip 1 116..131, and so
-      on; every clip keeps the same shape of walk with fresh seeds.
+      on; every clip keeps the same shape of walk with fresh seeds. Keyframes that are not
+      seeds (rows of a keyframe file, "w3") stay where they are in every clip.
 
     Raises:
         UsageError: unknown mode, no seeds, or clips < 1.
@@ -237,4 +238,4 @@ def seed_sequences(seeds: list[int], clips: int, mode: str) -> list[list[int]]:
     if mode == "locked":
         return [list(seeds) for _ in range(clips)]
     step = len(seeds)
-    return [[(s + j * step) % 2**32 for s in seeds] for j in range(clips)]
+    return [[(s + j * step) % 2**32 if isinstance(s, int) else s for s in seeds] for j in range(clips)]

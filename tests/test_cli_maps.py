@@ -53,6 +53,24 @@ def test_maps_any_width_and_height(tmp_path):
     assert rgb.shape == (54, 96, 3) and not rgb[:, :21].any() and rgb[:, 21:75].any()
 
 
+def test_maps_and_pack_walk_keyframes_from_a_file(tmp_path):
+    import numpy as np
+
+    from irep3d.generator import load_generator, seeds_to_ws
+
+    np.savez(tmp_path / "proj.npz", w=seeds_to_ws(load_generator(MODEL, "cpu"), [8, 9]).numpy())
+    result = run("maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,3", "--ws", str(tmp_path / "proj.npz"),
+                 "-k", "2", "--out", str(tmp_path / "m"), "--cutoff", "3", "--psi", "0.7")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m" / "L3_52_64_c1-2-3" / "clip.json").read_text())
+    assert manifest["seeds"] == ["w0", "w1"] and manifest["cutoff"] == 3 and manifest["frames"] == 4
+    result = run("pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "2", "--seeds-mode", "unique",
+                 "--ws", str(tmp_path / "proj.npz"), "--seeds", "w1,4", "-k", "2", "--out", str(tmp_path / "p"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pack = json.loads((tmp_path / "p" / "pack.json").read_text())
+    assert [c["seeds"] for c in pack["clips"]] == [["w1", 4], ["w1", 6]]
+
+
 def test_pack_writes_pack_json_with_unique_channels(tmp_path):
     result = run("pack", MODEL, "--layers", "L3_52_64,L5_84_64", "--clips-per-layer", "2", "--seeds", "1-2",
                  "-k", "2", "--out", str(tmp_path))  # fmt: skip
@@ -103,6 +121,13 @@ def test_channels_and_preview(tmp_path):
             "bad --size '1920x': use SIZE or WIDTHxHEIGHT",
         ),
         (["pack", MODEL, "--layers", "L3_52_64", "--size", "0x5"], "bad --size '0x5'"),
+        (
+            ["maps", MODEL, "--layer", "L3_52_64", "--ws", "/nonexistent.npz"],
+            "cannot read --ws /nonexistent.npz",
+        ),
+        (["maps", MODEL, "--layer", "L3_52_64", "--seeds", "w0"], "give one with --ws FILE.npz"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--cutoff", "99"], "--cutoff must be from 1 to 16"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--class", "1"], "--class needs a conditional network"),
         (["pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "22"], "not enough for 22 clips"),
         (["pack", MODEL, "--layers", "L3_52_64", "--seeds-mode", "both"], "locked, unique"),
         (["preview", "/nonexistent/clip", "--out", "x.gif"], "/nonexistent/clip"),
@@ -114,6 +139,19 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.exr"))
+
+
+def test_keyframe_file_of_the_wrong_width_is_one_line(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "w.npz", w=np.zeros((2, 512), np.float32))
+    result = run(
+        "maps", MODEL, "--layer", "L3_52_64", "--ws", str(tmp_path / "w.npz"), "--out", str(tmp_path / "o")
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "do not fit this network: it needs w as [n, 16, 128] or [n, 128]" in lines[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_unwritable_output_is_one_clear_line(tmp_path):

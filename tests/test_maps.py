@@ -13,6 +13,7 @@ from irep3d.colour import NormStats, apply_norm
 from irep3d.errors import UsageError
 from irep3d.exr_clip import read_exr
 from irep3d.generator import load_generator, seeds_to_ws
+from irep3d.keyframes import load_keyfile
 from irep3d.maps import ClipJob, MapsOptions, _identity, render_clips
 
 LAYER = "L3_52_64"  # an early layer: the capture stops there, so tests stay fast
@@ -217,6 +218,39 @@ def test_square_size_keeps_the_clip_identity_of_older_clips(net, tmp_path):
         render_clips(
             net, "m", [ClipJob("q", LAYER, [0, 1, 2], [1])], tmp_path, replace(opts, size_mode="pad")
         )
+
+
+def test_keyframes_from_a_file_walk_like_their_seeds(net, tmp_path):
+    """A .npz holding seeds 3 and 17's ws gives the seed walk's pixels; clip.json identifies
+    the file by its bytes, so another file is another clip."""
+    np.savez(tmp_path / "proj.npz", w=seeds_to_ws(net, [3, 17]).numpy())
+    keyfile = load_keyfile(tmp_path / "proj.npz")
+    opts = MapsOptions(frames_per_seed=3, norm="none", batch=4)
+    render_clips(net, "m", [ClipJob("s", LAYER, [5, 1, 9], [3, 17])], tmp_path / "seeds", opts)
+    (res,) = render_clips(
+        net, "m", [ClipJob("f", LAYER, [5, 1, 9], ["w0", "w1"])], tmp_path / "file", replace(opts, ws=keyfile)
+    )
+    for a, b in zip(frames_of(tmp_path / "seeds" / "s", "s"), frames_of(res.path, "f"), strict=True):
+        np.testing.assert_array_equal(read_exr(a)[0], read_exr(b)[0])
+    manifest = json.loads((res.path / "clip.json").read_text())
+    assert manifest["seeds"] == ["w0", "w1"] and manifest["ws_sha256"] == keyfile.sha256
+    assert manifest["ws_file"] == str(tmp_path / "proj.npz")
+    assert read_exr(frames_of(res.path, "f")[1])[1]["irep3d:seeds"] == ["w0", "w1"]
+    np.savez(tmp_path / "proj.npz", w=seeds_to_ws(net, [3, 18]).numpy())
+    with pytest.raises(UsageError, match=r"other settings \(ws_sha256\)"):
+        render_clips(net, "m", [ClipJob("f", LAYER, [5, 1, 9], ["w0", "w1"])], tmp_path / "file",
+                     replace(opts, ws=load_keyfile(tmp_path / "proj.npz")))  # fmt: skip
+
+
+def test_cutoff_changes_the_pixels_and_the_identity(net, tmp_path):
+    opts = MapsOptions(frames_per_seed=1, loop=False, norm="none", psi=0.3)
+    (a,) = render_clips(net, "m", [ClipJob("c", LAYER, [0, 1, 2], [4])], tmp_path / "a", opts)
+    (b,) = render_clips(
+        net, "m", [ClipJob("c", LAYER, [0, 1, 2], [4])], tmp_path / "b", replace(opts, cutoff=2)
+    )
+    assert json.loads((b.path / "clip.json").read_text())["cutoff"] == 2
+    assert "cutoff" not in json.loads((a.path / "clip.json").read_text())
+    assert not np.array_equal(read_exr(frames_of(a.path, "c")[0])[0], read_exr(frames_of(b.path, "c")[0])[0])
 
 
 def test_channel_out_of_range_names_the_count(net, tmp_path):

@@ -10,6 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -110,7 +111,7 @@ def reports_errors(fn: F) -> F:
         except Irep3dError as exc:
             if os.environ.get("IREP3D_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)  # shapes like [n, 512]
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

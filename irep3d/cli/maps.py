@@ -26,7 +26,33 @@ if TYPE_CHECKING:
     from ..maps import ClipResult, MapsOptions
 
 # -- options shared by maps and pack (defined once) ------------------------------------------
-SeedsOpt = Annotated[str, typer.Option("--seeds", help="Seeds of the walk: 3,17,42 or 100-115 or both.")]
+SeedsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--seeds",
+        help="Keyframes of the walk: seeds 3,17,42 or 100-115 or both, and with --ws the file's rows "
+        "w0, w2-5 (e.g. w0,17,w1). Default: every row of --ws, else 0-3.",
+        show_default=False,
+    ),
+]
+WsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ws",
+        help="Keyframes from a .npz (e.g. a projector's): one array w [n, num_ws, w_dim] or [n, w_dim], "
+        "or z [n, z_dim]; --seeds names its rows w0, w1, ...",
+        show_default=False,
+    ),
+]
+ClassOpt = Annotated[
+    int | None, typer.Option("--class", help="Class index of a conditional network.", show_default=False)
+]
+CutoffOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--cutoff", help="Truncate only the first N ws (default: all), beside --psi.", show_default=False
+    ),
+]
 FramesOpt = Annotated[int, typer.Option("--frames-per-seed", "-k", help="Frames from one seed to the next.")]
 PsiOpt = Annotated[float, typer.Option("--psi", help="Truncation psi (1 = none).")]
 LoopOpt = Annotated[
@@ -70,12 +96,15 @@ PrecisionOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
-def _options(size: str | None = None, **kwargs) -> MapsOptions:
+def _options(size: str | None = None, ws: Path | None = None, **kwargs) -> MapsOptions:
+    from ..keyframes import load_keyfile
     from ..maps import MapsOptions
     from ..resize import parse_size
 
     if size is not None:
         kwargs["size"], kwargs["size_mode"] = parse_size(size)
+    if ws is not None:
+        kwargs["ws"] = load_keyfile(ws)
     options = MapsOptions(**kwargs)
     options.check()
     return options
@@ -141,11 +170,14 @@ def maps(
     channels: Annotated[
         str, typer.Option("--channels", help="a,b,c -> R,G,B; one index -> grey; auto = 3 active ones.")
     ] = "auto",
-    seeds: SeedsOpt = "0-3",
+    seeds: SeedsOpt = None,
+    ws: WsOpt = None,
     frames_per_seed: FramesOpt = 60,
     out: OutOpt = Path("out/maps"),
     name: Annotated[str | None, typer.Option("--name", help="Clip name (default: layer + channels).")] = None,
     psi: PsiOpt = 1.0,
+    cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
     loop: LoopOpt = True,
     fps: FpsOpt = 30.0,
     norm: NormOpt = "global",
@@ -163,10 +195,9 @@ def maps(
     """Render one layer as a looping seed walk: a folder of half-float EXR frames + clip.json."""
     from ..colour import parse_channels
     from ..generator import layer_info, load_generator
+    from ..keyframes import check_keys, parse_keyframes
     from ..maps import ClipJob
-    from ..walk import parse_seeds
 
-    seed_list = parse_seeds(seeds)
     shard_range = parse_shard(shard)
     options = _options(
         frames_per_seed=frames_per_seed,
@@ -180,9 +211,14 @@ def maps(
         compression=compression,
         batch=batch,
         precision=precision,
+        ws=ws,
+        cutoff=cutoff,
+        class_idx=class_idx,
     )
+    seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
+    check_keys(net, seed_list, options.ws, options.cutoff, options.class_idx)
     info = layer_info(net, layer)
     picked = parse_channels(channels, info.channels, layer)
     clip_name = name or f"{layer}_{'c' + '-'.join(map(str, picked)) if picked else 'auto'}"
@@ -201,10 +237,13 @@ def pack(
         str,
         typer.Option("--seeds-mode", help="locked: one seed sequence for all clips; unique: one per clip."),
     ] = "locked",
-    seeds: SeedsOpt = "0-3",
+    seeds: SeedsOpt = None,
+    ws: WsOpt = None,
     frames_per_seed: FramesOpt = 60,
     out: OutOpt = Path("out/pack"),
     psi: PsiOpt = 1.0,
+    cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
     loop: LoopOpt = True,
     fps: FpsOpt = 30.0,
     norm: NormOpt = "global",
@@ -221,10 +260,9 @@ def pack(
 ) -> None:
     """Render a pack: N clips per layer, each with 3 channels no other clip of the layer uses."""
     from ..generator import load_generator
+    from ..keyframes import check_keys, parse_keyframes
     from ..pack import pack_jobs, write_pack
-    from ..walk import parse_seeds
 
-    seed_list = parse_seeds(seeds)
     shard_range = parse_shard(shard)
     layer_names = [x.strip() for x in layers.split(",") if x.strip()]
     options = _options(
@@ -239,9 +277,14 @@ def pack(
         compression=compression,
         batch=batch,
         precision=precision,
+        ws=ws,
+        cutoff=cutoff,
+        class_idx=class_idx,
     )
+    seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
+    check_keys(net, seed_list, options.ws, options.cutoff, options.class_idx)
     jobs = pack_jobs(net, layer_names, clips_per_layer, seed_list, seeds_mode)
     results = _run_with_progress(net, model, jobs, out, options, shard_range, farm, device, shared_root)
     write_pack(out, model, layer_names, clips_per_layer, seeds_mode, seed_list, options, results)
