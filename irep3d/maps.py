@@ -46,16 +46,26 @@ from .exr_clip import (
     write_manifest,
 )
 from .generator import layer_info, layer_margin, layer_table
-from .keyframes import KeyFile, Keyframe, check_keys, keys_to_ws
+from .keyframes import KeyFile, Keyframe, check_keys, keys_to_ws, truncate
 from .networks.precision import check_precision
 from .resize import crop, format_size, parse_size, reframe
-from .walk import frame_count, interpolate_ws
+from .walk import (
+    frame_count,
+    interpolate_at,
+    interpolate_ws,
+    parse_psi,
+    parse_translate,
+    phases,
+    sweep,
+    view_matrices,
+)
 
 __all__ = [
     "ClipJob",
     "ClipResult",
     "MapsOptions",
     "Progress",
+    "check_walk",
     "default_batch",
     "frame_bytes",
     "free_memory",
@@ -95,6 +105,12 @@ class MapsOptions:
     cutoff: int | None = None  # truncation applies to the first `cutoff` ws only (None = all)
     class_idx: int | None = None  # class label of a conditional network
     ws: KeyFile | None = None  # the keyframe file whose rows ("w3") jobs may name (irep3d.keyframes)
+    # Animated controls, periodic over the clip (irep3d.walk: phases, sweep, view_matrices):
+    psi_to: float | None = None  # ψ sweeps psi -> psi_to -> psi
+    translate: tuple[float, float] | None = None  # StyleGAN3: pan around an ellipse (image widths)
+    rotate: int = 0  # StyleGAN3: whole turns over the clip
+    mix_seeds: tuple[Keyframe, ...] | None = None  # style mixing: a second walk ...
+    mix_layers: tuple[int, int | None] | None = None  # ... for these ws (None: the later half)
 
     def check(self) -> None:
         """Raise UsageError for values no clip can be made with."""
@@ -112,6 +128,19 @@ class MapsOptions:
         check_precision(self.precision)
         if self.class_idx is not None and self.class_idx < 0:
             raise UsageError(f"--class must be 0 or more, not {self.class_idx}")
+        if self.psi_to is not None:
+            parse_psi(f"{self.psi!r}:{self.psi_to!r}")
+        if self.translate is not None:
+            parse_translate(f"{self.translate[0]!r},{self.translate[1]!r}")
+        if self.mix_layers is not None and self.mix_seeds is None:
+            raise UsageError("--mix-layers needs --mix-seeds (the second walk those layers follow)")
+        if self.mix_seeds is not None and not self.mix_seeds:
+            raise UsageError("--mix-seeds is empty: give seeds like 3,17,42")
+
+    @property
+    def animated(self) -> bool:
+        """Whether any control changes along the walk besides the keyframes' spline."""
+        return bool(self.psi_to is not None or self.translate or self.rotate or self.mix_seeds)
 
 
 @dataclass
@@ -208,7 +237,17 @@ def default_batch(device: torch.device, net: nn.Module | None = None, layers: It
 #: Identity keys that only appear when their option is used, with the value that means
 #: "not used": a clip written before the option existed resumes, and one made with it does
 #: not resume without it.
-OPTIONAL_IDENTITY: dict[str, object] = {"size_mode": "fit", "cutoff": None, "class": None, "ws_sha256": None}
+OPTIONAL_IDENTITY: dict[str, object] = {
+    "size_mode": "fit",
+    "cutoff": None,
+    "class": None,
+    "ws_sha256": None,
+    "psi_to": None,
+    "translate": None,
+    "rotate": 0,
+    "mix_seeds": None,
+    "mix_layers": None,
+}
 
 
 def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
@@ -232,7 +271,13 @@ def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
         data["size_mode"] = options.size_mode
     data["cutoff"] = options.cutoff
     data["class"] = options.class_idx
-    if any(isinstance(k, str) for k in job.seeds) and options.ws is not None:
+    data["psi_to"] = options.psi_to
+    data["translate"] = list(options.translate) if options.translate else None
+    data["rotate"] = options.rotate
+    data["mix_seeds"] = list(options.mix_seeds) if options.mix_seeds else None
+    data["mix_layers"] = list(options.mix_layers) if options.mix_seeds and options.mix_layers else None
+    keys = list(job.seeds) + list(options.mix_seeds or ())
+    if any(isinstance(k, str) for k in keys) and options.ws is not None:
         data["ws_sha256"] = options.ws.sha256
     return {k: v for k, v in data.items() if k not in OPTIONAL_IDENTITY or v != OPTIONAL_IDENTITY[k]}
 
@@ -328,8 +373,73 @@ def _open_clip(
 
 
 def _key_ws(net: nn.Module, keys: list[Keyframe], options: MapsOptions) -> torch.Tensor:
-    """The walk's keyframes as ws [n, num_ws, w_dim]."""
-    return keys_to_ws(net, keys, options.ws, options.psi, options.cutoff, options.class_idx)
+    """The walk's keyframes as ws [n, num_ws, w_dim]: truncated by a constant ψ, or not yet
+    truncated when ψ sweeps (`_walk` truncates each frame by its own ψ)."""
+    psi = 1.0 if options.psi_to is not None else options.psi
+    return keys_to_ws(net, keys, options.ws, psi, options.cutoff, options.class_idx)
+
+
+def _mix_span(net: nn.Module, options: MapsOptions) -> tuple[int, int]:
+    """The ws (first, last, inclusive) the style-mixing walk drives."""
+    num_ws = net.synthesis.num_ws
+    first, last = options.mix_layers or (num_ws // 2, None)
+    last = num_ws - 1 if last is None else last
+    if not 0 <= first <= last < num_ws:
+        raise UsageError(f"--mix-layers {first}-{last} is out of range: this network has ws 0-{num_ws - 1}")
+    return first, last
+
+
+def check_walk(net: nn.Module, jobs: Sequence[ClipJob], options: MapsOptions) -> None:
+    """Raise UsageError for keyframes or controls this network cannot walk."""
+    for job in jobs:
+        check_keys(net, job.seeds, options.ws, options.cutoff, options.class_idx)
+    if options.mix_seeds:
+        check_keys(net, list(options.mix_seeds), options.ws, options.cutoff, options.class_idx)
+        _mix_span(net, options)
+    if (options.translate or options.rotate) and getattr(net, "architecture", "") != "stylegan3":
+        raise UsageError(
+            "--translate and --rotate move StyleGAN3's input (its Fourier features); "
+            f"this network is {getattr(net, 'architecture', 'not StyleGAN3')}"
+        )
+
+
+def _walk(
+    net: nn.Module,
+    key_ws: torch.Tensor,
+    mix_ws: torch.Tensor | None,
+    options: MapsOptions,
+    frames: list[int],
+    total: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ws [B, num_ws, w_dim] of `frames`, and the StyleGAN3 view transforms (or None).
+
+    Every animated control is a periodic function of the frame's phase over the clip
+    (`walk.phases`), so a loop's seam is an ordinary step: the mixing walk's spline runs
+    once through its keyframes, ψ sweeps there and back, the view pans round an ellipse
+    and turns whole turns."""
+    ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
+    if not options.animated:
+        return ws, None
+    phase = phases(frames, total, options.loop)
+    if mix_ws is not None:
+        count = mix_ws.shape[0]
+        mixed = interpolate_at(mix_ws, phase * (count if options.loop else count - 1), options.loop)
+        first, last = _mix_span(net, options)
+        ws[:, first : last + 1] = mixed[:, first : last + 1]
+    if options.psi_to is not None:
+        psi = torch.from_numpy(sweep(options.psi, options.psi_to, phase)).to(ws.device)
+        ws = truncate(net, ws, psi, options.cutoff)
+    view = None
+    if options.translate or options.rotate:
+        matrices = view_matrices(phase, options.translate or (0.0, 0.0), options.rotate)
+        view = torch.from_numpy(matrices).to(device=ws.device, dtype=torch.float32)
+    return ws, view
+
+
+def _synthesis(net: nn.Module, ws: torch.Tensor, view: torch.Tensor | None, layers, precision: str):
+    extra = {"view": view} if view is not None else {}
+    with torch.no_grad():
+        return net.synthesis(ws, capture=layers, precision=precision, **extra)
 
 
 def _select(acts: torch.Tensor, clip: _Clip) -> torch.Tensor:
@@ -442,8 +552,7 @@ def render_clips(
     index, count = shard
     if not (count >= 1 and 0 <= index < count):
         raise UsageError(f"bad shard {index}/{count}: use i/n with 0 <= i < n, e.g. 0/4")
-    for job in jobs:
-        check_keys(net, job.seeds, options.ws, options.cutoff, options.class_idx)
+    check_walk(net, jobs, options)
     device = next(net.parameters()).device
     batch = options.batch or default_batch(device, net, {job.layer for job in jobs})
     out_dir = Path(out_dir)
@@ -495,13 +604,15 @@ def render_clips(
             if not to_write:
                 continue
             key_ws = _key_ws(net, list(seeds), options)
+            mix_ws = _key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
             layers = sorted({c.job.layer for c in group})
 
-            def run(frames: list[int], key_ws=key_ws, layers=layers) -> dict[str, torch.Tensor]:
+            def run(
+                frames: list[int], key_ws=key_ws, mix_ws=mix_ws, layers=layers, total=group[0].total
+            ) -> dict[str, torch.Tensor]:
                 nonlocal rendered
-                ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
-                with torch.no_grad():
-                    acts = net.synthesis(ws, capture=layers, precision=options.precision)
+                ws, view = _walk(net, key_ws, mix_ws, options, frames, total)
+                acts = _synthesis(net, ws, view, layers, options.precision)
                 rendered += len(frames)
                 report("render", rendered, render_total)
                 return acts
@@ -631,9 +742,9 @@ def measure_batch(
     total = frame_count(len(jobs[0].seeds), options.frames_per_seed, options.loop)
     frames = list(range(index * batch, min((index + 1) * batch, total)))
     key_ws = _key_ws(net, list(jobs[0].seeds), options)
-    ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
-    with torch.no_grad():
-        acts = net.synthesis(ws, capture=sorted({j.layer for j in jobs}), precision=options.precision)
+    mix_ws = _key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
+    ws, view = _walk(net, key_ws, mix_ws, options, frames, total)
+    acts = _synthesis(net, ws, view, sorted({j.layer for j in jobs}), options.precision)
     selected = {}
     for job, path in zip(jobs, files, strict=True):
         margin = layer_margin(net, job.layer) if options.crop_margin else 0

@@ -71,6 +71,20 @@ def test_maps_and_pack_walk_keyframes_from_a_file(tmp_path):
     assert [c["seeds"] for c in pack["clips"]] == [["w1", 4], ["w1", 6]]
 
 
+def test_maps_animated_controls_are_recorded(tmp_path):
+    result = run("maps", MODEL, "--layer", "L1_36_64", "--channels", "1,2,3", "--seeds", "5,6", "-k", "2",
+                 "--out", str(tmp_path), "--psi", "0.5:1", "--rotate", "-1", "--translate", "0.1,0",
+                 "--mix-seeds", "7", "--mix-layers", "2-")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "L1_36_64_c1-2-3" / "clip.json").read_text())
+    assert (manifest["psi"], manifest["psi_to"], manifest["rotate"]) == (0.5, 1.0, -1)
+    assert (
+        manifest["translate"] == [0.1, 0.0]
+        and manifest["mix_seeds"] == [7]
+        and manifest["mix_layers"] == [2, None]
+    )
+
+
 def test_pack_writes_pack_json_with_unique_channels(tmp_path):
     result = run("pack", MODEL, "--layers", "L3_52_64,L5_84_64", "--clips-per-layer", "2", "--seeds", "1-2",
                  "-k", "2", "--out", str(tmp_path))  # fmt: skip
@@ -128,6 +142,11 @@ def test_channels_and_preview(tmp_path):
         (["maps", MODEL, "--layer", "L3_52_64", "--seeds", "w0"], "give one with --ws FILE.npz"),
         (["maps", MODEL, "--layer", "L3_52_64", "--cutoff", "99"], "--cutoff must be from 1 to 16"),
         (["maps", MODEL, "--layer", "L3_52_64", "--class", "1"], "--class needs a conditional network"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--psi", "0.5:2.5"], "a ψ sweep runs within [0, 2]"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--translate", "0.1"], "bad --translate '0.1'"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--mix-layers", "4-"], "--mix-layers needs --mix-seeds"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--mix-seeds", "1", "--mix-layers", "3-40"], "out of range"),
+        (["maps", "builtin:sg2-256", "--layer", "b8.conv0", "--rotate", "1"], "move StyleGAN3's input"),
         (["pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "22"], "not enough for 22 clips"),
         (["pack", MODEL, "--layers", "L3_52_64", "--seeds-mode", "both"], "locked, unique"),
         (["preview", "/nonexistent/clip", "--out", "x.gif"], "/nonexistent/clip"),

@@ -253,6 +253,60 @@ def test_cutoff_changes_the_pixels_and_the_identity(net, tmp_path):
     assert not np.array_equal(read_exr(frames_of(a.path, "c")[0])[0], read_exr(frames_of(b.path, "c")[0])[0])
 
 
+ANIMATED = dict(psi=0.5, psi_to=1.0, translate=(0.05, 0.05), rotate=1, mix_seeds=(7, 8), mix_layers=(6, None))
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [
+        dict(psi=0.5, psi_to=1.0),
+        dict(translate=(0.05, 0.05)),
+        dict(rotate=1),
+        dict(mix_seeds=(7, 8), mix_layers=(1, None)),
+        ANIMATED,
+    ],
+    ids=["psi", "translate", "rotate", "mix", "all"],
+)
+def test_animated_controls_keep_the_seam_seamless(net, tmp_path, controls):
+    """The activations' step from the last frame to the first is like any other step, with
+    each control animated; the same measure on the clip without its last frame (which
+    then jumps at the seam) fails, so the check can fail."""
+    from tests.test_walk import seam_vs_other_steps
+
+    opts = MapsOptions(frames_per_seed=12, norm="none", batch=4, **controls)
+    (res,) = render_clips(net, "m", [ClipJob("a", "L1_36_64", [0, 1, 2], [3, 4])], tmp_path, opts)
+    frames = np.stack([read_exr(f)[0].astype(np.float64) for f in frames_of(res.path, "a")])
+    assert len(frames) == 24
+    assert seam_vs_other_steps(frames) < 2
+    assert seam_vs_other_steps(frames[:-3]) > 3  # counter-check: three frames short of the loop
+    manifest = json.loads((res.path / "clip.json").read_text())
+    for key, value in controls.items():
+        assert manifest[key] == (list(value) if isinstance(value, tuple) else value)
+    # The controls change the pixels: the plain walk differs.
+    (plain,) = render_clips(net, "m", [ClipJob("a", "L1_36_64", [0, 1, 2], [3, 4])], tmp_path / "plain",
+                            replace(opts, **{k: MapsOptions.__dataclass_fields__[k].default for k in controls}))  # fmt: skip
+    assert not np.array_equal(read_exr(frames_of(plain.path, "a")[6])[0], frames[6].astype(np.float16))
+
+
+def test_rotate_turns_the_input_layer(net, tmp_path):
+    """A half turn at the middle of a one-turn clip shows the input features rotated by 180
+    degrees: the map flipped in x and y (the grid is symmetric about the centre)."""
+    opts = MapsOptions(frames_per_seed=2, norm="none", rotate=1)
+    (res,) = render_clips(net, "m", [ClipJob("r", "input", [0, 1, 2], [5])], tmp_path, opts)
+    first, half = (read_exr(f)[0].astype(np.float32) for f in frames_of(res.path, "r"))
+    np.testing.assert_allclose(half, first[::-1, ::-1], atol=2e-3 * np.abs(first).max())
+    assert not np.allclose(half, first, atol=2e-3 * np.abs(first).max())
+
+
+def test_translate_and_rotate_need_stylegan3(tmp_path):
+    sg2 = load_generator("builtin:sg2-256", "cpu")
+    with pytest.raises(UsageError, match="--translate and --rotate move StyleGAN3's input"):
+        render_clips(sg2, "m", [ClipJob("x", "b8.conv0", [0], [1])], tmp_path, MapsOptions(rotate=1))
+    with pytest.raises(UsageError, match="--mix-layers 3-99 is out of range"):
+        render_clips(sg2, "m", [ClipJob("x", "b8.conv0", [0], [1])], tmp_path,
+                     MapsOptions(mix_seeds=(2,), mix_layers=(3, 99)))  # fmt: skip
+
+
 def test_channel_out_of_range_names_the_count(net, tmp_path):
     with pytest.raises(UsageError, match="has 64 channels"):
         render_clips(net, "m", [ClipJob("c", LAYER, [0, 64, 1], [1])], tmp_path, MapsOptions())

@@ -55,6 +55,47 @@ CutoffOpt = Annotated[
 ]
 FramesOpt = Annotated[int, typer.Option("--frames-per-seed", "-k", help="Frames from one seed to the next.")]
 PsiOpt = Annotated[float, typer.Option("--psi", help="Truncation psi (1 = none).")]
+PsiSweepOpt = Annotated[
+    str,
+    typer.Option(
+        "--psi",
+        help="Truncation ψ (1 = none), or a sweep START:TURN within [0, 2] (0.5:1.0): START -> TURN "
+        "-> START over the clip.",
+    ),
+]
+TranslateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--translate",
+        help="StyleGAN3: the view pans round an ellipse of radii X,Y (image widths) once over the clip, "
+        "starting at the centre, e.g. 0.1,0.1.",
+        show_default=False,
+    ),
+]
+RotateOpt = Annotated[
+    int,
+    typer.Option(
+        "--rotate", help="StyleGAN3: whole turns of the view over the clip (negative: the other way)."
+    ),
+]
+MixSeedsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mix-seeds",
+        help="Style mixing: keyframes (seeds, or w rows of --ws) of a second walk, run once over the clip, "
+        "for the --mix-layers ws.",
+        show_default=False,
+    ),
+]
+MixLayersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mix-layers",
+        help="The ws the second walk drives: A-B, A- (to the last) or A (default: the later half, the "
+        "fine layers).",
+        show_default=False,
+    ),
+]
 LoopOpt = Annotated[
     bool, typer.Option("--loop/--no-loop", help="Seamless loop (frames = seeds x K) or one pass.")
 ]
@@ -96,15 +137,31 @@ PrecisionOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
-def _options(size: str | None = None, ws: Path | None = None, **kwargs) -> MapsOptions:
-    from ..keyframes import load_keyfile
+def _options(
+    size: str | None = None,
+    ws: Path | None = None,
+    psi: str = "1.0",
+    translate: str | None = None,
+    mix_seeds: str | None = None,
+    mix_layers: str | None = None,
+    **kwargs,
+) -> MapsOptions:
+    from ..keyframes import load_keyfile, parse_keyframes
     from ..maps import MapsOptions
     from ..resize import parse_size
+    from ..walk import parse_psi, parse_span, parse_translate
 
     if size is not None:
         kwargs["size"], kwargs["size_mode"] = parse_size(size)
     if ws is not None:
         kwargs["ws"] = load_keyfile(ws)
+    kwargs["psi"], kwargs["psi_to"] = parse_psi(psi)
+    if translate is not None:
+        kwargs["translate"] = parse_translate(translate)
+    if mix_seeds is not None:
+        kwargs["mix_seeds"] = tuple(parse_keyframes(mix_seeds, kwargs.get("ws")))
+    if mix_layers is not None:
+        kwargs["mix_layers"] = parse_span(mix_layers)
     options = MapsOptions(**kwargs)
     options.check()
     return options
@@ -175,9 +232,13 @@ def maps(
     frames_per_seed: FramesOpt = 60,
     out: OutOpt = Path("out/maps"),
     name: Annotated[str | None, typer.Option("--name", help="Clip name (default: layer + channels).")] = None,
-    psi: PsiOpt = 1.0,
+    psi: PsiSweepOpt = "1.0",
     cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
+    translate: TranslateOpt = None,
+    rotate: RotateOpt = 0,
+    mix_seeds: MixSeedsOpt = None,
+    mix_layers: MixLayersOpt = None,
     loop: LoopOpt = True,
     fps: FpsOpt = 30.0,
     norm: NormOpt = "global",
@@ -195,8 +256,8 @@ def maps(
     """Render one layer as a looping seed walk: a folder of half-float EXR frames + clip.json."""
     from ..colour import parse_channels
     from ..generator import layer_info, load_generator
-    from ..keyframes import check_keys, parse_keyframes
-    from ..maps import ClipJob
+    from ..keyframes import parse_keyframes
+    from ..maps import ClipJob, check_walk
 
     shard_range = parse_shard(shard)
     options = _options(
@@ -214,15 +275,19 @@ def maps(
         ws=ws,
         cutoff=cutoff,
         class_idx=class_idx,
+        translate=translate,
+        rotate=rotate,
+        mix_seeds=mix_seeds,
+        mix_layers=mix_layers,
     )
     seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
-    check_keys(net, seed_list, options.ws, options.cutoff, options.class_idx)
     info = layer_info(net, layer)
     picked = parse_channels(channels, info.channels, layer)
     clip_name = name or f"{layer}_{'c' + '-'.join(map(str, picked)) if picked else 'auto'}"
     job = ClipJob(name=clip_name, layer=layer, channels=picked, seeds=seed_list)
+    check_walk(net, [job], options)
     results = _run_with_progress(net, model, [job], out, options, shard_range, farm, device, shared_root)
     _summary(results, f"{model} -> {out}")
 
@@ -241,9 +306,13 @@ def pack(
     ws: WsOpt = None,
     frames_per_seed: FramesOpt = 60,
     out: OutOpt = Path("out/pack"),
-    psi: PsiOpt = 1.0,
+    psi: PsiSweepOpt = "1.0",
     cutoff: CutoffOpt = None,
     class_idx: ClassOpt = None,
+    translate: TranslateOpt = None,
+    rotate: RotateOpt = 0,
+    mix_seeds: MixSeedsOpt = None,
+    mix_layers: MixLayersOpt = None,
     loop: LoopOpt = True,
     fps: FpsOpt = 30.0,
     norm: NormOpt = "global",
@@ -260,7 +329,8 @@ def pack(
 ) -> None:
     """Render a pack: N clips per layer, each with 3 channels no other clip of the layer uses."""
     from ..generator import load_generator
-    from ..keyframes import check_keys, parse_keyframes
+    from ..keyframes import parse_keyframes
+    from ..maps import check_walk
     from ..pack import pack_jobs, write_pack
 
     shard_range = parse_shard(shard)
@@ -280,12 +350,16 @@ def pack(
         ws=ws,
         cutoff=cutoff,
         class_idx=class_idx,
+        translate=translate,
+        rotate=rotate,
+        mix_seeds=mix_seeds,
+        mix_layers=mix_layers,
     )
     seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
-    check_keys(net, seed_list, options.ws, options.cutoff, options.class_idx)
     jobs = pack_jobs(net, layer_names, clips_per_layer, seed_list, seeds_mode)
+    check_walk(net, jobs, options)
     results = _run_with_progress(net, model, jobs, out, options, shard_range, farm, device, shared_root)
     write_pack(out, model, layer_names, clips_per_layer, seeds_mode, seed_list, options, results)
     _summary(results, f"pack {model} -> {out} ({seeds_mode})")
