@@ -34,7 +34,7 @@ from irep3d.colour import apply_norm, to_rgb
 from irep3d.exr_clip import ExrWriter, write_exr
 from irep3d.generator import build_generator, layer_table, load_generator, pick_device, seeds_to_ws
 from irep3d.maps import ClipJob, MapsOptions, default_batch, render_clips
-from irep3d.resize import resize
+from irep3d.resize import parse_size, reframe
 from irep3d.walk import frame_count, interpolate_ws, parse_seeds
 
 DEFAULT_LAYERS = "L3_52_64,L5_84_64,L7_148_64,L9_148_64,L10_276_64,L11_276_45"
@@ -62,13 +62,14 @@ def bench_layer_walk(net, model: str, layer: str, frames: int, args) -> None:
         seeds = [seeds[0], seeds[0] + 1]
     k = max(1, frames - 1)  # an open walk of 2 seeds: (2 - 1) * k + 1 frames
     batch = args.batch or default_batch(device, net, [layer])  # what maps would pick
-    opts = MapsOptions(frames_per_seed=k, loop=False, norm=args.norm, size=args.size, batch=batch)
+    size, mode = parse_size(args.size) if args.size else (None, "fit")
+    opts = MapsOptions(frames_per_seed=k, loop=False, norm=args.norm, size=size, size_mode=mode, batch=batch)
     assert frame_count(len(seeds), k, False) == frames
     info = {r.name: r for r in layer_table(net)}[layer]
-    side = args.size or info.width
+    out_w, out_h = (size, size) if isinstance(size, int) else size or (info.width, info.height)
     print(
         f"{model} on {device}, {torch.get_num_threads()} threads; layer {layer} "
-        f"({info.channels} ch, {info.height}x{info.width} px), EXR {side}x{side} px zip; "
+        f"({info.channels} ch, {info.height}x{info.width} px), EXR {out_w}x{out_h} px ({mode}) zip; "
         f"walk of {frames} frames (seeds {seeds[0]}-{seeds[-1]}), batch {batch}, norm {args.norm}"
     )
     key_ws = seeds_to_ws(net, seeds)
@@ -105,11 +106,14 @@ def bench_layer_walk(net, model: str, layer: str, frames: int, args) -> None:
             flush=True,
         )
 
-        rgbs = []  # colour mapping (untimed), then the same writer maps uses
+        rgbs = []  # colour mapping and resampling to the output size, then the same writer maps uses
+        t0 = time.perf_counter()
         for x in outputs:
             x = apply_norm(x.float(), "fixed")
-            x = resize(x, args.size) if args.size else x
+            x = reframe(x, size, mode) if size else x
             rgbs += list(to_rgb(x).permute(0, 2, 3, 1).to(torch.float16).numpy())
+        t_size = time.perf_counter() - t0
+        print(f"normalise + resample to {out_w}x{out_h} + half float: {1000 * t_size / frames:.0f} ms/frame")
         (tmp / "exr").mkdir()
         t0 = time.perf_counter()
         with ExrWriter(compression="zip") as writer:
@@ -137,7 +141,7 @@ def main() -> None:
     parser.add_argument("--clips-per-layer", type=int, default=8)
     parser.add_argument("--seeds", default="0-3")
     parser.add_argument("--frames-per-seed", type=int, default=4)
-    parser.add_argument("--size", type=int, default=None)
+    parser.add_argument("--size", default=None, help="SIZE or WxH[:fit|fill|pad], as `maps --size`")
     parser.add_argument("--norm", default="global")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--naive-samples", type=int, default=4)
@@ -174,7 +178,11 @@ def main() -> None:
     device = next(net.parameters()).device
     seeds = parse_seeds(args.seeds)
     layers = [x for x in args.layers.split(",") if x]
-    opts = MapsOptions(frames_per_seed=args.frames_per_seed, norm=args.norm, size=args.size)
+    opts = MapsOptions(
+        frames_per_seed=args.frames_per_seed,
+        norm=args.norm,
+        **dict(zip(("size", "size_mode"), parse_size(args.size), strict=True)) if args.size else {},
+    )
     frames = len(seeds) * args.frames_per_seed
     print(
         f"{args.model} on {device}, {torch.get_num_threads()} threads; walk of {frames} frames; norm {args.norm}"

@@ -46,16 +46,27 @@ from .exr_clip import (
     write_manifest,
     write_text,
 )
-from .generator import layer_info, layer_margin, layer_table, seeds_to_ws
+from .generator import layer_info, layer_margin, layer_table
+from .keyframes import KeyFile, Keyframe, check_keys, keys_to_ws, truncate
 from .networks.precision import check_precision
-from .resize import crop, resize
-from .walk import frame_count, interpolate_ws
+from .resize import crop, format_size, parse_size, reframe
+from .walk import (
+    frame_count,
+    interpolate_at,
+    interpolate_ws,
+    parse_psi,
+    parse_translate,
+    phases,
+    sweep,
+    view_matrices,
+)
 
 __all__ = [
     "ClipJob",
     "ClipResult",
     "MapsOptions",
     "Progress",
+    "check_walk",
     "default_batch",
     "frame_bytes",
     "free_memory",
@@ -86,11 +97,21 @@ class MapsOptions:
     psi: float = 1.0
     norm: str = "global"
     gain_db: float = 0.0
-    size: int | None = None
+    size: int | tuple[int, int] | None = None  # S (square) or (width, height)
+    size_mode: str = "fit"  # how a map meets another aspect ratio: fit, fill or pad (irep3d.resize)
     crop_margin: bool = False
     compression: str = "zip"
     batch: int | None = None
     precision: str = "auto"  # what NVIDIA's fp16 layers run in (irep3d.networks.precision)
+    cutoff: int | None = None  # truncation applies to the first `cutoff` ws only (None = all)
+    class_idx: int | None = None  # class label of a conditional network
+    ws: KeyFile | None = None  # the keyframe file whose rows ("w3") jobs may name (irep3d.keyframes)
+    # Animated controls, periodic over the clip (irep3d.walk: phases, sweep, view_matrices):
+    psi_to: float | None = None  # ψ sweeps psi -> psi_to -> psi
+    translate: tuple[float, float] | None = None  # StyleGAN3: pan around an ellipse (image widths)
+    rotate: int = 0  # StyleGAN3: whole turns over the clip
+    mix_seeds: tuple[Keyframe, ...] | None = None  # style mixing: a second walk ...
+    mix_layers: tuple[int, int | None] | None = None  # ... for these ws (None: the later half)
 
     def check(self) -> None:
         """Raise UsageError for values no clip can be made with."""
@@ -100,12 +121,27 @@ class MapsOptions:
             raise UsageError(f"unknown --norm {self.norm!r}; use one of: {', '.join(NORMS)}")
         if self.fps <= 0:
             raise UsageError(f"--fps must be positive, not {self.fps}")
-        if self.size is not None and not 1 <= self.size <= 16384:
-            raise UsageError(f"--size must be between 1 and 16384 pixels, not {self.size}")
+        if self.size is not None:
+            parse_size(format_size(self.size, self.size_mode))
         if self.batch is not None and self.batch < 1:
             raise UsageError(f"--batch must be at least 1, not {self.batch}")
         parse_compression(self.compression)
         check_precision(self.precision)
+        if self.class_idx is not None and self.class_idx < 0:
+            raise UsageError(f"--class must be 0 or more, not {self.class_idx}")
+        if self.psi_to is not None:
+            parse_psi(f"{self.psi!r}:{self.psi_to!r}")
+        if self.translate is not None:
+            parse_translate(f"{self.translate[0]!r},{self.translate[1]!r}")
+        if self.mix_layers is not None and self.mix_seeds is None:
+            raise UsageError("--mix-layers needs --mix-seeds (the second walk those layers follow)")
+        if self.mix_seeds is not None and not self.mix_seeds:
+            raise UsageError("--mix-seeds is empty: give seeds like 3,17,42")
+
+    @property
+    def animated(self) -> bool:
+        """Whether any control changes along the walk besides the keyframes' spline."""
+        return bool(self.psi_to is not None or self.translate or self.rotate or self.mix_seeds)
 
 
 @dataclass
@@ -115,7 +151,7 @@ class ClipJob:
     name: str
     layer: str
     channels: list[int] | None
-    seeds: list[int]
+    seeds: list[Keyframe]  # seeds, and rows of MapsOptions.ws ("w3")
 
 
 @dataclass
@@ -126,7 +162,7 @@ class ClipResult:
     path: Path
     layer: str
     channels: list[int]
-    seeds: list[int]
+    seeds: list[Keyframe]
     frames: int
     written: int
     skipped: int
@@ -199,9 +235,26 @@ def default_batch(device: torch.device, net: nn.Module | None = None, layers: It
     return int(max(1, min(cap, fits)))
 
 
+#: Identity keys that only appear when their option is used, with the value that means
+#: "not used": a clip written before the option existed resumes, and one made with it does
+#: not resume without it.
+OPTIONAL_IDENTITY: dict[str, object] = {
+    "size_mode": "fit",
+    "cutoff": None,
+    "class": None,
+    "ws_sha256": None,
+    "psi_to": None,
+    "translate": None,
+    "rotate": 0,
+    "mix_seeds": None,
+    "mix_layers": None,
+}
+
+
 def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
     """The settings that decide a clip's pixels: a re-run must match them to resume."""
-    return {
+    size = list(options.size) if isinstance(options.size, tuple) else options.size
+    data = {
         "model": model,
         "layer": job.layer,
         "seeds": list(job.seeds),
@@ -210,17 +263,41 @@ def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
         "psi": options.psi,
         "norm": options.norm,
         "gain_db": options.gain_db,
-        "size": options.size,
+        "size": size,
         "crop_margin": options.crop_margin,
         "compression": options.compression,
         "precision": options.precision,
     }
+    if options.size is not None:
+        data["size_mode"] = options.size_mode
+    data["cutoff"] = options.cutoff
+    data["class"] = options.class_idx
+    data["psi_to"] = options.psi_to
+    data["translate"] = list(options.translate) if options.translate else None
+    data["rotate"] = options.rotate
+    data["mix_seeds"] = list(options.mix_seeds) if options.mix_seeds else None
+    data["mix_layers"] = list(options.mix_layers) if options.mix_seeds and options.mix_layers else None
+    keys = list(job.seeds) + list(options.mix_seeds or ())
+    if any(isinstance(k, str) for k in keys) and options.ws is not None:
+        data["ws_sha256"] = options.ws.sha256
+    return {k: v for k, v in data.items() if k not in OPTIONAL_IDENTITY or v != OPTIONAL_IDENTITY[k]}
+
+
+def _mismatched(previous: dict, identity: dict) -> list[str]:
+    """Identity keys whose values differ from a previous clip.json's (optional keys compared
+    with their "not used" value when absent on either side)."""
+    before = {"precision": "auto", **OPTIONAL_IDENTITY, **previous}  # clips written before these existed
+    now = {**OPTIONAL_IDENTITY, **identity}
+    return [k for k, v in now.items() if before.get(k) != v]
 
 
 def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, complete: bool) -> dict:
     info = layer_info(net, clip.job.layer)
     c, h, w = info.channels, info.height - 2 * clip.margin, info.width - 2 * clip.margin
-    size = [options.size, options.size] if options.size else [w, h]
+    if options.size is None:
+        size = [w, h]
+    else:
+        size = [options.size, options.size] if isinstance(options.size, int) else list(options.size)
     data = {"format": CLIP_FORMAT, "version": 1, "name": clip.job.name}
     data.update(_identity(clip.job, options, model))
     data.update(
@@ -232,6 +309,8 @@ def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, com
             "frames": clip.total,
             "fps": options.fps,
             "resolution": size,
+            **({"size_mode": options.size_mode} if isinstance(options.size, tuple) else {}),
+            **({"ws_file": options.ws.path} if "ws_sha256" in data else {}),
             "files": f"{clip.job.name}_#####.exr",
             "first_frame": 1,
             "normalization": (
@@ -273,8 +352,7 @@ def _open_clip(
     clip = _Clip(job=job, path=path, total=total, margin=margin)
     previous = read_manifest(path)
     if previous is not None:
-        before = {"precision": "auto", **previous}  # clips written before --precision existed
-        mismatched = [k for k, v in _identity(job, options, model).items() if before.get(k) != v]
+        mismatched = _mismatched(previous, _identity(job, options, model))
         if job.channels is not None and previous.get("channels") not in (None, [], job.channels):
             mismatched.append("channels")
         if mismatched:
@@ -295,6 +373,76 @@ def _open_clip(
     return clip
 
 
+def _key_ws(net: nn.Module, keys: list[Keyframe], options: MapsOptions) -> torch.Tensor:
+    """The walk's keyframes as ws [n, num_ws, w_dim]: truncated by a constant ψ, or not yet
+    truncated when ψ sweeps (`_walk` truncates each frame by its own ψ)."""
+    psi = 1.0 if options.psi_to is not None else options.psi
+    return keys_to_ws(net, keys, options.ws, psi, options.cutoff, options.class_idx)
+
+
+def _mix_span(net: nn.Module, options: MapsOptions) -> tuple[int, int]:
+    """The ws (first, last, inclusive) the style-mixing walk drives."""
+    num_ws = net.synthesis.num_ws
+    first, last = options.mix_layers or (num_ws // 2, None)
+    last = num_ws - 1 if last is None else last
+    if not 0 <= first <= last < num_ws:
+        raise UsageError(f"--mix-layers {first}-{last} is out of range: this network has ws 0-{num_ws - 1}")
+    return first, last
+
+
+def check_walk(net: nn.Module, jobs: Sequence[ClipJob], options: MapsOptions) -> None:
+    """Raise UsageError for keyframes or controls this network cannot walk."""
+    for job in jobs:
+        check_keys(net, job.seeds, options.ws, options.cutoff, options.class_idx)
+    if options.mix_seeds:
+        check_keys(net, list(options.mix_seeds), options.ws, options.cutoff, options.class_idx)
+        _mix_span(net, options)
+    if (options.translate or options.rotate) and getattr(net, "architecture", "") != "stylegan3":
+        raise UsageError(
+            "--translate and --rotate move StyleGAN3's input (its Fourier features); "
+            f"this network is {getattr(net, 'architecture', 'not StyleGAN3')}"
+        )
+
+
+def _walk(
+    net: nn.Module,
+    key_ws: torch.Tensor,
+    mix_ws: torch.Tensor | None,
+    options: MapsOptions,
+    frames: list[int],
+    total: int,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """ws [B, num_ws, w_dim] of `frames`, and the StyleGAN3 view transforms (or None).
+
+    Every animated control is a periodic function of the frame's phase over the clip
+    (`walk.phases`), so a loop's seam is an ordinary step: the mixing walk's spline runs
+    once through its keyframes, ψ sweeps there and back, the view pans round an ellipse
+    and turns whole turns."""
+    ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
+    if not options.animated:
+        return ws, None
+    phase = phases(frames, total, options.loop)
+    if mix_ws is not None:
+        count = mix_ws.shape[0]
+        mixed = interpolate_at(mix_ws, phase * (count if options.loop else count - 1), options.loop)
+        first, last = _mix_span(net, options)
+        ws[:, first : last + 1] = mixed[:, first : last + 1]
+    if options.psi_to is not None:
+        psi = torch.from_numpy(sweep(options.psi, options.psi_to, phase)).to(ws.device)
+        ws = truncate(net, ws, psi, options.cutoff)
+    view = None
+    if options.translate or options.rotate:
+        matrices = view_matrices(phase, options.translate or (0.0, 0.0), options.rotate)
+        view = torch.from_numpy(matrices).to(device=ws.device, dtype=torch.float32)
+    return ws, view
+
+
+def _synthesis(net: nn.Module, ws: torch.Tensor, view: torch.Tensor | None, layers, precision: str):
+    extra = {"view": view} if view is not None else {}
+    with torch.no_grad():
+        return net.synthesis(ws, capture=layers, precision=precision, **extra)
+
+
 def _select(acts: torch.Tensor, clip: _Clip) -> torch.Tensor:
     """The clip's channels of a batch of layer outputs, margin removed: [B, c, h, w]."""
     x = acts[:, clip.job.channels]
@@ -305,7 +453,7 @@ def _finish(x: torch.Tensor, clip: _Clip, options: MapsOptions) -> np.ndarray:
     """Normalise, upscale and colour a batch: [B, c, h, w] -> [B, H, W, 3] float16 on the CPU."""
     x = apply_norm(x.float(), options.norm, clip.stats, options.gain_db)
     if options.size:
-        x = resize(x, options.size)
+        x = reframe(x, options.size, options.size_mode)
     rgb = to_rgb(x).permute(0, 2, 3, 1).to(torch.float16)
     return rgb.cpu().numpy()
 
@@ -405,6 +553,7 @@ def render_clips(
     index, count = shard
     if not (count >= 1 and 0 <= index < count):
         raise UsageError(f"bad shard {index}/{count}: use i/n with 0 <= i < n, e.g. 0/4")
+    check_walk(net, jobs, options)
     device = next(net.parameters()).device
     batch = options.batch or default_batch(device, net, {job.layer for job in jobs})
     out_dir = Path(out_dir)
@@ -455,14 +604,16 @@ def render_clips(
             keys, grid, stats_batches, to_write = plans[seeds]
             if not to_write:
                 continue
-            key_ws = seeds_to_ws(net, list(seeds), truncation_psi=options.psi)
+            key_ws = _key_ws(net, list(seeds), options)
+            mix_ws = _key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
             layers = sorted({c.job.layer for c in group})
 
-            def run(frames: list[int], key_ws=key_ws, layers=layers) -> dict[str, torch.Tensor]:
+            def run(
+                frames: list[int], key_ws=key_ws, mix_ws=mix_ws, layers=layers, total=group[0].total
+            ) -> dict[str, torch.Tensor]:
                 nonlocal rendered
-                ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
-                with torch.no_grad():
-                    acts = net.synthesis(ws, capture=layers, precision=options.precision)
+                ws, view = _walk(net, key_ws, mix_ws, options, frames, total)
+                acts = _synthesis(net, ws, view, layers, options.precision)
                 rendered += len(frames)
                 report("render", rendered, render_total)
                 return acts
@@ -591,10 +742,10 @@ def measure_batch(
         return files
     total = frame_count(len(jobs[0].seeds), options.frames_per_seed, options.loop)
     frames = list(range(index * batch, min((index + 1) * batch, total)))
-    key_ws = seeds_to_ws(net, list(jobs[0].seeds), truncation_psi=options.psi)
-    ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
-    with torch.no_grad():
-        acts = net.synthesis(ws, capture=sorted({j.layer for j in jobs}), precision=options.precision)
+    key_ws = _key_ws(net, list(jobs[0].seeds), options)
+    mix_ws = _key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
+    ws, view = _walk(net, key_ws, mix_ws, options, frames, total)
+    acts = _synthesis(net, ws, view, sorted({j.layer for j in jobs}), options.precision)
     selected = {}
     for job, path in zip(jobs, files, strict=True):
         margin = layer_margin(net, job.layer) if options.crop_margin else 0

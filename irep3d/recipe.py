@@ -4,7 +4,8 @@ A recipe (TOML) names its input clips, a list of steps and, optionally, colour r
 
 ```toml
 description = "two locked clips, soft-light, gradient map"
-size = 2048                      # optional: upscale every input to 2048 x 2048 first
+size = 2048                      # optional: upscale every input to 2048 x 2048 first,
+                                 # or "1920x1080:fill" (WxH[:fit|fill|pad], as `maps --size`)
 
 [inputs]                         # paths relative to the recipe file
 a = "../pack/L7_148_64_clip01"
@@ -65,7 +66,7 @@ from .exr_clip import (
     write_manifest,
 )
 from .preview import clip_frames
-from .resize import resize
+from .resize import parse_size, reframe, resize
 
 __all__ = ["OPS", "Recipe", "Step", "load_recipe", "recipe_from_dict", "run_recipe", "single_op_recipe"]
 
@@ -98,7 +99,7 @@ class Recipe:
     inputs: dict[str, Path]
     steps: tuple[Step, ...]
     output: str
-    size: int | None = None
+    size: int | str | None = None  # S, or "WxH[:fit|fill|pad]" (irep3d.resize.parse_size)
     ramps: dict[str, ops.Ramp] = field(default_factory=dict)
     description: str = ""
     source: dict = field(default_factory=dict)  # the recipe as data (recorded in clip.json)
@@ -171,8 +172,15 @@ def recipe_from_dict(data: Mapping[str, Any], base: Path, where: str = "recipe")
     if output not in {s.id for s in steps}:
         raise _fail(where, f"output {output!r} is not a step id")
     size = data.get("size")
-    if size is not None and (not isinstance(size, int) or not 1 <= size <= 16384):
-        raise _fail(where, f"size must be an integer from 1 to 16384, not {size!r}")
+    sizes = [(size, "size")] + [
+        (s.params.get("size", ""), f"step {s.id!r}: size") for s in steps if s.op == "upscale"
+    ]
+    for value, what in sizes:
+        if value is not None:
+            try:
+                parse_size(value, what)
+            except UsageError as exc:
+                raise _fail(where, str(exc)) from None
     return Recipe(inputs, tuple(steps), output, size, ramps, str(data.get("description", "")), dict(data))
 
 
@@ -233,7 +241,7 @@ def _apply(
         return ops.blend(args[0], args[1], p.get("mode", "normal"), float(p.get("opacity", 1.0)))
     x = args[0]
     if step.op == "upscale":
-        return resize(x, int(p["size"]))
+        return reframe(x, *parse_size(p["size"]))
     if step.op == "key":
         return ops.key(x, **p)
     if step.op == "glow":
@@ -336,7 +344,7 @@ def run_recipe(
             for key, x in loaded.items():
                 x = x.to(device=device, dtype=torch.float32)
                 if recipe.size:
-                    x = resize(x, recipe.size)
+                    x = reframe(x, *parse_size(recipe.size))
                 elif tuple(x.shape[-2:]) != (h, w):  # only with --fit
                     x = resize(x, (h, w))
                 values[key] = x if (x[:, 3:] < 1).any() else x[:, :3]  # drop an all-opaque alpha

@@ -41,10 +41,17 @@ __all__ = [
     "MAX_SEEDS",
     "SEED_MODES",
     "frame_count",
+    "interpolate_at",
     "interpolate_ws",
+    "parse_psi",
     "parse_seeds",
+    "parse_span",
+    "parse_translate",
+    "phases",
     "seed_sequences",
     "spline_weights",
+    "sweep",
+    "view_matrices",
 ]
 
 #: Largest seed NVIDIA's tools accept (`np.random.RandomState` takes a uint32).
@@ -217,13 +224,14 @@ def interpolate_ws(
     return out.reshape(len(idx), *key_ws.shape[1:])
 
 
-def seed_sequences(seeds: list[int], clips: int, mode: str) -> list[list[int]]:
+def seed_sequences(seeds: list[int | str], clips: int, mode: str) -> list[list[int | str]]:
     """Seeds for each of `clips` clips.
 
     - `"locked"`: every clip walks the same `seeds` (clips differ in layer or channels).
     - `"unique"`: clip j walks `[s + j·len(seeds) for s in seeds]` (mod 2**32), so a range
       continues naturally: `100-115` gives clip 0 seeds 100..115, clip 1 116..131, and so
-      on; every clip keeps the same shape of walk with fresh seeds.
+      on; every clip keeps the same shape of walk with fresh seeds. Keyframes that are not
+      seeds (rows of a keyframe file, "w3") stay where they are in every clip.
 
     Raises:
         UsageError: unknown mode, no seeds, or clips < 1.
@@ -237,4 +245,135 @@ def seed_sequences(seeds: list[int], clips: int, mode: str) -> list[list[int]]:
     if mode == "locked":
         return [list(seeds) for _ in range(clips)]
     step = len(seeds)
-    return [[(s + j * step) % 2**32 for s in seeds] for j in range(clips)]
+    return [[(s + j * step) % 2**32 if isinstance(s, int) else s for s in seeds] for j in range(clips)]
+
+
+# --------------------------------------------------------------------------- animated controls
+#
+# Every animated control (a ψ sweep, a pan, a rotation, the style-mixing walk) is a smooth
+# function of the frame's phase φ over the clip, with period 1: φ = f / F for a loop of F
+# frames, so frame F (the one after the last) has φ = 1, the same values as frame 0, and
+# the seam step is an ordinary step; φ = f / (F − 1) for an open walk, which then ends
+# where it started.
+
+
+def phases(frames: Sequence[int], total: int, loop: bool) -> np.ndarray:
+    """φ of each frame (float64): f / total with `loop`, f / (total − 1) without."""
+    period = total if loop else max(total - 1, 1)
+    return np.asarray(frames, dtype=np.float64) / period
+
+
+def sweep(start: float, turn: float, phase: np.ndarray) -> np.ndarray:
+    """start → turn → start over one period: start + (turn − start)(1 − cos 2πφ)/2 (raised
+    cosine: smooth, at rest at both ends of the sweep, periodic)."""
+    return start + (turn - start) * (1.0 - np.cos(2 * np.pi * phase)) / 2.0
+
+
+def view_matrices(
+    phase: np.ndarray, translate: tuple[float, float] = (0.0, 0.0), turns: int = 0
+) -> np.ndarray:
+    """[N, 3, 3] inverse image transforms (output coordinates -> shown coordinates).
+
+    The view pans around an ellipse with radii `translate` = (x, y) in image widths, once
+    per period, starting at the centre: offset (x sin 2πφ, y (1 − cos 2πφ)); and rotates by
+    `turns` whole turns (angle 2π·turns·φ, counter-clockwise on screen for turns > 0) about
+    the image centre. Whole turns make the rotation periodic, so a loop closes.
+    """
+    phase = np.asarray(phase, dtype=np.float64)
+    angle = 2 * np.pi * turns * phase
+    tx = translate[0] * np.sin(2 * np.pi * phase)
+    ty = translate[1] * (1.0 - np.cos(2 * np.pi * phase))
+    c, s = np.cos(angle), np.sin(angle)
+    # The image transform is T = translate(tx, ty) · rotate(angle); its inverse is
+    # rotate(−angle) · translate(−tx, −ty).
+    m = np.zeros((len(phase), 3, 3))
+    m[:, 0, 0], m[:, 0, 1], m[:, 1, 0], m[:, 1, 1] = c, s, -s, c
+    m[:, 0, 2] = -(c * tx + s * ty)
+    m[:, 1, 2] = -(-s * tx + c * ty)
+    m[:, 2, 2] = 1.0
+    return m
+
+
+def interpolate_at(key_ws: torch.Tensor, positions: np.ndarray, loop: bool) -> torch.Tensor:
+    """The spline through `key_ws` at real-valued positions (keyframe i at position i).
+
+    The same periodic (`loop`, positions taken mod n) or natural spline as
+    `interpolate_ws`, for walks whose keyframes do not fall on whole frames (the second
+    walk of style mixing). Positions of an open walk are clamped to [0, n − 1].
+    """
+    n = key_ws.shape[0]
+    second = _second_derivatives(n, loop)
+    pos = np.asarray(positions, dtype=np.float64)
+    pos = np.mod(pos, n) if loop else np.clip(pos, 0.0, n - 1)
+    weights = np.zeros((len(pos), n))
+    for row, t in enumerate(pos):
+        i = min(int(np.floor(t)), n - 1)
+        u = t - i
+        if u == 0.0 or n == 1:
+            weights[row, i] = 1.0
+            continue
+        j = (i + 1) % n
+        v = 1.0 - u
+        weights[row, i] += v
+        weights[row, j] += u
+        weights[row] += (v**3 - v) / 6.0 * second[i] + (u**3 - u) / 6.0 * second[j]
+    flat = key_ws.reshape(n, -1)
+    w = torch.from_numpy(weights).to(key_ws.device)
+    return (w @ flat.to(torch.float64)).to(key_ws.dtype).reshape(len(pos), *key_ws.shape[1:])
+
+
+#: ψ a sweep may reach: 0 (w_avg) to 2 (twice as far from w_avg as the mapping's w).
+PSI_RANGE = (0.0, 2.0)
+
+
+def parse_psi(text: str | float) -> tuple[float, float | None]:
+    """`"0.7"` -> (0.7, None); `"0.5:1.0"` -> (0.5, 1.0): ψ sweeps 0.5 → 1.0 → 0.5 over the
+    clip. Both ends of a sweep must lie in [0, 2].
+
+    Raises:
+        UsageError: not a number or two numbers joined by ':', or a sweep outside [0, 2].
+    """
+    parts = str(text).split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or not all(np.isfinite(values)):
+        raise UsageError(f"bad --psi {text!r}: use a number (0.7) or a sweep START:TURN (0.5:1.0)")
+    if len(values) == 1:
+        return values[0], None
+    lo, hi = PSI_RANGE
+    if not all(lo <= v <= hi for v in values):
+        raise UsageError(f"bad --psi {text!r}: a ψ sweep runs within [{lo:g}, {hi:g}], e.g. 0.5:1.0")
+    return values[0], values[1]
+
+
+def parse_translate(text: str) -> tuple[float, float]:
+    """`"0.1,0.05"` -> (0.1, 0.05): the pan's radii in image widths (see `view_matrices`).
+
+    Raises:
+        UsageError: not two finite numbers, or a radius beyond 10 image widths.
+    """
+    try:
+        x, y = (float(p) for p in text.split(","))
+    except ValueError:
+        raise UsageError(f"bad --translate {text!r}: use X,Y in image widths, e.g. 0.1,0.05") from None
+    if not (np.isfinite(x) and np.isfinite(y) and abs(x) <= 10 and abs(y) <= 10):
+        raise UsageError(f"bad --translate {text!r}: use X,Y in image widths from -10 to 10, e.g. 0.1,0.05")
+    return x, y
+
+
+def parse_span(text: str, what: str = "--mix-layers") -> tuple[int, int | None]:
+    """`"8-15"` -> (8, 15); `"8-"` -> (8, None) (to the last); `"8"` -> (8, 8). Indices of ws.
+
+    Raises:
+        UsageError: anything else, or a span that runs backwards.
+    """
+    match = re.match(r"^\s*(\d+)\s*(-)?\s*(\d+)?\s*$", text)
+    if match is None:
+        raise UsageError(f"bad {what} {text!r}: use w indices A-B, A- (to the last) or A, e.g. 8-")
+    first = int(match.group(1))
+    last = int(match.group(3)) if match.group(3) else (None if match.group(2) else first)
+    if last is not None and last < first:
+        raise UsageError(f"bad {what} {text!r}: the span runs backwards; write {last}-{first}")
+    return first, last

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from irep3d.cli import app
+from irep3d.exr_clip import read_exr
 
 runner = CliRunner()
 MODEL = "builtin:sg3t-256"
@@ -39,6 +40,49 @@ def test_maps_precision_is_recorded_and_changes_the_pixels(tmp_path):
         assert json.loads((clip / "clip.json").read_text())["precision"] == precision
         frames[precision] = (clip / "L3_52_64_c1-2-3_00001.exr").read_bytes()
     assert frames["auto"] == frames["fp32"] != frames["bf16"]
+
+
+def test_maps_any_width_and_height(tmp_path):
+    result = run("maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,3", "--seeds", "5", "--no-loop",
+                 "--out", str(tmp_path), "--size", "96x54:pad", "--norm", "fixed")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    clip = tmp_path / "L3_52_64_c1-2-3"
+    manifest = json.loads((clip / "clip.json").read_text())
+    assert manifest["resolution"] == [96, 54] and manifest["size_mode"] == "pad"
+    rgb, _ = read_exr(clip / "L3_52_64_c1-2-3_00001.exr")
+    assert rgb.shape == (54, 96, 3) and not rgb[:, :21].any() and rgb[:, 21:75].any()
+
+
+def test_maps_and_pack_walk_keyframes_from_a_file(tmp_path):
+    import numpy as np
+
+    from irep3d.generator import load_generator, seeds_to_ws
+
+    np.savez(tmp_path / "proj.npz", w=seeds_to_ws(load_generator(MODEL, "cpu"), [8, 9]).numpy())
+    result = run("maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,3", "--ws", str(tmp_path / "proj.npz"),
+                 "-k", "2", "--out", str(tmp_path / "m"), "--cutoff", "3", "--psi", "0.7")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m" / "L3_52_64_c1-2-3" / "clip.json").read_text())
+    assert manifest["seeds"] == ["w0", "w1"] and manifest["cutoff"] == 3 and manifest["frames"] == 4
+    result = run("pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "2", "--seeds-mode", "unique",
+                 "--ws", str(tmp_path / "proj.npz"), "--seeds", "w1,4", "-k", "2", "--out", str(tmp_path / "p"))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    pack = json.loads((tmp_path / "p" / "pack.json").read_text())
+    assert [c["seeds"] for c in pack["clips"]] == [["w1", 4], ["w1", 6]]
+
+
+def test_maps_animated_controls_are_recorded(tmp_path):
+    result = run("maps", MODEL, "--layer", "L1_36_64", "--channels", "1,2,3", "--seeds", "5,6", "-k", "2",
+                 "--out", str(tmp_path), "--psi", "0.5:1", "--rotate", "-1", "--translate", "0.1,0",
+                 "--mix-seeds", "7", "--mix-layers", "2-")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "L1_36_64_c1-2-3" / "clip.json").read_text())
+    assert (manifest["psi"], manifest["psi_to"], manifest["rotate"]) == (0.5, 1.0, -1)
+    assert (
+        manifest["translate"] == [0.1, 0.0]
+        and manifest["mix_seeds"] == [7]
+        and manifest["mix_layers"] == [2, None]
+    )
 
 
 def test_pack_writes_pack_json_with_unique_channels(tmp_path):
@@ -86,6 +130,23 @@ def test_channels_and_preview(tmp_path):
         (["maps", MODEL, "--layer", "L3_52_64", "--seeds", "3-x"], "bad seed spec"),
         (["maps", MODEL, "--layer", "L3_52_64", "--norm", "wild"], "none, global, fixed, frame"),
         (["maps", MODEL, "--layer", "L3_52_64", "--precision", "fp8"], "auto, fp32, fp16, bf16"),
+        (
+            ["maps", MODEL, "--layer", "L3_52_64", "--size", "1920x"],
+            "bad --size '1920x': use SIZE or WIDTHxHEIGHT",
+        ),
+        (["pack", MODEL, "--layers", "L3_52_64", "--size", "0x5"], "bad --size '0x5'"),
+        (
+            ["maps", MODEL, "--layer", "L3_52_64", "--ws", "/nonexistent.npz"],
+            "cannot read --ws /nonexistent.npz",
+        ),
+        (["maps", MODEL, "--layer", "L3_52_64", "--seeds", "w0"], "give one with --ws FILE.npz"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--cutoff", "99"], "--cutoff must be from 1 to 16"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--class", "1"], "--class needs a conditional network"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--psi", "0.5:2.5"], "a ψ sweep runs within [0, 2]"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--translate", "0.1"], "bad --translate '0.1'"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--mix-layers", "4-"], "--mix-layers needs --mix-seeds"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--mix-seeds", "1", "--mix-layers", "3-40"], "out of range"),
+        (["maps", "builtin:sg2-256", "--layer", "b8.conv0", "--rotate", "1"], "move StyleGAN3's input"),
         (["pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "22"], "not enough for 22 clips"),
         (["pack", MODEL, "--layers", "L3_52_64", "--seeds-mode", "both"], "locked, unique"),
         (["preview", "/nonexistent/clip", "--out", "x.gif"], "/nonexistent/clip"),
@@ -97,6 +158,19 @@ def test_bad_input_is_one_clear_line(tmp_path, args, needle):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and needle in lines[0], result.stderr
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").rglob("*.exr"))
+
+
+def test_keyframe_file_of_the_wrong_width_is_one_line(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "w.npz", w=np.zeros((2, 512), np.float32))
+    result = run(
+        "maps", MODEL, "--layer", "L3_52_64", "--ws", str(tmp_path / "w.npz"), "--out", str(tmp_path / "o")
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "do not fit this network: it needs w as [n, 16, 128] or [n, 128]" in lines[0]
+    assert not (tmp_path / "o").exists()
 
 
 def test_unwritable_output_is_one_clear_line(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from irep3d.colour import NormStats, apply_norm
 from irep3d.errors import UsageError
 from irep3d.exr_clip import read_exr
 from irep3d.generator import load_generator, seeds_to_ws
-from irep3d.maps import ClipJob, MapsOptions, render_clips
+from irep3d.keyframes import load_keyfile
+from irep3d.maps import ClipJob, MapsOptions, _identity, render_clips
 
 LAYER = "L3_52_64"  # an early layer: the capture stops there, so tests stay fast
 OTHER = "L5_84_64"
@@ -177,6 +179,132 @@ def test_crop_margin_and_upscale(net, tmp_path):
     assert rgb.shape == (96, 96, 3)
     manifest = json.loads((res.path / "clip.json").read_text())
     assert manifest["margin_px"] == 10 and manifest["resolution"] == [96, 96]
+
+
+def test_any_width_and_height_is_recorded_and_resumes(net, tmp_path):
+    opts = MapsOptions(frames_per_seed=1, norm="fixed", size=(80, 45), size_mode="fill", loop=False)
+    (res,) = render_clips(net, "m", [ClipJob("w", LAYER, [0, 1, 2], [1])], tmp_path, opts)
+    rgb, _ = read_exr(frames_of(res.path, "w")[0])
+    assert rgb.shape == (45, 80, 3)
+    manifest = json.loads((res.path / "clip.json").read_text())
+    assert manifest["resolution"] == [80, 45] and manifest["size"] == [80, 45]
+    assert manifest["size_mode"] == "fill"
+    # The same size by another mode is another clip.
+    with pytest.raises(UsageError, match=r"other settings \(size_mode\)"):
+        render_clips(
+            net, "m", [ClipJob("w", LAYER, [0, 1, 2], [1])], tmp_path, replace(opts, size_mode="pad")
+        )
+    (again,) = render_clips(net, "m", [ClipJob("w", LAYER, [0, 1, 2], [1])], tmp_path, opts)
+    assert again.skipped == 1
+
+
+def test_square_size_keeps_the_clip_identity_of_older_clips(net, tmp_path):
+    """A clip.json written before W×H existed (no size_mode) resumes, and a square clip's
+    identity and manifest keys are what they always were."""
+    opts = MapsOptions(frames_per_seed=1, norm="fixed", size=64, loop=False)
+    (res,) = render_clips(net, "m", [ClipJob("q", LAYER, [0, 1, 2], [1])], tmp_path, opts)
+    manifest = json.loads((res.path / "clip.json").read_text())
+    assert manifest["size"] == 64 and "size_mode" not in manifest
+    old_keys = ["model", "layer", "seeds", "frames_per_seed", "loop", "psi", "norm", "gain_db", "size",
+                "crop_margin", "compression", "precision"]  # fmt: skip
+    assert list(_identity(ClipJob("q", LAYER, None, [1]), opts, "m")) == old_keys
+    # Pixels: the square path is the plain resize.
+    (other,) = render_clips(
+        net, "m", [ClipJob("q", LAYER, [0, 1, 2], [1])], tmp_path / "pad", replace(opts, size_mode="pad")
+    )
+    a, b = frames_of(res.path, "q")[0], frames_of(other.path, "q")[0]
+    np.testing.assert_array_equal(read_exr(a)[0], read_exr(b)[0])
+    with pytest.raises(UsageError, match=r"other settings \(size_mode\)"):
+        render_clips(
+            net, "m", [ClipJob("q", LAYER, [0, 1, 2], [1])], tmp_path, replace(opts, size_mode="pad")
+        )
+
+
+def test_keyframes_from_a_file_walk_like_their_seeds(net, tmp_path):
+    """A .npz holding seeds 3 and 17's ws gives the seed walk's pixels; clip.json identifies
+    the file by its bytes, so another file is another clip."""
+    np.savez(tmp_path / "proj.npz", w=seeds_to_ws(net, [3, 17]).numpy())
+    keyfile = load_keyfile(tmp_path / "proj.npz")
+    opts = MapsOptions(frames_per_seed=3, norm="none", batch=4)
+    render_clips(net, "m", [ClipJob("s", LAYER, [5, 1, 9], [3, 17])], tmp_path / "seeds", opts)
+    (res,) = render_clips(
+        net, "m", [ClipJob("f", LAYER, [5, 1, 9], ["w0", "w1"])], tmp_path / "file", replace(opts, ws=keyfile)
+    )
+    for a, b in zip(frames_of(tmp_path / "seeds" / "s", "s"), frames_of(res.path, "f"), strict=True):
+        np.testing.assert_array_equal(read_exr(a)[0], read_exr(b)[0])
+    manifest = json.loads((res.path / "clip.json").read_text())
+    assert manifest["seeds"] == ["w0", "w1"] and manifest["ws_sha256"] == keyfile.sha256
+    assert manifest["ws_file"] == str(tmp_path / "proj.npz")
+    assert read_exr(frames_of(res.path, "f")[1])[1]["irep3d:seeds"] == ["w0", "w1"]
+    np.savez(tmp_path / "proj.npz", w=seeds_to_ws(net, [3, 18]).numpy())
+    with pytest.raises(UsageError, match=r"other settings \(ws_sha256\)"):
+        render_clips(net, "m", [ClipJob("f", LAYER, [5, 1, 9], ["w0", "w1"])], tmp_path / "file",
+                     replace(opts, ws=load_keyfile(tmp_path / "proj.npz")))  # fmt: skip
+
+
+def test_cutoff_changes_the_pixels_and_the_identity(net, tmp_path):
+    opts = MapsOptions(frames_per_seed=1, loop=False, norm="none", psi=0.3)
+    (a,) = render_clips(net, "m", [ClipJob("c", LAYER, [0, 1, 2], [4])], tmp_path / "a", opts)
+    (b,) = render_clips(
+        net, "m", [ClipJob("c", LAYER, [0, 1, 2], [4])], tmp_path / "b", replace(opts, cutoff=2)
+    )
+    assert json.loads((b.path / "clip.json").read_text())["cutoff"] == 2
+    assert "cutoff" not in json.loads((a.path / "clip.json").read_text())
+    assert not np.array_equal(read_exr(frames_of(a.path, "c")[0])[0], read_exr(frames_of(b.path, "c")[0])[0])
+
+
+ANIMATED = dict(psi=0.5, psi_to=1.0, translate=(0.05, 0.05), rotate=1, mix_seeds=(7, 8), mix_layers=(6, None))
+
+
+@pytest.mark.parametrize(
+    "controls",
+    [
+        dict(psi=0.5, psi_to=1.0),
+        dict(translate=(0.05, 0.05)),
+        dict(rotate=1),
+        dict(mix_seeds=(7, 8), mix_layers=(1, None)),
+        ANIMATED,
+    ],
+    ids=["psi", "translate", "rotate", "mix", "all"],
+)
+def test_animated_controls_keep_the_seam_seamless(net, tmp_path, controls):
+    """The activations' step from the last frame to the first is like any other step, with
+    each control animated; the same measure on the clip without its last frame (which
+    then jumps at the seam) fails, so the check can fail."""
+    from tests.test_walk import seam_vs_other_steps
+
+    opts = MapsOptions(frames_per_seed=12, norm="none", batch=4, **controls)
+    (res,) = render_clips(net, "m", [ClipJob("a", "L1_36_64", [0, 1, 2], [3, 4])], tmp_path, opts)
+    frames = np.stack([read_exr(f)[0].astype(np.float64) for f in frames_of(res.path, "a")])
+    assert len(frames) == 24
+    assert seam_vs_other_steps(frames) < 2
+    assert seam_vs_other_steps(frames[:-3]) > 3  # counter-check: three frames short of the loop
+    manifest = json.loads((res.path / "clip.json").read_text())
+    for key, value in controls.items():
+        assert manifest[key] == (list(value) if isinstance(value, tuple) else value)
+    # The controls change the pixels: the plain walk differs.
+    (plain,) = render_clips(net, "m", [ClipJob("a", "L1_36_64", [0, 1, 2], [3, 4])], tmp_path / "plain",
+                            replace(opts, **{k: MapsOptions.__dataclass_fields__[k].default for k in controls}))  # fmt: skip
+    assert not np.array_equal(read_exr(frames_of(plain.path, "a")[6])[0], frames[6].astype(np.float16))
+
+
+def test_rotate_turns_the_input_layer(net, tmp_path):
+    """A half turn at the middle of a one-turn clip shows the input features rotated by 180
+    degrees: the map flipped in x and y (the grid is symmetric about the centre)."""
+    opts = MapsOptions(frames_per_seed=2, norm="none", rotate=1)
+    (res,) = render_clips(net, "m", [ClipJob("r", "input", [0, 1, 2], [5])], tmp_path, opts)
+    first, half = (read_exr(f)[0].astype(np.float32) for f in frames_of(res.path, "r"))
+    np.testing.assert_allclose(half, first[::-1, ::-1], atol=2e-3 * np.abs(first).max())
+    assert not np.allclose(half, first, atol=2e-3 * np.abs(first).max())
+
+
+def test_translate_and_rotate_need_stylegan3(tmp_path):
+    sg2 = load_generator("builtin:sg2-256", "cpu")
+    with pytest.raises(UsageError, match="--translate and --rotate move StyleGAN3's input"):
+        render_clips(sg2, "m", [ClipJob("x", "b8.conv0", [0], [1])], tmp_path, MapsOptions(rotate=1))
+    with pytest.raises(UsageError, match="--mix-layers 3-99 is out of range"):
+        render_clips(sg2, "m", [ClipJob("x", "b8.conv0", [0], [1])], tmp_path,
+                     MapsOptions(mix_seeds=(2,), mix_layers=(3, 99)))  # fmt: skip
 
 
 def test_channel_out_of_range_names_the_count(net, tmp_path):

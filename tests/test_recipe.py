@@ -118,6 +118,9 @@ def test_mismatched_inputs_say_which_and_offer_fit(tmp_path):
         ({"op": "blend", "inputs": ["a", "a"], "mode": "lighten-ish"}, "valid: normal, add"),
         ({"op": "glow", "sparkle": 1}, "unknown parameter"),
         ({"op": "grade", "inputs": ["nope"]}, "unknown input 'nope'"),
+        ({"op": "upscale", "size": "1920x0"}, "step 'step1': size '1920x0': use SIZE or WIDTHxHEIGHT"),
+        ({"op": "upscale", "size": "64x32:crop"}, "unknown mode 'crop'"),
+        ({"op": "upscale"}, "step 'step1': size '': use SIZE"),
     ],
 )
 def test_bad_recipes_are_one_clear_line(tmp_path, step, needle):
@@ -173,3 +176,28 @@ def test_cli_recipe_and_quick_subcommand(tmp_path):
         app, ["composite", "blend", str(a), str(b), "--mode", "nope", "--out", str(tmp_path / "x")]
     )
     assert res.exit_code == 2 and "valid: normal" in res.stderr
+
+
+def test_upscale_to_any_width_and_height(tmp_path):
+    """`composite upscale --size WxH[:mode]` and a recipe's `size` give W×H frames; a square
+    size is still the plain bicubic resize."""
+    a = make_clip(tmp_path / "a")
+    runner = CliRunner()
+    for spec, mode in (("40x20", "fit"), ("40x20:fill", "fill"), ("40x20:pad", "pad")):
+        out = tmp_path / mode
+        res = runner.invoke(app, ["composite", "upscale", str(a), "--size", spec, "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert frames_of(out).shape == (8, 20, 40, 3)
+        assert json.loads((out / "clip.json").read_text())["recipe"]["steps"][0]["size"] == spec
+    padded = frames_of(tmp_path / "pad")
+    assert np.all(padded[:, :, :10] == 0) and np.all(padded[:, :, 30:] == 0) and padded[:, :, 10:30].min() > 0
+    filled = frames_of(tmp_path / "fill")
+    assert filled.min() > 0 and not np.allclose(filled, frames_of(tmp_path / "fit"), atol=1e-2)
+    res = runner.invoke(app, ["composite", "upscale", str(a), "--size", "32", "--out", str(tmp_path / "sq")])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "sq" / "clip.json").read_text())["recipe"]["steps"][0]["size"] == 32
+    r = recipe(tmp_path, [{"op": "grade", "exposure": 0.0}], {"a": a}, size="24x12:pad")
+    run_recipe(r, tmp_path / "r")
+    assert frames_of(tmp_path / "r").shape == (8, 12, 24, 3)
+    res = runner.invoke(app, ["composite", "upscale", str(a), "--size", "10x", "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "WIDTHxHEIGHT" in res.stderr

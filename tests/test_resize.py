@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from irep3d.errors import UsageError
-from irep3d.resize import crop, resize
+from irep3d.resize import crop, format_size, parse_size, reframe, resize
 
 
 def test_crop_keeps_the_centre():
@@ -66,3 +66,64 @@ def test_constant_shape_device_dtype():
         resize(x, 0)
     with pytest.raises(UsageError):
         resize(x[0], 16)
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("2048", (2048, "fit")),
+        (2048, (2048, "fit")),
+        ("2048x2048", (2048, "fit")),  # a square is the same clip however it is written
+        ("1920x1080", ((1920, 1080), "fit")),
+        (" 3840 x 2160 : fill ", ((3840, 2160), "fill")),
+        ("1080x1920:pad", ((1080, 1920), "pad")),
+        ("512:pad", (512, "pad")),
+    ],
+)
+def test_parse_size(text, expected):
+    assert parse_size(text) == expected
+    assert parse_size(format_size(*expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["", "0", "1920x0", "x1080", "1920x", "-5x4", "1.5x2", "1920x1080:crop",
+                                  "20000x10", "1920*1080", True, 2.5])  # fmt: skip
+def test_parse_size_rejects(text):
+    with pytest.raises(UsageError, match=r"use SIZE or WIDTHxHEIGHT\[:fit\|fill\|pad\]"):
+        parse_size(text)
+
+
+def test_reframe_square_is_resize_bit_for_bit():
+    x = _ramp(48).expand(2, 3, 48, 48)
+    for mode in ("fit", "fill", "pad"):
+        assert torch.equal(reframe(x, 96, mode), resize(x, 96))
+
+
+def _grid(size):
+    """A map whose value says where it came from: x + 10 y in [0, 11] over the unit square."""
+    c = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    return (xx + 10 * yy).float()[None, None]
+
+
+def test_reframe_fit_fill_pad():
+    x = _grid(64)
+    fit = reframe(x, (160, 90), "fit")
+    assert fit.shape == (1, 1, 90, 160)
+    torch.testing.assert_close(fit, resize(x, (90, 160)))
+    # fill: scaled to 160 x 160, the middle 90 rows kept: the whole width, the centre band of y.
+    fill = reframe(x, (160, 90), "fill")
+    assert fill.shape == (1, 1, 90, 160)
+    torch.testing.assert_close(fill, resize(x, 160)[..., 35:125, :])
+    column = fill[0, 0, :, 80]  # x = 0.5, y from about 0.22 to 0.78: top and bottom are cut
+    assert 2.5 < float(column.min()) < 3.0 and 8.0 < float(column.max()) < 8.5
+    # pad: scaled to 90 x 90 and centred; 35 px of zeros left and right, the map between.
+    pad = reframe(x, (160, 90), "pad")
+    assert pad.shape == (1, 1, 90, 160)
+    assert torch.equal(pad[..., :35], torch.zeros(1, 1, 90, 35))
+    assert torch.equal(pad[..., 125:], torch.zeros(1, 1, 90, 35))
+    torch.testing.assert_close(pad[..., 35:125], resize(x, 90))
+    # Portrait works the same way round.
+    assert reframe(x, (90, 160), "fill").shape == (1, 1, 160, 90)
+    assert reframe(x, (90, 160), "pad")[..., :35, :].abs().max() == 0
+    with pytest.raises(UsageError, match="fit, fill, pad"):
+        reframe(x, (160, 90), "stretch")

@@ -5,7 +5,20 @@ import pytest
 import torch
 
 from irep3d.errors import UsageError
-from irep3d.walk import MAX_SEED, frame_count, interpolate_ws, parse_seeds, seed_sequences
+from irep3d.walk import (
+    MAX_SEED,
+    frame_count,
+    interpolate_at,
+    interpolate_ws,
+    parse_psi,
+    parse_seeds,
+    parse_span,
+    parse_translate,
+    phases,
+    seed_sequences,
+    sweep,
+    view_matrices,
+)
 
 
 @pytest.mark.parametrize(
@@ -185,3 +198,88 @@ def test_seed_sequences():
         seed_sequences(seeds, 2, "random")
     with pytest.raises(UsageError):
         seed_sequences(seeds, 0, "locked")
+
+
+# --------------------------------------------------------------------------- animated controls
+
+
+def seam_vs_other_steps(values) -> float:
+    """How unusual the wrap-around step of a loop is: the change of step size there (step
+    F-1 -> 0 against the average of its neighbours) over the largest such change anywhere
+    else. Below 2 for a seamless loop (the seam is one of its ordinary places); a loop that
+    jumps back gives a ratio in the hundreds."""
+    w = torch.as_tensor(np.asarray(values, dtype=np.float64)).reshape(len(values), -1)
+    speed = (torch.roll(w, -1, 0) - w).norm(dim=1)  # speed[f]: f -> f+1, speed[-1] is the wrap
+    change = (speed - (torch.roll(speed, 1) + torch.roll(speed, -1)) / 2).abs()
+    return float(change[-1] / (change[1:-2].max() + 1e-12 * speed.mean()))  # 0, -2: beside the wrap
+
+
+def _ramp_psi(frames):
+    """A ψ ramp start -> end that never comes back: the seam jumps (what sweep avoids)."""
+    return 0.5 + 0.5 * np.asarray(frames) / frames[-1]
+
+
+def test_controls_close_the_loop_like_any_other_step():
+    total = 48
+    phase = phases(range(total), total, loop=True)
+    assert phase[0] == 0 and np.isclose(phase[-1] + 1 / total, 1)
+    psi = sweep(0.5, 1.0, phase)
+    assert psi[0] == 0.5 and np.isclose(psi[total // 2], 1.0)
+    views = view_matrices(phase, (0.1, 0.05), turns=2)
+    np.testing.assert_allclose(views[0], np.eye(3), atol=1e-12)
+    mix = interpolate_at(_keys(3, seed=8), phase * 3, loop=True)
+    for control in (psi, views, mix):
+        assert seam_vs_other_steps(control) < 2
+    # Counter-check: a ramp that does not come back fails the same seam test.
+    assert seam_vs_other_steps(_ramp_psi(list(range(total)))) > 100
+
+
+def test_open_walk_controls_end_where_they_start():
+    phase = phases(range(9), 9, loop=False)
+    assert phase[-1] == 1.0
+    np.testing.assert_allclose(view_matrices(phase[[0, -1]], (0.3, 0.2), turns=1)[1], np.eye(3), atol=1e-12)
+    assert sweep(0.4, 1.2, phase)[-1] == pytest.approx(0.4)
+
+
+def test_view_matrices_pan_and_turn():
+    quarter = view_matrices(np.array([0.25]), (0.2, 0.1), turns=0)[0]
+    # At a quarter period the pan is at (x, y) = (0.2, 0.1): the point shown at the centre is -(0.2, 0.1).
+    np.testing.assert_allclose(quarter @ [0.0, 0.0, 1.0], [-0.2, -0.1, 1.0], atol=1e-12)
+    turn = view_matrices(np.array([0.25]), (0.0, 0.0), turns=1)[0]
+    np.testing.assert_allclose(turn @ [1.0, 0.0, 1.0], [0.0, -1.0, 1.0], atol=1e-12)  # a quarter turn
+
+
+def test_interpolate_at_whole_positions_is_the_walk():
+    keys = _keys(4, seed=9)
+    k = 5
+    walk = interpolate_ws(keys, k, loop=True)
+    at = interpolate_at(keys, np.arange(20) / k, loop=True)
+    torch.testing.assert_close(at, walk, atol=1e-6, rtol=0)
+    assert torch.equal(at[5], keys[1])
+    open_walk = interpolate_ws(keys, k, loop=False)
+    torch.testing.assert_close(
+        interpolate_at(keys, np.arange(16) / k, loop=False), open_walk, atol=1e-6, rtol=0
+    )
+
+
+@pytest.mark.parametrize("text,expected", [("0.7", (0.7, None)), ("-1", (-1.0, None)), ("0.5:1.0", (0.5, 1.0)),
+                                           ("2:0", (2.0, 0.0))])  # fmt: skip
+def test_parse_psi(text, expected):
+    assert parse_psi(text) == expected
+
+
+@pytest.mark.parametrize("text", ["0.5:2.5", "-0.1:1", "a", "0.5:1:2", "nan", ""])
+def test_parse_psi_rejects(text):
+    with pytest.raises(UsageError, match="bad --psi"):
+        parse_psi(text)
+
+
+def test_parse_translate_and_span():
+    assert parse_translate("0.1,-0.05") == (0.1, -0.05)
+    assert parse_span("8-15") == (8, 15) and parse_span("8-") == (8, None) and parse_span("3") == (3, 3)
+    for bad in ("0.1", "a,b", "1,2,3", "50,0"):
+        with pytest.raises(UsageError, match="bad --translate"):
+            parse_translate(bad)
+    for bad in ("x", "9-3", "-3", "1-2-3"):
+        with pytest.raises(UsageError, match="bad --mix-layers"):
+            parse_span(bad)

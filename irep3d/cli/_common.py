@@ -112,7 +112,7 @@ def reports_errors(fn: F) -> F:
         except Irep3dError as exc:
             if os.environ.get("IREP3D_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)  # shapes like [n, 512]
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]

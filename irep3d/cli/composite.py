@@ -104,14 +104,20 @@ def blend(
 @reports_errors
 def upscale(
     clip: ClipArg,
-    size: Annotated[int, typer.Option("--size", help="Output size in px (square).")] = 2048,
+    size: Annotated[
+        str,
+        typer.Option("--size", help="Output size: SIZE (square) or WxH[:fit|fill|pad], e.g. 3840x2160:fill."),
+    ] = "2048",
     out: OutOpt = Path("out/upscale"),
     device: DeviceOpt = "auto",
     batch: BatchOpt = 4,
     compression: CompressionOpt = "zip",
 ) -> None:
     """Upscale a clip (bicubic, on the device)."""
-    _single("upscale", [clip], {"size": size}, out, False, device, batch, compression)
+    from ..resize import format_size, parse_size
+
+    params = {"size": format_size(*parse_size(size))}  # 2048 stays the int it always was
+    _single("upscale", [clip], params, out, False, device, batch, compression)
 
 
 @app.command("key")

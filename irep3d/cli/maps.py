@@ -26,9 +26,76 @@ if TYPE_CHECKING:
     from ..maps import ClipResult, MapsOptions
 
 # -- options shared by maps and pack (defined once) ------------------------------------------
-SeedsOpt = Annotated[str, typer.Option("--seeds", help="Seeds of the walk: 3,17,42 or 100-115 or both.")]
+SeedsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--seeds",
+        help="Keyframes of the walk: seeds 3,17,42 or 100-115 or both, and with --ws the file's rows "
+        "w0, w2-5 (e.g. w0,17,w1). Default: every row of --ws, else 0-3.",
+        show_default=False,
+    ),
+]
+WsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ws",
+        help="Keyframes from a .npz (e.g. a projector's): one array w [n, num_ws, w_dim] or [n, w_dim], "
+        "or z [n, z_dim]; --seeds names its rows w0, w1, ...",
+        show_default=False,
+    ),
+]
+ClassOpt = Annotated[
+    int | None, typer.Option("--class", help="Class index of a conditional network.", show_default=False)
+]
+CutoffOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--cutoff", help="Truncate only the first N ws (default: all), beside --psi.", show_default=False
+    ),
+]
 FramesOpt = Annotated[int, typer.Option("--frames-per-seed", "-k", help="Frames from one seed to the next.")]
 PsiOpt = Annotated[float, typer.Option("--psi", help="Truncation psi (1 = none).")]
+PsiSweepOpt = Annotated[
+    str,
+    typer.Option(
+        "--psi",
+        help="Truncation ψ (1 = none), or a sweep START:TURN within [0, 2] (0.5:1.0): START -> TURN "
+        "-> START over the clip.",
+    ),
+]
+TranslateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--translate",
+        help="StyleGAN3: the view pans round an ellipse of radii X,Y (image widths) once over the clip, "
+        "starting at the centre, e.g. 0.1,0.1.",
+        show_default=False,
+    ),
+]
+RotateOpt = Annotated[
+    int,
+    typer.Option(
+        "--rotate", help="StyleGAN3: whole turns of the view over the clip (negative: the other way)."
+    ),
+]
+MixSeedsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mix-seeds",
+        help="Style mixing: keyframes (seeds, or w rows of --ws) of a second walk, run once over the clip, "
+        "for the --mix-layers ws.",
+        show_default=False,
+    ),
+]
+MixLayersOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--mix-layers",
+        help="The ws the second walk drives: A-B, A- (to the last) or A (default: the later half, the "
+        "fine layers).",
+        show_default=False,
+    ),
+]
 LoopOpt = Annotated[
     bool, typer.Option("--loop/--no-loop", help="Seamless loop (frames = seeds x K) or one pass.")
 ]
@@ -43,7 +110,13 @@ NormOpt = Annotated[
 ]
 GainOpt = Annotated[float, typer.Option("--gain-db", help="Gain in dB, as in NVIDIA's visualizer.")]
 SizeOpt = Annotated[
-    int | None, typer.Option("--size", help="Upscale to SIZE x SIZE px on the device (e.g. 2048).")
+    str | None,
+    typer.Option(
+        "--size",
+        help="Output size, resampled on the device: SIZE (square, e.g. 2048) or WxH[:fit|fill|pad] "
+        "(e.g. 1920x1080:fill): fit = scale each axis, fill = cover and crop the centre, pad = fit "
+        "inside on black.",
+    ),
 ]
 CropOpt = Annotated[
     bool, typer.Option("--crop-margin/--keep-margin", help="Remove the StyleGAN3 layer margin (148 -> 128).")
@@ -64,9 +137,31 @@ PrecisionOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
-def _options(**kwargs) -> MapsOptions:
+def _options(
+    size: str | None = None,
+    ws: Path | None = None,
+    psi: str = "1.0",
+    translate: str | None = None,
+    mix_seeds: str | None = None,
+    mix_layers: str | None = None,
+    **kwargs,
+) -> MapsOptions:
+    from ..keyframes import load_keyfile, parse_keyframes
     from ..maps import MapsOptions
+    from ..resize import parse_size
+    from ..walk import parse_psi, parse_span, parse_translate
 
+    if size is not None:
+        kwargs["size"], kwargs["size_mode"] = parse_size(size)
+    if ws is not None:
+        kwargs["ws"] = load_keyfile(ws)
+    kwargs["psi"], kwargs["psi_to"] = parse_psi(psi)
+    if translate is not None:
+        kwargs["translate"] = parse_translate(translate)
+    if mix_seeds is not None:
+        kwargs["mix_seeds"] = tuple(parse_keyframes(mix_seeds, kwargs.get("ws")))
+    if mix_layers is not None:
+        kwargs["mix_layers"] = parse_span(mix_layers)
     options = MapsOptions(**kwargs)
     options.check()
     return options
@@ -132,11 +227,18 @@ def maps(
     channels: Annotated[
         str, typer.Option("--channels", help="a,b,c -> R,G,B; one index -> grey; auto = 3 active ones.")
     ] = "auto",
-    seeds: SeedsOpt = "0-3",
+    seeds: SeedsOpt = None,
+    ws: WsOpt = None,
     frames_per_seed: FramesOpt = 60,
     out: OutOpt = Path("out/maps"),
     name: Annotated[str | None, typer.Option("--name", help="Clip name (default: layer + channels).")] = None,
-    psi: PsiOpt = 1.0,
+    psi: PsiSweepOpt = "1.0",
+    cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
+    translate: TranslateOpt = None,
+    rotate: RotateOpt = 0,
+    mix_seeds: MixSeedsOpt = None,
+    mix_layers: MixLayersOpt = None,
     loop: LoopOpt = True,
     fps: FpsOpt = 30.0,
     norm: NormOpt = "global",
@@ -154,10 +256,9 @@ def maps(
     """Render one layer as a looping seed walk: a folder of half-float EXR frames + clip.json."""
     from ..colour import parse_channels
     from ..generator import layer_info, load_generator
-    from ..maps import ClipJob
-    from ..walk import parse_seeds
+    from ..keyframes import parse_keyframes
+    from ..maps import ClipJob, check_walk
 
-    seed_list = parse_seeds(seeds)
     shard_range = parse_shard(shard)
     options = _options(
         frames_per_seed=frames_per_seed,
@@ -171,13 +272,22 @@ def maps(
         compression=compression,
         batch=batch,
         precision=precision,
+        ws=ws,
+        cutoff=cutoff,
+        class_idx=class_idx,
+        translate=translate,
+        rotate=rotate,
+        mix_seeds=mix_seeds,
+        mix_layers=mix_layers,
     )
+    seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
     info = layer_info(net, layer)
     picked = parse_channels(channels, info.channels, layer)
     clip_name = name or f"{layer}_{'c' + '-'.join(map(str, picked)) if picked else 'auto'}"
     job = ClipJob(name=clip_name, layer=layer, channels=picked, seeds=seed_list)
+    check_walk(net, [job], options)
     results = _run_with_progress(net, model, [job], out, options, shard_range, farm, device, shared_root)
     _summary(results, f"{model} -> {out}")
 
@@ -192,10 +302,17 @@ def pack(
         str,
         typer.Option("--seeds-mode", help="locked: one seed sequence for all clips; unique: one per clip."),
     ] = "locked",
-    seeds: SeedsOpt = "0-3",
+    seeds: SeedsOpt = None,
+    ws: WsOpt = None,
     frames_per_seed: FramesOpt = 60,
     out: OutOpt = Path("out/pack"),
-    psi: PsiOpt = 1.0,
+    psi: PsiSweepOpt = "1.0",
+    cutoff: CutoffOpt = None,
+    class_idx: ClassOpt = None,
+    translate: TranslateOpt = None,
+    rotate: RotateOpt = 0,
+    mix_seeds: MixSeedsOpt = None,
+    mix_layers: MixLayersOpt = None,
     loop: LoopOpt = True,
     fps: FpsOpt = 30.0,
     norm: NormOpt = "global",
@@ -212,10 +329,10 @@ def pack(
 ) -> None:
     """Render a pack: N clips per layer, each with 3 channels no other clip of the layer uses."""
     from ..generator import load_generator
+    from ..keyframes import parse_keyframes
+    from ..maps import check_walk
     from ..pack import pack_jobs, write_pack
-    from ..walk import parse_seeds
 
-    seed_list = parse_seeds(seeds)
     shard_range = parse_shard(shard)
     layer_names = [x.strip() for x in layers.split(",") if x.strip()]
     options = _options(
@@ -230,10 +347,19 @@ def pack(
         compression=compression,
         batch=batch,
         precision=precision,
+        ws=ws,
+        cutoff=cutoff,
+        class_idx=class_idx,
+        translate=translate,
+        rotate=rotate,
+        mix_seeds=mix_seeds,
+        mix_layers=mix_layers,
     )
+    seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
     jobs = pack_jobs(net, layer_names, clips_per_layer, seed_list, seeds_mode)
+    check_walk(net, jobs, options)
     results = _run_with_progress(net, model, jobs, out, options, shard_range, farm, device, shared_root)
     write_pack(out, model, layer_names, clips_per_layer, seeds_mode, seed_list, options, results)
     _summary(results, f"pack {model} -> {out} ({seeds_mode})")

@@ -115,8 +115,12 @@ class SynthesisInput(nn.Module):
         self.register_buffer("freqs", freqs)  # [C, 2]
         self.register_buffer("phases", torch.rand([channels]) - 0.5)  # [C]
 
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        """w: [N, w_dim] -> features [N, C, size, size]."""
+    def forward(self, w: torch.Tensor, view: torch.Tensor | None = None) -> torch.Tensor:
+        """w: [N, w_dim] -> features [N, C, size, size].
+
+        `view`: [N, 3, 3] per-sample inverse transforms of the image (each maps output
+        coordinates, in image widths about the centre, to the coordinates they show),
+        applied after the stored `transform`: how a walk pans and rotates the view."""
         n = w.shape[0]
         # Learned similarity transform t = (cos, sin, tx, ty), rotation normalised to unit length.
         t = self.affine(w)
@@ -125,7 +129,8 @@ class SynthesisInput(nn.Module):
         rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1] = t[:, 0], -t[:, 1], t[:, 1], t[:, 0]
         shift = torch.eye(3, device=w.device).repeat([n, 1, 1])  # inverse translation
         shift[:, 0, 2], shift[:, 1, 2] = -t[:, 2], -t[:, 3]
-        m = rot @ shift @ self.transform[None]  # [N, 3, 3]
+        user = self.transform[None] if view is None else self.transform[None] @ view.to(self.transform.dtype)
+        m = rot @ shift @ user  # [N, 3, 3]
 
         phases = self.phases[None] + (self.freqs[None] @ m[:, :2, 2:]).squeeze(2)  # [NC]
         freqs = self.freqs[None] @ m[:, :2, :2]  # [NC2]
@@ -376,6 +381,7 @@ class SynthesisNetwork(nn.Module):
         noise_mode: str = "const",
         force_fp32: bool = False,
         precision: str = "auto",
+        view: torch.Tensor | None = None,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
         """Run the layers on ws [N, num_ws, w_dim].
 
@@ -384,13 +390,15 @@ class SynthesisNetwork(nn.Module):
         without running any layer after the deepest of them. `noise_mode` is accepted for
         interface parity with StyleGAN2 (StyleGAN3 has no noise inputs). `precision`: what
         the `use_fp16` layers run in (see `irep3d.networks.precision`); `force_fp32` = "fp32".
+        `view`: [N, 3, 3] per-sample inverse image transforms for the input layer
+        (`SynthesisInput.forward`), e.g. from `irep3d.walk.view_matrices`.
         """
         del noise_mode
         precision = "fp32" if force_fp32 else check_precision(precision)
         wanted, last = resolve_capture(self.layer_names, capture)
         ws = ws.to(torch.float32).unbind(dim=1)
         out: dict[str, torch.Tensor] = {}
-        x = self.input(ws[0])
+        x = self.input(ws[0], view)
         if "input" in wanted:
             out["input"] = x
         for index, (name, w) in enumerate(zip(self.layer_names[1:], ws[1:], strict=False), start=1):
