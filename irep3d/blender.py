@@ -1253,6 +1253,31 @@ def configure(scene):
         settings.color_depth = "16"
         settings.color_mode = "RGBA" if render.film_transparent else "RGB"
     render.use_file_extension = True
+    # No render date, time or timings in the files: the same frame rendered again (a
+    # resumed or farmed render) is then the same bytes, not only the same pixels.
+    for name in dir(render):
+        if name.startswith("use_stamp") and name != "use_stamp":
+            setattr(render, name, False)
+    render.use_stamp = False
+
+
+def strip_png_text(path):
+    # Cycles stores its render timings as PNG text chunks whatever the stamp settings say;
+    # drop every text and time chunk so that a frame rendered again is the same bytes.
+    import struct
+
+    with open(path, "rb") as fh:
+        data = fh.read()
+    out, pos = [data[:8]], 8
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if kind not in (b"tEXt", b"iTXt", b"zTXt", b"tIME"):
+            out.append(data[pos:end])
+        pos = end
+    with open(path, "wb") as fh:
+        fh.write(b"".join(out))
 
 
 def final(out_dir, n, ext):
@@ -1292,6 +1317,8 @@ for index, (item, (todo, ext)) in enumerate(zip(ARGS["scenes"], plans)):
         written = [p for p in (temp, render.frame_path(frame=n)) if os.path.exists(p)]
         if not written:
             fail(f"Blender did not write frame {n} ({temp})")
+        if ext == ".png":
+            strip_png_text(written[0])
         os.replace(written[0], final(item["out_dir"], n, ext))
         print(f"IREP3D_FRAME {index} {n} {time.perf_counter() - start:.3f}", flush=True)
 print("IREP3D_DONE", flush=True)

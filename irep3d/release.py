@@ -30,13 +30,10 @@ deliveries), `release.json`, `contact.png`.
 from __future__ import annotations
 
 import fnmatch
-import functools
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
-import sys
 import threading
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -45,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY
-from .errors import OutputError, UsageError
+from .errors import UsageError
 from .exr_clip import write_text
+from .resize import parse_size
 from .walk import SEED_MODES, frame_count, parse_seeds
 
 __all__ = [
@@ -248,7 +246,7 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
         ("walk", "psi"): (walk, (int, float)),
         ("walk", "fps"): (walk, (int, float)),
         ("walk", "loop"): (walk, bool),
-        ("pack", "size"): (pack, int),
+        ("pack", "size"): (pack, (int, str)),
         ("pack", "crop_margin"): (pack, bool),
         ("pack", "norm"): (pack, str),
         ("pack", "gain_db"): (pack, (int, float)),
@@ -260,6 +258,11 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
     for (section, key), (table, kind) in option_keys.items():
         if key in table:
             kwargs[key] = _typed(table, key, kind, f"{where} [{section}]")
+    if "size" in kwargs:
+        try:
+            kwargs["size"], kwargs["size_mode"] = parse_size(kwargs["size"], "[pack].size")
+        except UsageError as exc:
+            raise _bad(where, str(exc)) from None
     try:
         options = MapsOptions(**kwargs)
         options.check()
@@ -396,22 +399,9 @@ def _delivery(table: Mapping[str, Any], where: str) -> Delivery:
     return Delivery(codecs, loops, {k: str(v).lower() for k, v in quality.items()})
 
 
-@functools.cache
-def _presets_module():
-    """`blender_addon/presets.py` (standard library only) loaded without Blender."""
-    from .blender import REPO_ROOT
-
-    path = REPO_ROOT / "blender_addon" / "presets.py"
-    spec = importlib.util.spec_from_file_location("irep3d_addon_presets", path)
-    if spec is None or spec.loader is None:
-        raise OutputError(f"the scene presets module {path} is missing")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def _check_preset(name: str, where: str) -> None:
+    from .blender import _presets_module
+
     presets = _presets_module()
     try:
         presets.load_preset(name, dirs=presets.preset_dirs())
@@ -492,9 +482,15 @@ def _match(patterns: Sequence[str], names: Sequence[str], where: str) -> list[st
     return found
 
 
+def _size(value: Any) -> tuple[int, int]:
+    """(width, height) of a size as `irep3d.resize.parse_size` reads it."""
+    size, _ = parse_size(value)
+    return (size, size) if isinstance(size, int) else size
+
+
 def _clip_resolution(info: Any, margin: int, options: Any) -> tuple[int, int]:
     if options.size:
-        return options.size, options.size
+        return _size(options.size if isinstance(options.size, int) else "x".join(map(str, options.size)))
     return info.width - 2 * margin, info.height - 2 * margin
 
 
@@ -554,7 +550,7 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Pla
             recipe = recipe_from_dict(data, comp.base, where=cwhere)
             resolutions = {clips[c].resolution for c in chosen}
             if recipe.size:
-                resolution = (recipe.size, recipe.size)
+                resolution = _size(recipe.size)
             elif len(resolutions) > 1:
                 shown = ", ".join(f"{c} {clips[c].resolution[0]}x{clips[c].resolution[1]}" for c in chosen)
                 raise _bad(

@@ -47,9 +47,16 @@ recipe = "{RECIPES / "hardlight-pair.toml"}"
 size = 64
 inputs = {{ base = "locked/L3_*", top = "locked/L5_*" }}
 
+[[scenes]]
+clips = "locked/L5_*"
+colour_from = "comp/hl_01"
+presets = ["edge-point-light"]
+samples = 1
+resolution = [48, 28]
+
 [[deliveries]]
 codecs = ["h264", "hap"]
-loops = ["locked/*", "comp/*"]
+loops = ["locked/*", "comp/*", "scene/*"]
 
 [[deliveries]]
 codecs = ["h264"]
@@ -135,7 +142,7 @@ def test_an_unknown_preset_names_the_key_and_the_presets(tmp_path):
     text = SMALL + '\n[[scenes]]\nclips = "locked/*"\npresets = ["edge-point-lite"]\n'
     result = runner.invoke(app, ["release", str(write(tmp_path, text)), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
-    assert "[[scenes]] #1.presets" in result.output and "edge-point-light" in result.output
+    assert "[[scenes]] #2.presets" in result.output and "edge-point-light" in result.output
 
 
 # --------------------------------------------------------------------------- plans and dry runs
@@ -159,6 +166,8 @@ def test_plan_names_every_clip_composite_and_loop(tmp_path):
         ("locked/L5_84_64_clip01", "hap"),
         ("comp/hl_01", "h264"),
         ("comp/hl_01", "hap"),
+        ("scene/locked-L5_84_64_clip01__edge-point-light__colour-comp-hl_01", "h264"),
+        ("scene/locked-L5_84_64_clip01__edge-point-light__colour-comp-hl_01", "hap"),
         ("unique/L3_52_64_clip01", "h264"),
         ("unique/L5_84_64_clip01", "h264"),
     ]
@@ -167,7 +176,8 @@ def test_plan_names_every_clip_composite_and_loop(tmp_path):
     counts = count_release(plan, batch=4)
     assert (counts.clips, counts.walks) == (4, 3)
     assert counts.network_frames == 3 * (6 + 2)  # 6 frames + 2 keyframes to choose channels, a walk
-    assert counts.exr_files == 5 * 6 and counts.loops == 8 and counts.cycles_frames == 0
+    assert counts.exr_files == 5 * 6 and counts.loops == 10 and counts.cycles_frames == 6
+    assert counts.render_pixel_samples == 6 * 48 * 28 * 1
 
 
 def test_internal_rep_plan_is_the_seed_pack(tmp_path):
@@ -190,7 +200,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert re.search(r"network frames \(forward passes\) │ 24 │", text)
-    assert re.search(r"encoded loops │ 8 │", text)
+    assert re.search(r"encoded loops │ 10 │", text)
+    assert re.search(r"Cycles frames │ 6 │", text)
+    assert "Cycles (edge-point-light): 96x54 at 2 and 8 samples" in text
     assert "network: one forward pass capturing L3_52_64, L5_84_64" in text
     assert "encode hap: 3 drifting" in text
     assert not out.exists()
@@ -207,19 +219,23 @@ def test_release_makes_every_loop_and_a_rerun_touches_nothing(tmp_path):
     data = json.loads((out / "release.json").read_text())
     assert data["format"] == "irep3d-release"
     loops = data["loops"]
-    assert len(loops) == 8
+    assert len(loops) == 10
     for loop in loops:
         path = out / loop["path"]
         assert path.parent == out / "loops"
         assert loop["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
         assert loop["frames"] == ffmpeg_frames(path) == 6
-        assert (loop["width"], loop["height"], loop["fps"]) == (64, 64, 12.0)
+        size = (48, 28) if loop["kind"] == "scene" else (64, 64)
+        assert (loop["width"], loop["height"], loop["fps"]) == (*size, 12.0)
     kinds = {loop["name"]: (loop["kind"], loop["source"]) for loop in loops}
+    scene = "scene/locked-L5_84_64_clip01__edge-point-light__colour-comp-hl_01"
+    assert kinds[scene] == ("scene", ["locked/L5_84_64_clip01", "comp/hl_01"])
+    assert len(list((out / "renders").glob("*/frame_*.png"))) == 6
     assert kinds["comp/hl_01"] == ("composite", ["locked/L3_52_64_clip01", "locked/L5_84_64_clip01"])
     assert kinds["locked/L3_52_64_clip01"] == ("maps", [])
     assert json.loads((out / "maps" / "locked" / "pack.json").read_text())["seeds_mode"] == "locked"
     sheet = Image.open(out / "contact.png")
-    assert sheet.size[0] >= 3 * 192  # 5 loops: a 3 x 2 grid of 192 px thumbnails
+    assert sheet.size == (3 * 192 + 2 * 2, 24 + 2 * (192 + 18) + 2)  # 6 loops: 3 x 2 thumbnails
     before = files(out)
     again = runner.invoke(app, ["release", str(write(tmp_path)), "--out", str(out)])
     assert again.exit_code == 0, again.output
@@ -228,7 +244,8 @@ def test_release_makes_every_loop_and_a_rerun_touches_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_an_interrupted_release_resumes_to_the_same_bytes(tmp_path):
-    """Ctrl-C in the middle of the packs, run again: byte for byte an uninterrupted run."""
+    """Ctrl-C in the middle of the packs, run again: byte for byte an uninterrupted run
+    (EXR frames, renders, loops, manifests, release.json, contact sheet)."""
     toml = write(tmp_path)
     out = tmp_path / "out"
     done = runner.invoke(app, ["release", str(toml), "--out", str(out)])
@@ -248,4 +265,11 @@ def test_an_interrupted_release_resumes_to_the_same_bytes(tmp_path):
     assert not (out / "release.json").exists()  # it really stopped part-way
     resumed = runner.invoke(app, ["release", str(toml), "--out", str(out)])
     assert resumed.exit_code == 0, resumed.output
-    assert {k: v[0] for k, v in files(out).items()} == reference
+    resumed_files = {k: v[0] for k, v in files(out).items()}
+    assert resumed_files.keys() == reference.keys()
+    # Every file equal, the .blend aside: Blender writes memory addresses into it, so two
+    # saves of one scene never match; what it renders does (the frames and loops here).
+    assert {k: v for k, v in resumed_files.items() if not k.endswith(".blend")} == {
+        k: v for k, v in reference.items() if not k.endswith(".blend")
+    }
+    assert any(k.startswith("renders/") for k in reference)
