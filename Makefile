@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.irep3d-installed
 DEMO_OUT ?= out/demo
 
-.PHONY: demo test lint bench clean venv sysdeps
+.PHONY: demo test test-fast lint bench clean venv sysdeps
 
 venv: $(STAMP)
 
@@ -62,17 +62,24 @@ demo: $(STAMP)
 	$(IREP3D) composite scenes/composite/hardlight-pair.toml --out $(DEMO_OUT)/composite/hardlight
 	$(IREP3D) encode $(DEMO_OUT)/composite/hardlight --codec h264 --out $(DEMO_OUT)/hardlight.mp4
 	$(IREP3D) encode $(DEMO_OUT)/maps/demo_clip --codec hap --out $(DEMO_OUT)/demo_clip_hap.mov
+	$(IREP3D) release scenes/release/demo.toml --out $(DEMO_OUT)/release
+	$(IREP3D) release scenes/release/internal-rep.toml --dry-run --out $(DEMO_OUT)/internal-rep
 	@echo "demo outputs in $(DEMO_OUT)/: contact sheet, a looping EXR clip + GIF preview, a locked pack"
 	@echo "(rendered again on a Ray instance: pack-farm/, the same bytes),"
 	@echo "a displacement scene (demo_scene.blend) and its first path-traced frames (renders/),"
-	@echo "a hard-light composite of two locked clips and VJ-ready loops (hardlight.mp4, demo_clip_hap.mov)"
+	@echo "a hard-light composite of two locked clips and VJ-ready loops (hardlight.mp4, demo_clip_hap.mov),"
+	@echo "a whole release from scenes/release/demo.toml (release/loops/, release.json, contact.png)"
+	@echo "and the plan of the full Internal Rep pack (its dry run, above)"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 test: lint sysdeps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
+
+test-fast: lint sysdeps
+	$(PY) -m pytest -q -m "not slow"
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generator.py

@@ -22,6 +22,27 @@ Names. Pack clips are `<mode>/<clip>` (`locked/L7_148_64_clip01`); composites
 `comp/<name>_NN`; scenes `scene/<mode>-<clip>__<preset>` (or `scene/comp-<name>__<preset>`).
 Patterns (`fnmatch`: `*`, `?`, `[...]`) in the file choose among these names.
 
+The file (every key but `model` and `[pack].layers` optional; see scenes/release/):
+
+```toml
+description = "..."
+model = "builtin:sg3t-256"        # or a .pkl / .safetensors path (relative to this file)
+layout = "sg3t-1024"              # released configuration a dry run measures on without the file
+device = "auto"                   # auto | cpu | cuda
+
+[walk]                            # seeds = "0-14" or a list; frames_per_seed, psi, fps, loop
+[pack]                            # layers, clips_per_layer, modes = ["locked", "unique"], size
+                                  # (2048 or "1920x1080:fill"), crop_margin, norm, gain_db,
+                                  # precision, compression, batch: as `irep3d pack`
+[[composites]]                    # name, recipe = "file.toml" (or steps/ramps/output inline),
+                                  # size, inputs = {id = "pattern"}, pairing = "zip" | "product"
+[[scenes]]                        # clips = "pattern", presets = [...], colour_from = "pattern",
+                                  # samples, resolution = [w, h], strength, midlevel,
+                                  # height_source, detail, light_position, light_height
+[[deliveries]]                    # codecs = ["hap", "h264", "prores"], loops = ["pattern", ...],
+                                  # quality = {h264 = "18"}
+```
+
 Layout under DIR: `maps/<mode>/` (pack folders with pack.json), `composites/<name>/`,
 `scenes/*.blend` + `scenes.json`, `renders/<scene>/frame_NNNNN.png`, `loops/` (the
 deliveries), `release.json`, `contact.png`.

@@ -306,10 +306,11 @@ def test_manifest_rewrite_is_atomic(tmp_path, monkeypatch):
     write_manifest(tmp_path, {"fps": 30})
 
     def fail(self, *args, **kwargs):
-        Path(self).write_bytes(b'{"fps": ')  # half written, then the disk fills up
+        with open(self, "wb") as fh:  # half written, then the disk fills up
+            fh.write(b'{"fps": ')
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(Path, "write_text", fail)
+    monkeypatch.setattr(Path, "write_bytes", fail)
     with pytest.raises(OutputError, match=r"clip\.json"):
         write_manifest(tmp_path, {"fps": 60})
     monkeypatch.undo()
@@ -567,3 +568,14 @@ def test_rgba_round_trip(tmp_path):
     rgb = rgba[..., :3]
     write_exr(tmp_path / "b.exr", rgb)
     assert (read_exr(tmp_path / "b.exr", alpha=True)[0][..., 3] == 1).all()
+
+
+def test_an_unchanged_manifest_is_not_rewritten(tmp_path):
+    """A resumed job leaves finished folders untouched: same content, same file, same mtime."""
+    path = write_manifest(tmp_path, {"fps": 30})
+    before = path.stat().st_mtime_ns
+    time.sleep(0.01)
+    write_manifest(tmp_path, {"fps": 30})
+    assert path.stat().st_mtime_ns == before
+    write_manifest(tmp_path, {"fps": 60})
+    assert read_manifest(tmp_path) == {"fps": 60} and path.stat().st_mtime_ns != before
