@@ -20,6 +20,7 @@ Nothing is written outside a temp folder.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 import time
@@ -33,8 +34,8 @@ import torch
 __all__ = ["Costs", "Counts", "Estimate", "count_release", "estimate_release", "measure_costs"]
 
 #: Rendered PNG frames are 16-bit RGB; a scene renders at its preset's resolution unless set.
-_RENDER_SIZES = (96, 54)  # the small renders the Cycles fit is measured on (and twice that)
-_RENDER_SAMPLES = (2, 8)
+_RENDER_SIZES = (160, 90)  # the small renders the Cycles fit is measured on (and twice that)
+_RENDER_SAMPLES = (2, 16)
 MEASURE_SIDE = 512
 
 
@@ -53,6 +54,7 @@ class Counts:
     exr_pixels: int = 0  # pixels of every EXR frame, summed
     render_pixels: int = 0
     render_pixel_samples: int = 0
+    render_samples: int = 0  # samples of every Cycles frame, summed
     loop_pixels: dict[str, int] = field(default_factory=dict)  # codec -> pixels encoded
 
 
@@ -67,6 +69,7 @@ class Costs:
     cycles_fixed_s: float = 0.0
     cycles_s_px: float = 0.0
     cycles_s_px_sample: float = 0.0
+    cycles_s_sample: float = 0.0  # a sample pass over the frame, whatever its size
     png_bytes_px: float = 0.0
     build_s: float = 0.0  # one scene
     encode_s_px: dict[str, float] = field(default_factory=dict)
@@ -125,6 +128,7 @@ def count_release(plan: Any, batch: int = 1) -> Counts:
         counts.cycles_frames += plan.frames
         counts.render_pixels += plan.frames * w * h
         counts.render_pixel_samples += plan.frames * w * h * samples
+        counts.render_samples += plan.frames * samples
     counts.loops = len(plan.loops)
     for loop in plan.loops:
         w, h = sizes[loop.name]
@@ -142,7 +146,7 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
     """Time one unit of every kind of work `plan` does, on this machine (see the module)."""
     from .colour import apply_norm, measure_global, to_rgb
     from .exr_clip import read_exr, write_exr, write_manifest
-    from .generator import seeds_to_ws
+    from .keyframes import keys_to_ws
     from .resize import resize
 
     release = plan.release
@@ -154,7 +158,7 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
     layers = list(release.layers)
     costs.batch = options.batch or default_batch(device, net, layers)
     with torch.no_grad():
-        ws = seeds_to_ws(net, release.seeds[:1], truncation_psi=options.psi)
+        ws = keys_to_ws(net, release.seeds[:1], options.ws, options.psi, options.cutoff, options.class_idx)
         acts, first = _timed(lambda: net.synthesis(ws, capture=layers, precision=options.precision))
         if first < 5.0:  # cheap enough to time again without the first call's set-up
             acts, costs.network_s = _timed(
@@ -238,37 +242,46 @@ def _composite_seconds(recipe: Any, inputs: dict[str, torch.Tensor]) -> float:
 
 
 def _measure_cycles(plan: Any, clip: Path, costs: Costs, blender: str | None) -> None:
-    """Build the first variant's scene on the measured frame and fit three small renders."""
-    from .blender import SceneJob, build_scenes, render_frames
+    """Build the first variant's scene on the measured frame at four small sizes and sample
+    counts (one Blender process), render them (one more), and fit
+    `seconds = fixed + samples * per_sample + pixels * (per_pixel + samples * per_pixel_sample)`.
+    The per-sample term is the overhead of a sample pass over the whole frame, which small
+    renders would otherwise book as per-pixel cost."""
+    from .blender import SceneJob, build_scenes, render_scenes
 
     scene = plan.scenes[0].job
     folder = clip.parent / "scenes"
-    job = SceneJob(clip_dir=clip, preset=scene.preset, blend=folder / "est.blend", settings={})
-    _, costs.build_s = _timed(lambda: build_scenes([job], blender=blender))
     (w0, h0), (s1, s2) = _RENDER_SIZES, _RENDER_SAMPLES
-    runs = [((w0, h0), s1), ((w0, h0), s2), ((2 * w0, 2 * h0), s1)]
-    times = []
-    for index, (size, samples) in enumerate(runs):
-        marks: list[float] = []
-        out = folder / f"r{index}"
-        render_frames(
-            job.blend, out, (1, 1), samples=samples, resolution=size, blender=blender,
-            progress=lambda done, total, marks=marks: marks.append(time.perf_counter()),
-        )  # fmt: skip
-        times.append(marks[-1] - marks[0])  # the frame alone: Blender's start-up excluded
-    p0 = w0 * h0
-    per_sample = max(0.0, (times[1] - times[0]) / (p0 * (s2 - s1)))
-    per_px = max(0.0, (times[2] - times[0]) / (3 * p0) - per_sample * s1)
-    costs.cycles_s_px_sample = per_sample
-    costs.cycles_s_px = per_px
-    costs.cycles_fixed_s = max(0.0, times[0] - p0 * (per_px + per_sample * s1))
-    png = next((folder / "r2").glob("frame_*.png"))
+    # The first is a warm-up (Cycles loads its kernels with the first frame), not timed.
+    runs = [((w0, h0), s1), ((w0, h0), s1), ((w0, h0), s2), ((2 * w0, 2 * h0), s1), ((2 * w0, 2 * h0), s2)]
+    jobs = [
+        SceneJob(clip_dir=clip, preset=scene.preset, blend=folder / f"r{i}.blend",
+                 settings={"samples": samples, "resolution": size})
+        for i, (size, samples) in enumerate(runs)
+    ]  # fmt: skip
+    _, build = _timed(lambda: build_scenes(jobs, blender=blender))
+    costs.build_s = build / len(jobs)
+    marks: list[float] = []
+    render_scenes(
+        [j.blend for j in jobs], folder / "renders", (1, 1), blender=blender,
+        progress=lambda done, total: marks.append(time.perf_counter()),
+    )  # fmt: skip
+    t = [b - a for a, b in itertools.pairwise(marks[-5:])]  # runs 1-4, a frame each (+ opening it)
+    p0, ds = w0 * h0, s2 - s1
+    per_px_sample = max(0.0, ((t[3] - t[2]) - (t[1] - t[0])) / (3 * p0 * ds))
+    per_sample = max(0.0, (t[1] - t[0]) / ds - p0 * per_px_sample)
+    per_px = max(0.0, (t[2] - t[0]) / (3 * p0) - per_px_sample * s1)
+    costs.cycles_s_px_sample, costs.cycles_s_px = per_px_sample, per_px
+    costs.cycles_s_sample = per_sample
+    costs.cycles_fixed_s = max(0.0, t[0] - s1 * per_sample - p0 * (per_px + per_px_sample * s1))
+    png = next((folder / "renders" / "r4").glob("frame_*.png"))
     costs.png_bytes_px = png.stat().st_size / (4 * p0)
     costs.measured.append(
-        f"Cycles ({scene.preset}): {w0}x{h0} at {s1} and {s2} samples and {2 * w0}x{2 * h0} at {s1}: "
-        + ", ".join(f"{t:.2f}" for t in times)
-        + f" s a frame -> {costs.cycles_fixed_s:.2f} s + {per_px * 1e6:.2f} µs a pixel"
-        f" + {per_sample * 1e6:.3f} µs a pixel-sample; building a scene {costs.build_s:.1f} s"
+        f"Cycles ({scene.preset}): {w0}x{h0} and {2 * w0}x{2 * h0} at {s1} and {s2} samples: "
+        + ", ".join(f"{x:.2f}" for x in t)
+        + f" s a frame -> {costs.cycles_fixed_s:.2f} s + {per_sample * 1e3:.1f} ms a sample"
+        f" + {per_px * 1e6:.2f} µs a pixel + {per_px_sample * 1e6:.3f} µs a pixel-sample;"
+        f" building a scene {costs.build_s:.1f} s"
     )
 
 
@@ -296,6 +309,7 @@ def estimate_release(plan: Any, costs: Costs | None = None) -> Estimate:
         "composites": composite_s,
         "scenes (build)": counts.scenes * costs.build_s,
         "Cycles": counts.cycles_frames * costs.cycles_fixed_s
+        + counts.render_samples * costs.cycles_s_sample
         + counts.render_pixels * costs.cycles_s_px
         + counts.render_pixel_samples * costs.cycles_s_px_sample,
         "encode": sum(px * costs.encode_s_px.get(codec, 0.0) for codec, px in counts.loop_pixels.items()),

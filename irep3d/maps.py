@@ -25,9 +25,11 @@ as `irep3d maps` and `irep3d pack` write them:
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,6 +72,7 @@ __all__ = [
     "default_batch",
     "frame_bytes",
     "free_memory",
+    "maps_options",
     "measure_batch",
     "merge_samples",
     "render_clips",
@@ -388,6 +391,37 @@ def _mix_span(net: nn.Module, options: MapsOptions) -> tuple[int, int]:
     if not 0 <= first <= last < num_ws:
         raise UsageError(f"--mix-layers {first}-{last} is out of range: this network has ws 0-{num_ws - 1}")
     return first, last
+
+
+def maps_options(
+    size: int | str | None = None,
+    ws: str | os.PathLike[str] | None = None,
+    psi: float | str = 1.0,
+    translate: str | None = None,
+    mix_seeds: str | None = None,
+    mix_layers: str | None = None,
+    **kwargs: Any,
+) -> MapsOptions:
+    """`MapsOptions` from the values a user writes (`maps`/`pack` flags, a release file):
+    size `2048` or `"1920x1080:fill"`, a keyframe file's path, ψ `0.7` or `"0.5:1.0"`,
+    translate `"X,Y"`, mix seeds and layers as specs; checked (UsageError, one line)."""
+    from .keyframes import load_keyfile, parse_keyframes
+    from .walk import parse_psi, parse_span, parse_translate
+
+    if size is not None:
+        kwargs["size"], kwargs["size_mode"] = parse_size(size)
+    if ws is not None:
+        kwargs["ws"] = load_keyfile(ws)
+    kwargs["psi"], kwargs["psi_to"] = parse_psi(str(psi))
+    if translate is not None:
+        kwargs["translate"] = parse_translate(translate)
+    if mix_seeds is not None:
+        kwargs["mix_seeds"] = tuple(parse_keyframes(mix_seeds, kwargs.get("ws")))
+    if mix_layers is not None:
+        kwargs["mix_layers"] = parse_span(mix_layers)
+    options = MapsOptions(**kwargs)
+    options.check()
+    return options
 
 
 def check_walk(net: nn.Module, jobs: Sequence[ClipJob], options: MapsOptions) -> None:

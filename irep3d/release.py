@@ -66,7 +66,7 @@ from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY
 from .errors import UsageError
 from .exr_clip import write_text
 from .resize import parse_size
-from .walk import SEED_MODES, frame_count, parse_seeds
+from .walk import SEED_MODES, frame_count
 
 __all__ = [
     "Composite",
@@ -86,7 +86,20 @@ RELEASE_FORMAT = "irep3d-release"
 Progress = Callable[[str, int, int], None]
 
 _TOP = {"description", "model", "layout", "device", "walk", "pack", "composites", "scenes", "deliveries"}
-_WALK = {"seeds", "frames_per_seed", "psi", "fps", "loop"}
+_WALK = {
+    "seeds",
+    "frames_per_seed",
+    "psi",
+    "fps",
+    "loop",
+    "cutoff",
+    "class",
+    "ws",
+    "translate",
+    "rotate",
+    "mix_seeds",
+    "mix_layers",
+}
 _PACK = {
     "layers",
     "clips_per_layer",
@@ -180,6 +193,17 @@ def _check_keys(table: Any, known: set[str], where: str) -> dict[str, Any]:
     return dict(table)
 
 
+def _spec(value: Any, where: str) -> str:
+    """A seed spec as text: '0-15', 'w0,17', or a list of seeds."""
+    if isinstance(value, list) and all(isinstance(v, int | str) and not isinstance(v, bool) for v in value):
+        value = ",".join(map(str, value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        raise _bad(where, "must be a seed spec like '0-15' (or 'w0,17' with ws) or a list of seeds")
+    return value
+
+
 def _patterns(value: Any, where: str) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     if not isinstance(items, list | tuple) or not items or not all(isinstance(v, str) and v for v in items):
@@ -213,7 +237,8 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
     Checks what needs no network: keys, types, seeds, modes, codecs, recipe steps, preset
     names. Layers, patterns and clip sizes are checked by `plan_release`.
     """
-    from .maps import MapsOptions
+    from .keyframes import parse_keyframes
+    from .maps import maps_options
 
     file = Path(path).expanduser()
     try:
@@ -237,17 +262,7 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
         raise _bad(f"{where}.layout", f"must be a released configuration name, not {layout!r}")
 
     walk = _check_keys(data.get("walk", {}), _WALK, f"{where} [walk]")
-    seeds_value = walk.get("seeds", "0-3")
-    if isinstance(seeds_value, list) and all(
-        isinstance(s, int) and not isinstance(s, bool) for s in seeds_value
-    ):
-        seeds_value = ",".join(str(s) for s in seeds_value)
-    if not isinstance(seeds_value, str):
-        raise _bad(f"{where} [walk].seeds", "must be a seed spec like '0-15' or a list of seeds")
-    try:
-        seeds = parse_seeds(seeds_value)
-    except UsageError as exc:
-        raise _bad(f"{where} [walk].seeds", str(exc)) from None
+    seeds_value = _spec(walk.get("seeds", "0-3"), f"{where} [walk].seeds")
 
     pack = _check_keys(data.get("pack", {}), _PACK, f"{where} [pack]")
     if "layers" not in pack:
@@ -264,9 +279,12 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
         raise _bad(f"{where} [pack].clips_per_layer", f"must be a whole number >= 1, not {clips_per_layer!r}")
     option_keys = {
         ("walk", "frames_per_seed"): (walk, int),
-        ("walk", "psi"): (walk, (int, float)),
+        ("walk", "psi"): (walk, (int, float, str)),
         ("walk", "fps"): (walk, (int, float)),
         ("walk", "loop"): (walk, bool),
+        ("walk", "cutoff"): (walk, int),
+        ("walk", "class"): (walk, int),
+        ("walk", "rotate"): (walk, int),
         ("pack", "size"): (pack, (int, str)),
         ("pack", "crop_margin"): (pack, bool),
         ("pack", "norm"): (pack, str),
@@ -275,20 +293,26 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
         ("pack", "compression"): (pack, str),
         ("pack", "batch"): (pack, int),
     }
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for (section, key), (table, kind) in option_keys.items():
         if key in table:
-            kwargs[key] = _typed(table, key, kind, f"{where} [{section}]")
-    if "size" in kwargs:
-        try:
-            kwargs["size"], kwargs["size_mode"] = parse_size(kwargs["size"], "[pack].size")
-        except UsageError as exc:
-            raise _bad(where, str(exc)) from None
+            kwargs["class_idx" if key == "class" else key] = _typed(table, key, kind, f"{where} [{section}]")
+    if "ws" in walk:
+        kwargs["ws"] = base / str(walk["ws"])
+    if "translate" in walk:
+        value = walk["translate"]
+        kwargs["translate"] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+    for key in ("mix_seeds", "mix_layers"):
+        if key in walk:
+            kwargs[key] = _spec(walk[key], f"{where} [walk].{key}")
     try:
-        options = MapsOptions(**kwargs)
-        options.check()
+        options = maps_options(**kwargs)
+    except UsageError as exc:  # the flag's wording, pointed at the file's tables
+        raise _bad(f"{where} [walk]/[pack]", str(exc)) from None
+    try:
+        seeds = parse_keyframes(seeds_value, options.ws)
     except UsageError as exc:
-        raise _bad(where, str(exc).replace("--", "").replace("-", "_", 1)) from None
+        raise _bad(f"{where} [walk].seeds", str(exc)) from None
 
     composites = tuple(
         _composite(t, base, f"{where} [[composites]] #{i + 1}")
@@ -519,6 +543,7 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Pla
     """Expand a release into concrete jobs under `out`, checked against the network `net`
     (layers, channels per clip) and against itself (patterns, sizes, pairings)."""
     from .generator import layer_info, layer_margin
+    from .maps import check_walk
     from .pack import pack_jobs
     from .recipe import recipe_from_dict
 
@@ -539,6 +564,7 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Pla
     for mode in release.modes:
         try:
             jobs[mode] = pack_jobs(net, release.layers, release.clips_per_layer, release.seeds, mode)
+            check_walk(net, jobs[mode], options)
         except UsageError as exc:
             raise _bad(f"{where} [pack]", str(exc)) from None
         for job in jobs[mode]:

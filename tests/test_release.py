@@ -18,6 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from irep3d.cli import app
+from irep3d.errors import UsageError
 from irep3d.estimate import count_release
 from irep3d.generator import load_generator
 from irep3d.release import load_release, plan_release
@@ -95,7 +96,10 @@ def ffmpeg_frames(path: Path) -> int:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (("[walk]", "[walk]\nspeed = 2"), "[walk]: unknown key 'speed'; valid: fps, frames_per_seed"),
+        (
+            ("[walk]", "[walk]\nspeed = 2"),
+            "[walk]: unknown key 'speed'; valid: class, cutoff, fps, frames_per_seed",
+        ),
         (
             ('layers = ["L3_52_64", "L5_84_64"]', 'layers = ["L3_52_64", "L99_1_1"]'),
             "unknown layer 'L99_1_1'",
@@ -123,6 +127,7 @@ def ffmpeg_frames(path: Path) -> int:
         (("clips_per_layer = 1", "clips_per_layer = 30"), "not enough for 30 clips"),
         (('seeds = "0-1"', 'seeds = "1-x"'), "[walk].seeds"),
         (("description", "descrption"), "unknown key 'descrption'"),
+        (("fps = 12.0", 'fps = 12.0\npsi = "0.5:3"'), "[walk]/[pack]: bad --psi"),
     ],
 )
 def test_a_bad_release_file_is_one_line_before_any_work(tmp_path, change, expected):
@@ -180,6 +185,21 @@ def test_plan_names_every_clip_composite_and_loop(tmp_path):
     assert counts.render_pixel_samples == 6 * 48 * 28 * 1
 
 
+def test_walk_controls_of_the_file_reach_every_clip(tmp_path):
+    """The walk's animated controls (issue 16) are release keys too, recorded per clip."""
+    text = SMALL.replace("fps = 12.0", 'fps = 12.0\npsi = "0.6:1.0"\nrotate = 1\ntranslate = [0.1, 0.05]')
+    release = load_release(write(tmp_path, text))
+    options = release.options
+    assert (options.psi, options.psi_to, options.rotate, options.translate) == (0.6, 1.0, 1, (0.1, 0.05))
+    sg2_text = (
+        text.replace("sg3t-256", "sg2-256").replace("L3_52_64", "b32.conv1").replace("L5_84_64", "b64.conv1")
+    )
+    sg2_text = sg2_text.replace("locked/L3_*", "locked/b32*").replace("locked/L5_*", "locked/b64*")
+    with pytest.raises(UsageError, match="StyleGAN3"):  # StyleGAN2 has no input transform
+        plan_release(load_release(write(tmp_path, sg2_text)), tmp_path / "o",
+                     load_generator("builtin:sg2-256", "cpu"))  # fmt: skip
+
+
 def test_internal_rep_plan_is_the_seed_pack(tmp_path):
     """The shipped 1024 config: 96 loops of 900 frames, on NVIDIA's released layer names."""
     release = load_release(ROOT / "scenes" / "release" / "internal-rep.toml")
@@ -202,7 +222,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path):
     assert re.search(r"network frames \(forward passes\) │ 24 │", text)
     assert re.search(r"encoded loops │ 10 │", text)
     assert re.search(r"Cycles frames │ 6 │", text)
-    assert "Cycles (edge-point-light): 96x54 at 2 and 8 samples" in text
+    assert "Cycles (edge-point-light): 160x90 and 320x180 at 2 and 16 samples" in text
     assert "network: one forward pass capturing L3_52_64, L5_84_64" in text
     assert "encode hap: 3 drifting" in text
     assert not out.exists()

@@ -137,34 +137,10 @@ PrecisionOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
-def _options(
-    size: str | None = None,
-    ws: Path | None = None,
-    psi: str = "1.0",
-    translate: str | None = None,
-    mix_seeds: str | None = None,
-    mix_layers: str | None = None,
-    **kwargs,
-) -> MapsOptions:
-    from ..keyframes import load_keyfile, parse_keyframes
-    from ..maps import MapsOptions
-    from ..resize import parse_size
-    from ..walk import parse_psi, parse_span, parse_translate
+def _options(**kwargs) -> MapsOptions:
+    from ..maps import maps_options
 
-    if size is not None:
-        kwargs["size"], kwargs["size_mode"] = parse_size(size)
-    if ws is not None:
-        kwargs["ws"] = load_keyfile(ws)
-    kwargs["psi"], kwargs["psi_to"] = parse_psi(psi)
-    if translate is not None:
-        kwargs["translate"] = parse_translate(translate)
-    if mix_seeds is not None:
-        kwargs["mix_seeds"] = tuple(parse_keyframes(mix_seeds, kwargs.get("ws")))
-    if mix_layers is not None:
-        kwargs["mix_layers"] = parse_span(mix_layers)
-    options = MapsOptions(**kwargs)
-    options.check()
-    return options
+    return maps_options(**kwargs)
 
 
 def _run_with_progress(
