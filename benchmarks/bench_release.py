@@ -3,7 +3,8 @@
     python benchmarks/bench_release.py [--toml scenes/release/demo.toml] [--ray]
 
 Runs `irep3d.release.run_release` on a fresh temp folder, timing each stage from the
-progress it reports (a stage's time runs from its first report to its last), then prints
+progress it reports (a stage's time runs from its first report to its last; "maps" is the
+network and the EXR writer together, which overlap), then prints
 the wall time, each stage's seconds and share, and the fraction of the wall time the
 slowest stage takes. With `--ray` the same release runs again on a private Ray instance
 (`--ray local`: packs and Cycles frames as farm tasks) and the two are compared: every
@@ -33,7 +34,8 @@ def run(toml: Path, out: Path, ray: str | None) -> tuple[float, dict[str, float]
 
     def progress(stage: str, done: int, total: int) -> None:
         now = time.perf_counter()
-        span = spans.setdefault(stage.split()[0], [now, now])
+        name = stage.split()[0]
+        span = spans.setdefault("maps" if name in ("network", "EXR") else name, [now, now])
         span[1] = now
 
     start = time.perf_counter()

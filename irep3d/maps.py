@@ -508,17 +508,6 @@ def _attributes(clip: _Clip, model: str, options: MapsOptions, frame: int) -> di
     }
 
 
-def _batches(frames: Iterable[int], size: int) -> Iterable[list[int]]:
-    batch: list[int] = []
-    for f in sorted(frames):
-        batch.append(f)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def _stats_batches(batches: int, batch: int) -> list[int]:
     """Which batches of the grid set the `global` figures: enough to cover STATS_FRAMES
     frames, spread evenly over the whole walk (every batch of a short walk)."""
