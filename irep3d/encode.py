@@ -29,6 +29,13 @@ limited range with BT.709 matrix and primaries tags, and the BT.709 transfer tag
 `srgb` (the usual tagging of sRGB-encoded video; players show it as Rec.709/sRGB) or
 "unspecified" for `none`.
 
+Sound (`audio=`, `irep3d encode --audio TRACK.wav`): once the video is written, the ffmpeg
+binary copies its video stream unchanged and adds the track: AAC (320 kb/s) in .mp4, 16-bit
+PCM in .mov (lossless, what editors and VJ tools read beside ProRes and HAP). The video's
+length decides: a longer track is cut at the last frame (`-t`, not `-shortest`, so the
+frame count never changes); a shorter one simply ends early (silence after it). The
+track starts with frame 1, as `irep3d maps --audio` measured it.
+
 Sizes: frames are padded (by repeating the last row and column) to even sizes for h264
 and prores (chroma subsampling) and to multiples of 4 for HAP (4×4 DXT blocks).
 """
@@ -314,6 +321,22 @@ def _write_ffmpeg(
             )
 
 
+def _mux_audio(video: Path, track: Path, temp: Path, container_format: str, seconds: Fraction) -> None:
+    """Copy `video`'s stream and add `track` (AAC in mp4, PCM in mov), cut to `seconds`."""
+    codec = ["-c:a", "aac", "-b:a", "320k"] if container_format == "mp4" else ["-c:a", "pcm_s16le"]
+    command = [
+        _ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-i", str(video), "-i", str(track), "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", *codec,
+        "-t", f"{float(seconds):.6f}", "-f", container_format, str(temp),
+    ]  # fmt: skip
+    result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if result.returncode != 0:
+        lines = result.stderr.decode(errors="replace").strip().splitlines()
+        raise OutputError(
+            f"ffmpeg (audio) failed with exit code {result.returncode}: {lines[-1] if lines else 'no output'}"
+        )
+
+
 def _encoded_frames(path: Path) -> int:
     """How many video frames the written file holds (counted from its packets, no decoding)."""
     import av
@@ -331,6 +354,7 @@ def encode_clip(
     transfer: str = "srgb",
     quality: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    audio: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Encode the clip in `clip_dir` as a seamless loop video `out`; returns `out`.
 
@@ -345,9 +369,12 @@ def encode_clip(
         quality: h264 CRF (0-51, default 16); prores profile (`PRORES_PROFILES`, default
             hq); HAP format (`HAP_FORMATS`, default hap).
         progress: called as `progress(done, total)` after each frame is encoded.
+        audio: a sound file to mux with the video (see the module: AAC in .mp4, PCM in
+            .mov, cut to the video's length).
 
     Raises:
-        UsageError: unknown codec, transfer or quality, wrong suffix, bad fps, no ffmpeg for HAP.
+        UsageError: unknown codec, transfer or quality, wrong suffix, bad fps, no ffmpeg for
+            HAP, an `audio` file that is not a sound file.
         OutputError: no frames, a missing or unreadable frame, frames of different sizes,
             an encoder failure, or an output that cannot be written.
     """
@@ -370,6 +397,10 @@ def encode_clip(
     if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
         raise UsageError(f"encode fps must be a number in (0, 1000], got {fps!r}")
     rate = Fraction(fps).limit_denominator(1001)
+    if audio is not None:
+        from .audio import load_track
+
+        load_track(audio)  # not a sound file: one line before any encoding
     total = len(frames)
     done = 0
 
@@ -383,13 +414,19 @@ def encode_clip(
         images = _render_images(frames, transfer, _PAD_MULTIPLE[codec])
     else:
         images = _clip_images(frames, manifest.get("norm") == "none", transfer, _PAD_MULTIPLE[codec])
-    with atomic_output(out) as temp:
+    with (
+        atomic_output(out) as temp,
+        tempfile.TemporaryDirectory(dir=out.parent, prefix=".encode-") as scratch,
+    ):
+        video = temp if audio is None else Path(scratch) / f"video{suffix}"
         if codec == "hap":
-            _write_hap(temp, quality, images, rate, on_frame)
+            _write_hap(video, quality, images, rate, on_frame)
         elif codec == "h264":
-            _write_h264(temp, suffix[1:], quality, transfer, images, rate, on_frame)
+            _write_h264(video, suffix[1:], quality, transfer, images, rate, on_frame)
         else:
-            _write_pyav(temp, suffix[1:], codec, quality, transfer, images, rate, on_frame)
+            _write_pyav(video, suffix[1:], codec, quality, transfer, images, rate, on_frame)
+        if audio is not None:
+            _mux_audio(video, Path(audio), temp, suffix[1:], done / rate)
         written = _encoded_frames(temp)
         if done != total or written != total:
             raise OutputError(

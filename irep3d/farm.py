@@ -749,8 +749,7 @@ def render_maps(
         shards_per_worker: shards a worker gets on average (more = finer retries and balance).
         progress: `progress(frames present, frames of the job, nodes busy)` while it runs.
     """
-    from .maps import ClipJob, merge_samples, stats_plan
-    from .walk import frame_count
+    from .maps import ClipJob, merge_samples, stats_plan, walk_frames
 
     ray = _ray()
     options.check()
@@ -767,7 +766,7 @@ def render_maps(
     gpus = int(ray.cluster_resources().get("GPU", 0)) > 0
     options = replace(options, batch=options.batch or (16 if gpus else 4))
     jobs = [ClipJob(j.name, j.layer, list(j.channels) if j.channels else None, list(j.seeds)) for j in jobs]
-    totals = {j.name: frame_count(len(j.seeds), options.frames_per_seed, options.loop) for j in jobs}
+    totals = {j.name: walk_frames(len(j.seeds), options) for j in jobs}
     total = sum(totals.values())
 
     from .exr_clip import finished_frames

@@ -28,6 +28,7 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ __all__ = [
     "render_clips",
     "results_json",
     "stats_plan",
+    "walk_frames",
     "write_pack_manifest",
 ]
 
@@ -115,6 +117,11 @@ class MapsOptions:
     rotate: int = 0  # StyleGAN3: whole turns over the clip
     mix_seeds: tuple[Keyframe, ...] | None = None  # style mixing: a second walk ...
     mix_layers: tuple[int, int | None] | None = None  # ... for these ws (None: the later half)
+    # Audio-driven walk (irep3d.audio): an open clip of the track's length.
+    audio: str | None = None  # the sound file
+    audio_speed: float = 0.0  # K: step 1 + K·(rms + kick), rescaled to visit every keyframe
+    audio_psi: tuple[float, float] | None = None  # ψ from [0] in silence to [1] at full loudness
+    audio_gain: float = 0.0  # dB added to gain_db at full kick (onsets, decaying)
 
     def check(self) -> None:
         """Raise UsageError for values no clip can be made with."""
@@ -140,11 +147,32 @@ class MapsOptions:
             raise UsageError("--mix-layers needs --mix-seeds (the second walk those layers follow)")
         if self.mix_seeds is not None and not self.mix_seeds:
             raise UsageError("--mix-seeds is empty: give seeds like 3,17,42")
+        self._check_audio()
+
+    def _check_audio(self) -> None:
+        from .audio import parse_audio_psi
+
+        if self.audio is None:
+            if self.audio_speed or self.audio_psi is not None or self.audio_gain:
+                raise UsageError("--audio-speed, --audio-psi and --audio-gain need --audio TRACK.wav")
+            return
+        if self.loop:
+            raise UsageError("--audio makes an open clip of the track's length: use --no-loop with it")
+        if not (np.isfinite(self.audio_speed) and 0 <= self.audio_speed <= 100):
+            raise UsageError(f"bad --audio-speed {self.audio_speed}: use a number from 0 (even pace) to 100")
+        if not (np.isfinite(self.audio_gain) and -60 <= self.audio_gain <= 60):
+            raise UsageError(f"bad --audio-gain {self.audio_gain}: use dB from -60 to 60, e.g. 6")
+        if self.audio_psi is not None:
+            parse_audio_psi(f"{self.audio_psi[0]!r}:{self.audio_psi[1]!r}")
+            if self.psi_to is not None:
+                raise UsageError("--audio-psi sets ψ from the track: drop the --psi sweep (or --audio-psi)")
 
     @property
     def animated(self) -> bool:
         """Whether any control changes along the walk besides the keyframes' spline."""
-        return bool(self.psi_to is not None or self.translate or self.rotate or self.mix_seeds)
+        return bool(
+            self.psi_to is not None or self.translate or self.rotate or self.mix_seeds or self.audio_psi
+        )
 
 
 @dataclass
@@ -251,6 +279,10 @@ OPTIONAL_IDENTITY: dict[str, object] = {
     "rotate": 0,
     "mix_seeds": None,
     "mix_layers": None,
+    "audio_sha256": None,
+    "audio_speed": 0.0,
+    "audio_psi": None,
+    "audio_gain": 0.0,
 }
 
 
@@ -280,6 +312,13 @@ def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
     data["rotate"] = options.rotate
     data["mix_seeds"] = list(options.mix_seeds) if options.mix_seeds else None
     data["mix_layers"] = list(options.mix_layers) if options.mix_seeds and options.mix_layers else None
+    if options.audio is not None:
+        from .audio import file_sha256
+
+        data["audio_sha256"] = file_sha256(options.audio)
+        data["audio_speed"] = options.audio_speed
+        data["audio_psi"] = list(options.audio_psi) if options.audio_psi else None
+        data["audio_gain"] = options.audio_gain
     keys = list(job.seeds) + list(options.mix_seeds or ())
     if any(isinstance(k, str) for k in keys) and options.ws is not None:
         data["ws_sha256"] = options.ws.sha256
@@ -314,6 +353,7 @@ def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, com
             "resolution": size,
             **({"size_mode": options.size_mode} if isinstance(options.size, tuple) else {}),
             **({"ws_file": options.ws.path} if "ws_sha256" in data else {}),
+            **(_audio_json(options) if options.audio is not None else {}),
             "files": f"{clip.job.name}_#####.exr",
             "first_frame": 1,
             "normalization": (
@@ -346,7 +386,7 @@ def _open_clip(
                     f"(0-{info.channels - 1})"
                 )
     margin = layer_margin(net, job.layer) if options.crop_margin else 0
-    total = frame_count(len(job.seeds), options.frames_per_seed, options.loop)
+    total = walk_frames(len(job.seeds), options)
     path = out_dir / job.name
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -379,7 +419,7 @@ def _open_clip(
 def _key_ws(net: nn.Module, keys: list[Keyframe], options: MapsOptions) -> torch.Tensor:
     """The walk's keyframes as ws [n, num_ws, w_dim]: truncated by a constant ψ, or not yet
     truncated when ψ sweeps (`_walk` truncates each frame by its own ψ)."""
-    psi = 1.0 if options.psi_to is not None else options.psi
+    psi = 1.0 if options.psi_to is not None or options.audio_psi is not None else options.psi
     return keys_to_ws(net, keys, options.ws, psi, options.cutoff, options.class_idx)
 
 
@@ -393,6 +433,41 @@ def _mix_span(net: nn.Module, options: MapsOptions) -> tuple[int, int]:
     return first, last
 
 
+def walk_frames(num_keys: int, options: MapsOptions) -> int:
+    """Frames of a clip walking `num_keys` keyframes: `walk.frame_count`, or with `--audio`
+    the track's length at the clip's fps, ceil(duration × fps)."""
+    if options.audio is not None:
+        from .audio import analyse
+
+        frame_count(num_keys, options.frames_per_seed, False)  # the same checks on the walk
+        return analyse(options.audio, options.fps).frames
+    return frame_count(num_keys, options.frames_per_seed, options.loop)
+
+
+def _audio_positions(options: MapsOptions, num_keys: int) -> np.ndarray:
+    """Position on the walk of every frame of an audio clip (`audio.walk_positions`)."""
+    stamp = Path(options.audio).stat().st_mtime_ns  # a changed file is measured again
+    return _positions_cached(str(options.audio), stamp, options.fps, num_keys, options.audio_speed)
+
+
+@lru_cache(maxsize=8)
+def _positions_cached(audio: str, _stamp: int, fps: float, num_keys: int, speed: float) -> np.ndarray:
+    from .audio import analyse, walk_positions
+
+    positions = walk_positions(analyse(audio, fps), num_keys, speed)
+    positions.setflags(write=False)
+    return positions
+
+
+def _audio_json(options: MapsOptions) -> dict:
+    """What clip.json records of an audio clip beside its identity: the track, its length
+    and where its onsets fell (0-based frames)."""
+    from .audio import analyse
+
+    env = analyse(options.audio, options.fps)
+    return {"audio": str(options.audio), "audio_seconds": env.duration, "audio_onsets": env.onset_frames}
+
+
 def maps_options(
     size: int | str | None = None,
     ws: str | os.PathLike[str] | None = None,
@@ -400,11 +475,14 @@ def maps_options(
     translate: str | None = None,
     mix_seeds: str | None = None,
     mix_layers: str | None = None,
+    audio: str | os.PathLike[str] | None = None,
+    audio_psi: str | None = None,
     **kwargs: Any,
 ) -> MapsOptions:
     """`MapsOptions` from the values a user writes (`maps`/`pack` flags, a release file):
     size `2048` or `"1920x1080:fill"`, a keyframe file's path, ψ `0.7` or `"0.5:1.0"`,
-    translate `"X,Y"`, mix seeds and layers as specs; checked (UsageError, one line)."""
+    translate `"X,Y"`, mix seeds and layers as specs, a sound file (`audio`, which makes the
+    clip open) and `audio_psi` `"0.5:1.0"`; checked (UsageError, one line)."""
     from .keyframes import load_keyfile, parse_keyframes
     from .walk import parse_psi, parse_span, parse_translate
 
@@ -413,6 +491,16 @@ def maps_options(
     if ws is not None:
         kwargs["ws"] = load_keyfile(ws)
     kwargs["psi"], kwargs["psi_to"] = parse_psi(str(psi))
+    if audio is not None:
+        from .audio import analyse
+
+        kwargs["audio"] = str(audio)
+        kwargs["loop"] = False  # an audio clip runs once, over the track
+        analyse(audio, kwargs.get("fps", 30.0))  # a file that is not audio: one line, now
+    if audio_psi is not None:
+        from .audio import parse_audio_psi
+
+        kwargs["audio_psi"] = parse_audio_psi(audio_psi)
     if translate is not None:
         kwargs["translate"] = parse_translate(translate)
     if mix_seeds is not None:
@@ -452,7 +540,10 @@ def _walk(
     (`walk.phases`), so a loop's seam is an ordinary step: the mixing walk's spline runs
     once through its keyframes, ψ sweeps there and back, the view pans round an ellipse
     and turns whole turns."""
-    ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
+    if options.audio is not None:
+        ws = interpolate_at(key_ws, _audio_positions(options, key_ws.shape[0])[frames], loop=False)
+    else:
+        ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
     if not options.animated:
         return ws, None
     phase = phases(frames, total, options.loop)
@@ -464,6 +555,11 @@ def _walk(
     if options.psi_to is not None:
         psi = torch.from_numpy(sweep(options.psi, options.psi_to, phase)).to(ws.device)
         ws = truncate(net, ws, psi, options.cutoff)
+    if options.audio_psi is not None:
+        from .audio import analyse, psi_curve
+
+        curve = psi_curve(analyse(options.audio, options.fps), *options.audio_psi)[frames]
+        ws = truncate(net, ws, torch.from_numpy(curve).to(ws.device), options.cutoff)
     view = None
     if options.translate or options.rotate:
         matrices = view_matrices(phase, options.translate or (0.0, 0.0), options.rotate)
@@ -483,9 +579,24 @@ def _select(acts: torch.Tensor, clip: _Clip) -> torch.Tensor:
     return crop(x, clip.margin) if clip.margin else x
 
 
-def _finish(x: torch.Tensor, clip: _Clip, options: MapsOptions) -> np.ndarray:
-    """Normalise, upscale and colour a batch: [B, c, h, w] -> [B, H, W, 3] float16 on the CPU."""
-    x = apply_norm(x.float(), options.norm, clip.stats, options.gain_db)
+def _finish(
+    x: torch.Tensor, clip: _Clip, options: MapsOptions, frames: Sequence[int] | None = None
+) -> np.ndarray:
+    """Normalise, upscale and colour a batch: [B, c, h, w] -> [B, H, W, 3] float16 on the CPU.
+
+    With `--audio-gain`, each frame (`frames`: their 0-based indices) gets its own gain."""
+    if options.audio is not None and options.audio_gain and frames is not None:
+        from .audio import analyse, gain_curve
+
+        gains = gain_curve(analyse(options.audio, options.fps), options.gain_db, options.audio_gain)
+        x = torch.cat(
+            [
+                apply_norm(x[r : r + 1].float(), options.norm, clip.stats, float(gains[f]))
+                for r, f in enumerate(frames)
+            ]
+        )
+    else:
+        x = apply_norm(x.float(), options.norm, clip.stats, options.gain_db)
     if options.size:
         x = reframe(x, options.size, options.size_mode)
     rgb = to_rgb(x).permute(0, 2, 3, 1).to(torch.float16)
@@ -495,7 +606,11 @@ def _finish(x: torch.Tensor, clip: _Clip, options: MapsOptions) -> np.ndarray:
 def _attributes(clip: _Clip, model: str, options: MapsOptions, frame: int) -> dict:
     k = options.frames_per_seed
     seeds = clip.job.seeds
-    i, r = divmod(frame, k)
+    if options.audio is not None:  # where the track put this frame on the walk
+        pos = float(_audio_positions(options, len(seeds))[frame])
+        i, r = int(pos), int(pos % 1.0 > 0)
+    else:
+        i, r = divmod(frame, k)
     here = [seeds[i % len(seeds)]] if r == 0 else [seeds[i % len(seeds)], seeds[(i + 1) % len(seeds)]]
     return {
         "model": model,
@@ -682,7 +797,8 @@ def render_clips(
                     if not rows:
                         continue
                     x = chosen[c.job.name][rows].to(device)
-                    for r, rgb in zip(rows, _finish(x, c, options), strict=True):
+                    picked = [frames[r] for r in rows]
+                    for r, rgb in zip(rows, _finish(x, c, options, picked), strict=True):
                         f = frames[r]
                         writer.submit(
                             frame_path(c.path, c.job.name, f + 1), rgb, _attributes(c, model, options, f)
@@ -731,7 +847,7 @@ def stats_plan(jobs: Sequence[ClipJob], options: MapsOptions, batch: int) -> lis
     """(jobs sharing a seed sequence, grid batch index) for every batch that sets figures."""
     plan = []
     for seeds, group in _seed_groups(jobs).items():
-        total = frame_count(len(seeds), options.frames_per_seed, options.loop)
+        total = walk_frames(len(seeds), options)
         for i in _stats_batches(-(-total // batch), batch):
             plan.append((group, i))
     return plan
@@ -763,7 +879,7 @@ def measure_batch(
     files = [_sample_path(Path(scratch), j.name, index) for j in jobs]
     if all(f.is_file() for f in files):
         return files
-    total = frame_count(len(jobs[0].seeds), options.frames_per_seed, options.loop)
+    total = walk_frames(len(jobs[0].seeds), options)
     frames = list(range(index * batch, min((index + 1) * batch, total)))
     key_ws = _key_ws(net, list(jobs[0].seeds), options)
     mix_ws = _key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
@@ -787,7 +903,7 @@ def merge_samples(
     """The `global` figures of every clip from the batches `measure_batch` stored."""
     figures = {}
     for seeds, group in _seed_groups(jobs).items():
-        total = frame_count(len(seeds), options.frames_per_seed, options.loop)
+        total = walk_frames(len(seeds), options)
         indices = _stats_batches(-(-total // batch), batch)
         for job in group:
             parts = []

@@ -66,7 +66,7 @@ from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY
 from .errors import UsageError
 from .exr_clip import write_text
 from .resize import parse_size
-from .walk import SEED_MODES, frame_count
+from .walk import SEED_MODES
 
 __all__ = [
     "Composite",
@@ -543,14 +543,14 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Pla
     """Expand a release into concrete jobs under `out`, checked against the network `net`
     (layers, channels per clip) and against itself (patterns, sizes, pairings)."""
     from .generator import layer_info, layer_margin
-    from .maps import check_walk
+    from .maps import check_walk, walk_frames
     from .pack import pack_jobs
     from .recipe import recipe_from_dict
 
     out = Path(out).expanduser().resolve()
     where = release.path.name
     options = release.options
-    frames = frame_count(len(release.seeds), options.frames_per_seed, options.loop)
+    frames = walk_frames(len(release.seeds), options)
     jobs: dict[str, list[Any]] = {}
     clips: dict[str, Clip] = {}
     sizes: dict[str, tuple[int, int]] = {}

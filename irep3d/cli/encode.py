@@ -28,6 +28,14 @@ def encode(
             "hap: hap (default), hap_q, hap_alpha.",
         ),
     ] = None,
+    audio: Annotated[
+        Path | None,
+        typer.Option(
+            "--audio",
+            help="A sound file to mux: AAC in .mp4, PCM in .mov, cut to the video's length.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Encode a clip as a loop video at its fps: its frames exactly, last flowing into first."""
     from ..encode import encode_clip
@@ -42,7 +50,7 @@ def encode(
 
     try:
         path = encode_clip(
-            clip_dir, out, codec, fps=fps, transfer=transfer, quality=quality, progress=progress
+            clip_dir, out, codec, fps=fps, transfer=transfer, quality=quality, progress=progress, audio=audio
         )
     finally:
         bar.stop()

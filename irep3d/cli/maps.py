@@ -96,6 +96,37 @@ MixLayersOpt = Annotated[
         show_default=False,
     ),
 ]
+AudioOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--audio",
+        help="A sound file (WAV, FLAC, OGG, AIFF) that drives the walk: the clip runs once over the track "
+        "(implies --no-loop; frames = seconds x fps), keyframes spread over it.",
+        show_default=False,
+    ),
+]
+AudioSpeedOpt = Annotated[
+    float,
+    typer.Option(
+        "--audio-speed",
+        help="With --audio: the walk steps 1 + K*(loudness + onset kick) a frame, so loud parts and hits "
+        "move faster (0 = even pace).",
+    ),
+]
+AudioPsiOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--audio-psi",
+        help="With --audio: ψ from QUIET (silence) to LOUD (full loudness), e.g. 0.5:1.0.",
+        show_default=False,
+    ),
+]
+AudioGainOpt = Annotated[
+    float,
+    typer.Option(
+        "--audio-gain", help="With --audio: up to DB more gain at each onset, fading (half-life 0.15 s)."
+    ),
+]
 LoopOpt = Annotated[
     bool, typer.Option("--loop/--no-loop", help="Seamless loop (frames = seeds x K) or one pass.")
 ]
@@ -215,6 +246,10 @@ def maps(
     rotate: RotateOpt = 0,
     mix_seeds: MixSeedsOpt = None,
     mix_layers: MixLayersOpt = None,
+    audio: AudioOpt = None,
+    audio_speed: AudioSpeedOpt = 0.0,
+    audio_psi: AudioPsiOpt = None,
+    audio_gain: AudioGainOpt = 0.0,
     loop: LoopOpt = True,
     fps: FpsOpt = 30.0,
     norm: NormOpt = "global",
@@ -255,6 +290,10 @@ def maps(
         rotate=rotate,
         mix_seeds=mix_seeds,
         mix_layers=mix_layers,
+        audio=audio,
+        audio_speed=audio_speed,
+        audio_psi=audio_psi,
+        audio_gain=audio_gain,
     )
     seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
@@ -289,6 +328,10 @@ def pack(
     rotate: RotateOpt = 0,
     mix_seeds: MixSeedsOpt = None,
     mix_layers: MixLayersOpt = None,
+    audio: AudioOpt = None,
+    audio_speed: AudioSpeedOpt = 0.0,
+    audio_psi: AudioPsiOpt = None,
+    audio_gain: AudioGainOpt = 0.0,
     loop: LoopOpt = True,
     fps: FpsOpt = 30.0,
     norm: NormOpt = "global",
@@ -330,6 +373,10 @@ def pack(
         rotate=rotate,
         mix_seeds=mix_seeds,
         mix_layers=mix_layers,
+        audio=audio,
+        audio_speed=audio_speed,
+        audio_psi=audio_psi,
+        audio_gain=audio_gain,
     )
     seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
