@@ -494,7 +494,7 @@ def maps_options(
     if audio is not None:
         from .audio import analyse
 
-        kwargs["audio"] = str(audio)
+        kwargs["audio"] = str(Path(audio).expanduser().absolute())  # farm workers run elsewhere
         kwargs["loop"] = False  # an audio clip runs once, over the track
         analyse(audio, kwargs.get("fps", 30.0))  # a file that is not audio: one line, now
     if audio_psi is not None:
