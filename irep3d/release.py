@@ -30,7 +30,9 @@ model = "builtin:sg3t-256"        # or a .pkl / .safetensors path (relative to t
 layout = "sg3t-1024"              # released configuration a dry run measures on without the file
 device = "auto"                   # auto | cpu | cuda
 
-[walk]                            # seeds = "0-14" or a list; frames_per_seed, psi, fps, loop
+[walk]                            # seeds = "0-14" or a list; frames_per_seed, psi, fps, loop;
+                                  # cutoff, class, ws, translate, rotate, mix_seeds, mix_layers,
+                                  # audio, audio_speed, audio_psi, audio_gain: as `irep3d maps`
 [pack]                            # layers, clips_per_layer, modes = ["locked", "unique"], size
                                   # (2048 or "1920x1080:fill"), crop_margin, norm, gain_db,
                                   # precision, compression, batch: as `irep3d pack`
@@ -99,6 +101,10 @@ _WALK = {
     "rotate",
     "mix_seeds",
     "mix_layers",
+    "audio",
+    "audio_speed",
+    "audio_psi",
+    "audio_gain",
 }
 _PACK = {
     "layers",
@@ -285,6 +291,9 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
         ("walk", "cutoff"): (walk, int),
         ("walk", "class"): (walk, int),
         ("walk", "rotate"): (walk, int),
+        ("walk", "audio_speed"): (walk, (int, float)),
+        ("walk", "audio_psi"): (walk, str),
+        ("walk", "audio_gain"): (walk, (int, float)),
         ("pack", "size"): (pack, (int, str)),
         ("pack", "crop_margin"): (pack, bool),
         ("pack", "norm"): (pack, str),
@@ -297,8 +306,9 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
     for (section, key), (table, kind) in option_keys.items():
         if key in table:
             kwargs["class_idx" if key == "class" else key] = _typed(table, key, kind, f"{where} [{section}]")
-    if "ws" in walk:
-        kwargs["ws"] = base / str(walk["ws"])
+    for key in ("ws", "audio"):  # files, relative to the release file
+        if key in walk:
+            kwargs[key] = base / str(walk[key])
     if "translate" in walk:
         value = walk["translate"]
         kwargs["translate"] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -773,7 +783,7 @@ def _make_scenes(plan: Plan, ray: str | None, blender: str | None, report: Progr
         render_scenes(blends, renders, blender=blender, progress=lambda d, t: report("render", d, t))
 
 
-def _fingerprint(loop: Loop, fps: float) -> str:
+def _fingerprint(loop: Loop, fps: float, audio: str | None = None) -> str:
     """What an encoded loop was made from: codec, quality, fps, its frame files (names and
     sizes) and its clip.json. No mtimes: a resumed release must write the same bytes."""
     folder = loop.frames_dir
@@ -784,7 +794,7 @@ def _fingerprint(loop: Loop, fps: float) -> str:
     )
     manifest = folder / "clip.json"
     clip = manifest.read_text(encoding="utf-8") if manifest.is_file() else ""
-    data = json.dumps([loop.codec, loop.quality, fps, files, clip])
+    data = json.dumps([loop.codec, loop.quality, fps, files, clip, audio])
     return hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -815,7 +825,7 @@ def _encode(plan: Plan, report: Progress) -> None:
 
     def make(loop: Loop) -> None:
         key = loop.path.name
-        fingerprint = _fingerprint(loop, plan.fps)
+        fingerprint = _fingerprint(loop, plan.fps, plan.release.options.audio)
         if loop.path.is_file() and state.get(key) == fingerprint:
             advance(plan.frames)
             return
@@ -825,6 +835,7 @@ def _encode(plan: Plan, report: Progress) -> None:
             loop.codec,
             fps=plan.fps,
             quality=loop.quality,
+            audio=plan.release.options.audio,  # an audio-driven walk: its track goes along
             progress=lambda n, _total: advance(1),
         )
         with lock:

@@ -98,7 +98,7 @@ def ffmpeg_frames(path: Path) -> int:
     [
         (
             ("[walk]", "[walk]\nspeed = 2"),
-            "[walk]: unknown key 'speed'; valid: class, cutoff, fps, frames_per_seed",
+            "[walk]: unknown key 'speed'; valid: audio, audio_gain, audio_psi, audio_speed, class, cutoff",
         ),
         (
             ('layers = ["L3_52_64", "L5_84_64"]', 'layers = ["L3_52_64", "L99_1_1"]'),
@@ -293,3 +293,38 @@ def test_an_interrupted_release_resumes_to_the_same_bytes(tmp_path):
         k: v for k, v in reference.items() if not k.endswith(".blend")
     }
     assert any(k.startswith("renders/") for k in reference)
+
+
+@pytest.mark.slow
+def test_an_audio_driven_release_runs_the_track_and_delivers_it(tmp_path):
+    """[walk].audio makes every clip as long as the track, and its loops carry the track."""
+    import av
+    import numpy as np
+    import soundfile
+
+    rate = 22050
+    track = np.zeros(rate, dtype=np.float32)  # one second, a click at 0.5 s
+    track[rate // 2 : rate // 2 + 200] = 0.8
+    soundfile.write(tmp_path / "beat.wav", track, rate)
+    text = """
+model = "builtin:sg3t-256"
+[walk]
+seeds = "0-1"
+fps = 12.0
+audio = "beat.wav"
+audio_speed = 4.0
+[pack]
+layers = ["L3_52_64"]
+clips_per_layer = 1
+[[deliveries]]
+codecs = ["h264"]
+"""
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["release", str(write(tmp_path, text)), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    (loop,) = json.loads((out / "release.json").read_text())["loops"]
+    assert loop["frames"] == 12  # 1 s at 12 fps, not seeds x frames_per_seed
+    clip = json.loads((out / "maps" / "locked" / "L3_52_64_clip01" / "clip.json").read_text())
+    assert clip["loop"] is False and clip["audio_speed"] == 4.0
+    with av.open(str(out / loop["path"])) as container:
+        assert len(container.streams.audio) == 1
