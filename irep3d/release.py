@@ -176,7 +176,7 @@ class Release:
     model: str
     layout: str | None
     device: str
-    seeds: list[int]
+    seeds: list[Any]  # seeds and keyframe-file rows (irep3d.keyframes)
     options: Any  # irep3d.maps.MapsOptions
     layers: tuple[str, ...]
     clips_per_layer: int
