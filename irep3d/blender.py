@@ -75,8 +75,20 @@ __all__ = [
 ]
 
 BLENDER_ENV = "BLENDER"
-REPO_ROOT = Path(__file__).resolve().parents[1]
-"""The folder that holds `blender_addon/` and `scenes/` (the repository root)."""
+
+
+def _data_root() -> Path:
+    """The folder holding `blender_addon/` and `scenes/`: the checkout this module runs
+    from, else `<prefix>/share/irep3d` of an installed wheel (pyproject's data-files)."""
+    package = Path(__file__).resolve().parent
+    roots = [package.parent]
+    if len(package.parents) > 3:  # <prefix>/lib/pythonX.Y/site-packages/irep3d
+        roots.append(package.parents[3] / "share" / "irep3d")
+    return next((root for root in roots if (root / "blender_addon").is_dir()), package.parent)
+
+
+REPO_ROOT = _data_root()
+"""The folder that holds `blender_addon/` and `scenes/` (a checkout, or an install's share)."""
 
 DEVICES = ("cpu", "gpu")
 HEIGHT_SOURCES = ("luminance", "R", "G", "B")
