@@ -55,6 +55,7 @@ from test_farm import FRAMES, MODEL, OPTIONS, SIZE, jobs, png_pixels, tree  # no
 from irep3d import farm  # noqa: E402
 from irep3d.maps import render_clips  # noqa: E402
 from tests.clip_util import make_clip  # noqa: E402
+from tests.proc_util import stop_group  # noqa: E402
 
 IREP3D = str(Path(sys.executable).with_name("irep3d"))
 DEFAULT_PORTS = (6399, 8265, 10001, 52365, 52366)
@@ -83,21 +84,6 @@ def start(log: Path, *args: str, hide: Path | None = None) -> subprocess.Popen:
             start_new_session=True,
             env=dict(os.environ, **FAST_HEALTH),
         )
-
-
-def stop(proc: subprocess.Popen) -> None:
-    """Kill the process group this script started (ray start and the node's processes)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=5)
-            if sig == signal.SIGTERM:
-                time.sleep(0.5)
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def alive_nodes() -> int:
@@ -236,7 +222,7 @@ def main(work: Path, ports: tuple[int, ...]) -> None:
         # (c) the second node killed mid-run.
         def kill_midway(done: int, total: int, *rest: object) -> None:
             if done >= total // 3 and node.poll() is None:
-                stop(node)
+                stop_group(node)
 
         farm.render_maps(MODEL, jobs(), work / "b", OPTIONS, progress=kill_midway)
         assert node.poll() is not None, "the second node was never killed"
@@ -252,7 +238,7 @@ def main(work: Path, ports: tuple[int, ...]) -> None:
 
         def kill_first(done: int, total: int, *rest: object) -> None:
             if done >= 1 and node.poll() is None:
-                stop(node)
+                stop_group(node)
 
         farm.render_chunks(blend, work / "d", chunk=1, progress=kill_first)
         assert node.poll() is not None, "the second node was never killed"
@@ -271,7 +257,7 @@ def main(work: Path, ports: tuple[int, ...]) -> None:
     finally:
         ray.shutdown()
         for proc in reversed(procs):
-            stop(proc)
+            stop_group(proc)
         shutil.rmtree(ray_dir, ignore_errors=True)
 
 

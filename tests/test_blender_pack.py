@@ -30,6 +30,7 @@ from irep3d.blender import (
 from irep3d.cli import app
 from irep3d.errors import UsageError
 from tests.clip_util import make_clip
+from tests.proc_util import run_cli
 
 runner = CliRunner()
 PRESETS = ("edge-point-light", "soft-overhead")
@@ -39,17 +40,6 @@ GREEN = (0.0, 0.9, 0.0)
 
 def run(*args: object):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def run_cli(*args: object, cwd: Path) -> subprocess.CompletedProcess:
-    """The real `irep3d` process: its exit code and its stderr, as a user sees them."""
-    return subprocess.run(
-        [sys.executable, "-m", "irep3d", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def pixels(path: Path) -> np.ndarray:

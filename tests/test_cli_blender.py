@@ -24,6 +24,7 @@ from irep3d.blender import _error_line, find_blender, parse_frames, parse_resolu
 from irep3d.cli import app
 from irep3d.errors import BlenderError, UsageError
 from tests.clip_util import make_clip
+from tests.proc_util import run_cli
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -33,17 +34,6 @@ FRAMES, SIZE, FPS = 3, 32, 24
 
 def run(*args: str):
     return runner.invoke(app, [str(a) for a in args])
-
-
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The real `irep3d` process: its exit code and its stderr, as a user sees them."""
-    return subprocess.run(
-        [sys.executable, "-m", "irep3d", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def run_bpy(code: str, cwd: Path) -> str:

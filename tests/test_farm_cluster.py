@@ -12,16 +12,15 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from irep3d.cli import app
+from tests.proc_util import free_ports
 
 SCRIPT = Path(__file__).with_name("farm_two_nodes.py")
 LO_UP = "(ip link set lo up || ifconfig lo up) >/dev/null 2>&1"
@@ -52,15 +51,6 @@ def can_hide(folder: Path) -> bool:
         f"mount -t tmpfs -o ro tmpfs '{folder}'",
     ]
     return shutil.which("unshare") is not None and subprocess.run(probe, capture_output=True).returncode == 0
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now (all held open while choosing)."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
 
 
 def two_node_command(work: Path) -> tuple[list[str], dict[str, str]]:

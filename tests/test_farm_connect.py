@@ -16,32 +16,24 @@ test stops by its id: nothing here reads or writes another Ray user's files on t
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.proc_util import free_ports, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).with_name("ray"))
 PACK = ["pack", "builtin:sg3t-256", "--layers", "L5_84_64", "--clips-per-layer", "1", "--seeds", "0-1",
         "--frames-per-seed", "2"]  # fmt: skip
 FAIL_S = 20.0  # a refused connection must be reported within this (a loaded 2-core machine)
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct ports free on 127.0.0.1 now."""
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
 
 
 @contextmanager
@@ -181,20 +173,6 @@ def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Pope
         )
 
 
-def stop(proc: subprocess.Popen) -> None:
-    """SIGTERM, then SIGKILL, the process group `start` made (a Ray node and its children)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=10)
-            time.sleep(1)  # the group's other processes end after their parent
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def alive_nodes(address: str, env: dict[str, str], count: int, timeout: float = 120) -> None:
     """Wait until the cluster at `address` has `count` live nodes (a driver with the token)."""
     script = (
@@ -254,7 +232,7 @@ class Cluster:
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            stop(proc)
+            stop_group(proc)
         subprocess.run(["rm", "-rf", str(self.ray_tmp)], check=False)
 
 
@@ -317,7 +295,7 @@ def test_farm_join_uses_this_machines_token(cluster, tmp_path):
     assert seconds < FAIL_S
     node = cluster.spawn([*join, "--block"], cluster.env)
     alive_nodes(cluster.address, cluster.env, 3)
-    stop(node)
+    stop_group(node)
 
 
 def test_auto_takes_ray_address_first(monkeypatch, tmp_path):

@@ -24,11 +24,14 @@ def test_a_wheel_install_builds_scenes_and_the_addon_away_from_the_checkout(tmp_
     )  # fmt: skip
     (wheel,) = wheels.glob("irep3d-*.whl")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--prefix", str(prefix),
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--ignore-installed", "--prefix", str(prefix),
          str(wheel)],
         check=True, capture_output=True,
     )  # fmt: skip
     site = next(prefix.glob("lib/python*/site-packages"))
+    # --ignore-installed: the install must not touch this environment's own irep3d.
+    mine = subprocess.run([sys.executable, "-m", "pip", "show", "irep3d"], capture_output=True, text=True)
+    assert mine.returncode == 0 and "Editable project location" in mine.stdout
     away = tmp_path / "elsewhere"  # not the checkout, not next to it
     away.mkdir()
     env = {

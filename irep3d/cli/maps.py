@@ -168,10 +168,38 @@ PrecisionOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
-def _options(**kwargs) -> MapsOptions:
+#: The arguments of `maps` and `pack` that make their MapsOptions (the same names in both).
+_OPTION_ARGS = (
+    "frames_per_seed",
+    "loop",
+    "fps",
+    "psi",
+    "norm",
+    "gain_db",
+    "size",
+    "crop_margin",
+    "compression",
+    "batch",
+    "precision",
+    "ws",
+    "cutoff",
+    "class_idx",
+    "translate",
+    "rotate",
+    "mix_seeds",
+    "mix_layers",
+    "audio",
+    "audio_speed",
+    "audio_psi",
+    "audio_gain",
+)
+
+
+def _options(args: dict) -> MapsOptions:
+    """The run's MapsOptions from a command's arguments (`locals()`), checked."""
     from ..maps import maps_options
 
-    return maps_options(**kwargs)
+    return maps_options(**{name: args[name] for name in _OPTION_ARGS})
 
 
 def _run_with_progress(
@@ -271,30 +299,7 @@ def maps(
     from ..maps import ClipJob, check_walk
 
     shard_range = parse_shard(shard)
-    options = _options(
-        frames_per_seed=frames_per_seed,
-        loop=loop,
-        fps=fps,
-        psi=psi,
-        norm=norm,
-        gain_db=gain_db,
-        size=size,
-        crop_margin=crop_margin,
-        compression=compression,
-        batch=batch,
-        precision=precision,
-        ws=ws,
-        cutoff=cutoff,
-        class_idx=class_idx,
-        translate=translate,
-        rotate=rotate,
-        mix_seeds=mix_seeds,
-        mix_layers=mix_layers,
-        audio=audio,
-        audio_speed=audio_speed,
-        audio_psi=audio_psi,
-        audio_gain=audio_gain,
-    )
+    options = _options(locals())
     seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
@@ -354,30 +359,7 @@ def pack(
 
     shard_range = parse_shard(shard)
     layer_names = [x.strip() for x in layers.split(",") if x.strip()]
-    options = _options(
-        frames_per_seed=frames_per_seed,
-        loop=loop,
-        fps=fps,
-        psi=psi,
-        norm=norm,
-        gain_db=gain_db,
-        size=size,
-        crop_margin=crop_margin,
-        compression=compression,
-        batch=batch,
-        precision=precision,
-        ws=ws,
-        cutoff=cutoff,
-        class_idx=class_idx,
-        translate=translate,
-        rotate=rotate,
-        mix_seeds=mix_seeds,
-        mix_layers=mix_layers,
-        audio=audio,
-        audio_speed=audio_speed,
-        audio_psi=audio_psi,
-        audio_gain=audio_gain,
-    )
+    options = _options(locals())
     seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
