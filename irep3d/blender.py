@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BlenderError, Irep3dError, OutputError, UsageError
+from .shards import check_shard
 
 __all__ = [
     "BLENDER_ENV",
@@ -965,8 +966,7 @@ def _render(
         resolution = _check_resolution(tuple(resolution))
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
-    if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
-        raise UsageError(f"bad shard {shard[0]}/{shard[1]}: use i/n with 0 <= i < n, e.g. 0/4")
+    shard = check_shard(shard)
     command = find_blender(blender)
     outs = []
     for _, out in scenes:

@@ -53,6 +53,7 @@ from .generator import layer_info, layer_margin, layer_table
 from .keyframes import KeyFile, Keyframe, check_keys, keys_to_ws, truncate
 from .networks.precision import check_precision
 from .resize import crop, format_size, parse_size, reframe
+from .shards import check_shard, shard_range
 from .walk import (
     frame_count,
     interpolate_at,
@@ -411,7 +412,7 @@ def _open_clip(
     if clean_temps:
         clean_stale_temps(path)
     done = finished_frames(path, job.name, total)
-    clip.owned = shard_frames(total, shard)
+    clip.owned = shard_range(0, total - 1, shard)
     clip.todo = {f for f in clip.owned if f + 1 not in done}
     return clip
 
@@ -630,12 +631,6 @@ def _stats_batches(batches: int, batch: int) -> list[int]:
     return sorted({(i * batches) // wanted for i in range(wanted)})
 
 
-def shard_frames(total: int, shard: tuple[int, int]) -> range:
-    """Frames (0-based) that shard i of n writes: the i-th of n contiguous slices."""
-    i, n = shard
-    return range(i * total // n, (i + 1) * total // n)
-
-
 def _thin(x: torch.Tensor) -> np.ndarray:
     """A strided view of [B, c, h, w] with at most STATS_PIXELS pixels a frame, as float16."""
     step = max(1, int(np.ceil(np.sqrt(x.shape[-2] * x.shape[-1] / STATS_PIXELS))))
@@ -688,9 +683,7 @@ def render_clips(
         precomputed_only: write only the `precomputed` batches.
     """
     options.check()
-    index, count = shard
-    if not (count >= 1 and 0 <= index < count):
-        raise UsageError(f"bad shard {index}/{count}: use i/n with 0 <= i < n, e.g. 0/4")
+    shard = check_shard(shard)
     check_walk(net, jobs, options)
     device = next(net.parameters()).device
     batch = options.batch or default_batch(device, net, {job.layer for job in jobs})

@@ -22,6 +22,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ..errors import Irep3dError
+from ..shards import parse_shard  # noqa: F401  (re-exported for the commands)
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -81,19 +82,6 @@ def farm_address(address: str | None, shard: str = "0/1") -> str | None:
         raise UsageError("--shard and --ray do not mix: --ray splits the work itself")
     connect(address)
     return address
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'2/8' -> (2, 8); anything else is a UsageError saying what is valid."""
-    from ..errors import UsageError
-
-    try:
-        i, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise UsageError(f"bad --shard {text!r}: use i/n with 0 <= i < n, e.g. 0/4") from None
-    if not (n >= 1 and 0 <= i < n):
-        raise UsageError(f"bad --shard {text!r}: use i/n with 0 <= i < n, e.g. 0/4")
-    return i, n
 
 
 F = TypeVar("F", bound=Callable[..., Any])
