@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from irep3d.allocator import tune_allocator
-from irep3d.exr_clip import frame_path, write_exr, write_manifest
+from irep3d.clip import Clip
+from irep3d.exr_clip import write_exr
 from irep3d.recipe import _apply, recipe_from_dict, run_recipe
 from irep3d.resize import resize
 
@@ -38,8 +39,8 @@ def make_clip(folder: Path, frames: int, size: int, phase: float) -> None:
             ],
             -1,
         )
-        write_exr(frame_path(folder, folder.name, f + 1), rgb)
-    write_manifest(folder, {"name": folder.name, "frames": frames, "fps": 30, "loop": True})
+        write_exr(Clip(folder).frame_path(f + 1), rgb)
+    Clip(folder).write_manifest({"name": folder.name, "frames": frames, "fps": 30, "loop": True})
 
 
 def main() -> None:

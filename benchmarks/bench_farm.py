@@ -37,7 +37,8 @@ import torch
 from irep3d import farm
 from irep3d.allocator import tune_allocator
 from irep3d.generator import load_generator
-from irep3d.maps import ClipJob, MapsOptions, render_clips
+from irep3d.maps import ClipJob, MapsOptions
+from irep3d.render import render_clips
 
 MODEL = "builtin:sg3t-256"
 RAY = str(Path(sys.executable).with_name("ray"))

@@ -55,9 +55,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .clip import Clip
 from .errors import OutputError, UsageError
-from .exr_clip import atomic_output, read_exr, read_manifest
-from .preview import DEFAULT_FPS, _raw_range, clip_frames, clip_values
+from .exr_clip import atomic_output, read_exr
+from .preview import DEFAULT_FPS
 
 __all__ = [
     "CODECS",
@@ -101,9 +102,9 @@ def _pad(image: np.ndarray, multiple: int) -> np.ndarray:
     return image
 
 
-def _clip_images(frames: list[Path], raw: bool, transfer: str, multiple: int) -> Iterator[np.ndarray]:
+def _clip_images(clip: Clip, frames: list[Path], transfer: str, multiple: int) -> Iterator[np.ndarray]:
     """Yield each frame as float32 code values [H', W', 3] in [0, 1], padded to `multiple`."""
-    for values in clip_values(frames, raw):
+    for values in clip.values(frames=frames):
         yield _pad(_code_values(values, transfer), multiple)
 
 
@@ -155,14 +156,15 @@ def display_frame(folder: str | os.PathLike[str], index: int | None = None) -> n
     """One frame of a clip or render folder as the encoder shows it: uint8 [H, W, 3].
     `index` is 0-based; default the middle frame."""
     rendered = rendered_frames(folder)
-    frames = rendered if rendered is not None else clip_frames(folder)
+    clip = Clip(folder)
+    frames = rendered if rendered is not None else clip.frames()
     index = len(frames) // 2 if index is None else index
     if rendered is not None:
         values = next(_render_images([frames[index]], "srgb", 1))
     else:
         values = read_exr(frames[index])[0].astype(np.float32)
-        if (read_manifest(folder) or {}).get("norm") == "none":  # the clip's own percentiles
-            low, high = _raw_range(frames)
+        if clip.is_raw():  # the clip's own percentiles
+            low, high = clip.display_range(frames)
             values = (values - low) / (high - low)
         values = _code_values(values, "srgb")
     return _quantise(values, 8)
@@ -390,8 +392,9 @@ def encode_clip(
     quality = DEFAULT_QUALITY[codec] if quality is None else str(quality).strip().lower()
     _check_quality(codec, quality)
     rendered = rendered_frames(clip_dir) if Path(clip_dir).is_dir() else None
-    frames = rendered if rendered is not None else clip_frames(clip_dir)
-    manifest = (read_manifest(clip_dir) or {}) if rendered is None else {}
+    clip = Clip(clip_dir)
+    frames = rendered if rendered is not None else clip.frames()
+    manifest = (clip.read_manifest() or {}) if rendered is None else {}
     if fps is None:
         fps = manifest.get("fps", DEFAULT_FPS)
     if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
@@ -413,7 +416,7 @@ def encode_clip(
     if rendered is not None:
         images = _render_images(frames, transfer, _PAD_MULTIPLE[codec])
     else:
-        images = _clip_images(frames, manifest.get("norm") == "none", transfer, _PAD_MULTIPLE[codec])
+        images = _clip_images(clip, frames, transfer, _PAD_MULTIPLE[codec])
     with (
         atomic_output(out) as temp,
         tempfile.TemporaryDirectory(dir=out.parent, prefix=".encode-") as scratch,

@@ -144,8 +144,10 @@ def _timed(fn: Any) -> tuple[Any, float]:
 
 def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -> Costs:
     """Time one unit of every kind of work `plan` does, on this machine (see the module)."""
+    from .clip import Clip
     from .colour import apply_norm, measure_global, to_rgb
-    from .exr_clip import read_exr, write_exr, write_manifest
+    from .exr_clip import read_exr, write_exr
+    from .generator import capture
     from .keyframes import keys_to_ws
     from .resize import resize
 
@@ -159,11 +161,9 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
     costs.batch = options.batch or default_batch(device, net, layers)
     with torch.no_grad():
         ws = keys_to_ws(net, release.seeds[:1], options.ws, options.psi, options.cutoff, options.class_idx)
-        acts, first = _timed(lambda: net.synthesis(ws, capture=layers, precision=options.precision))
+        acts, first = _timed(lambda: capture(net, ws, layers, options.precision))
         if first < 5.0:  # cheap enough to time again without the first call's set-up
-            acts, costs.network_s = _timed(
-                lambda: net.synthesis(ws, capture=layers, precision=options.precision)
-            )
+            acts, costs.network_s = _timed(lambda: capture(net, ws, layers, options.precision))
         else:
             costs.network_s = first
     costs.measured.append(
@@ -194,10 +194,9 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
         clip = Path(tmp) / "est"
         pixels = small[0].permute(1, 2, 0).cpu().numpy()
         for i in range(3):  # drifting frames, for the encoders' motion search
-            write_exr(clip / f"est_{i + 1:05d}.exr", np.roll(pixels, 3 * i, axis=1))
-        write_manifest(clip, {"format": "irep3d-clip", "name": "est", "frames": 3, "fps": plan.fps,
-                              "loop": True, "files": "est_#####.exr", "first_frame": 1,
-                              "resolution": [sw, sh], "norm": "global"})  # fmt: skip
+            write_exr(Clip(clip).frame_path(i + 1), np.roll(pixels, 3 * i, axis=1))
+        Clip(clip).write_manifest({"frames": 3, "fps": plan.fps, "loop": True, "files": "est_#####.exr",
+                                   "first_frame": 1, "resolution": [sw, sh], "norm": "global"})  # fmt: skip
         for job in plan.composites:
             name = job.clip.name.rsplit("_", 1)[0]
             if name in costs.composite_s_px:

@@ -1,7 +1,6 @@
-"""Step "EXR clip" of the flow: frames become half-float EXR files in a clip folder.
+"""Step "EXR clip" of the flow: frames become half-float EXR files.
 
-A clip is a folder `DIR/<clip>/` holding `<clip>_00001.exr`, `<clip>_00002.exr`, … (1-based,
-five digits, so name order is time order) and `clip.json`, the manifest. Each frame is a
+A clip folder (`irep3d.clip.Clip`) holds one EXR file a frame. Each frame is a
 scanline EXR with HALF (16-bit float) R, G, B channels, ZIP compression by default, and
 header attributes namespaced `irep3d:<key>` (`irep3d:model`, `irep3d:layer`,
 `irep3d:channels`, `irep3d:seeds`, `irep3d:frame`) that exrheader, oiiotool and Blender show.
@@ -9,7 +8,7 @@ header attributes namespaced `irep3d:<key>` (`irep3d:model`, `irep3d:layer`,
 Every file is written atomically: into a hidden temp name in the same folder
 (`.<name>.<pid>-<n>.tmp.exr`), then `os.replace`d onto its final name, and the temp is
 removed on any failure, Ctrl-C included. So a final name is always a complete file,
-`finished_frames` can trust mere existence when a run resumes, and `clean_stale_temps`
+`Clip.finished` can trust mere existence when a run resumes, and `clean_stale_temps`
 sweeps what a killed process left behind.
 
 Compression: `COMPRESSIONS` offers the codecs every reader handles. OpenEXR 3.4+ also
@@ -34,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import os
 import re
 import threading
@@ -52,20 +50,14 @@ from .errors import OutputError, UsageError
 __all__ = [
     "ATTRIBUTE_PREFIX",
     "COMPRESSIONS",
-    "MANIFEST_NAME",
     "AttributeValue",
     "ExrWriter",
     "atomic_output",
     "clean_stale_temps",
-    "finished_frames",
-    "frame_name",
-    "frame_path",
     "parse_compression",
     "read_exr",
-    "read_manifest",
     "write_bytes",
     "write_exr",
-    "write_manifest",
     "write_text",
 ]
 
@@ -84,7 +76,6 @@ COMPRESSIONS: dict[str, OpenEXR.Compression] = {
 """Compression names accepted by `--compression`, mapped to OpenEXR's constants."""
 
 ATTRIBUTE_PREFIX = "irep3d:"
-MANIFEST_NAME = "clip.json"
 
 AttributeValue = str | int | float | Sequence[str]
 
@@ -100,18 +91,6 @@ def parse_compression(name: str) -> OpenEXR.Compression:
         return COMPRESSIONS[name.strip().lower()]
     except KeyError:
         raise UsageError(f"unknown EXR compression {name!r}; use one of: {', '.join(COMPRESSIONS)}") from None
-
-
-def frame_name(clip: str, index: int) -> str:
-    """The file name of frame `index` (1-based) of `clip`: `<clip>_00001.exr`."""
-    if index < 1:
-        raise UsageError(f"frame numbers start at 1, got {index}")
-    return f"{clip}_{index:05d}.exr"
-
-
-def frame_path(clip_dir: str | os.PathLike[str], clip: str, index: int) -> Path:
-    """The path of frame `index` (1-based) of `clip` inside `clip_dir`."""
-    return Path(clip_dir) / frame_name(clip, index)
 
 
 # --------------------------------------------------------------------------- atomic files
@@ -193,20 +172,6 @@ def clean_stale_temps(clip_dir: str | os.PathLike[str]) -> int:
     Call it before writing into a folder, never while a writer is active on it.
     """
     return _remove_temps(Path(clip_dir))
-
-
-def finished_frames(clip_dir: str | os.PathLike[str], clip: str, total: int) -> set[int]:
-    """The 1-based frame numbers (up to `total`) whose final file exists in `clip_dir`.
-
-    Writes are atomic, so an existing final name is a complete frame; temp files never count.
-    """
-    try:
-        names = {entry.name for entry in os.scandir(clip_dir) if entry.is_file()}
-    except FileNotFoundError:
-        return set()
-    except OSError as exc:
-        raise OutputError(f"cannot read folder {clip_dir}: {exc.strerror or exc}") from None
-    return {i for i in range(1, total + 1) if frame_name(clip, i) in names}
 
 
 # --------------------------------------------------------------------------- EXR files
@@ -313,37 +278,6 @@ def read_exr(path: str | os.PathLike[str], alpha: bool = False) -> tuple[np.ndar
     raise OutputError(f"{path} has no R, G, B channels (it has {', '.join(sorted(channels)) or 'none'})")
 
 
-# --------------------------------------------------------------------------- manifest
-
-
-def write_manifest(clip_dir: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
-    """Write `clip.json` in `clip_dir` atomically (indent 2, keys in the given order)."""
-    path = Path(clip_dir) / MANIFEST_NAME
-    try:
-        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"the clip manifest cannot be stored as JSON: {exc}") from None
-    return write_text(path, text)
-
-
-def read_manifest(clip_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The manifest of the clip in `clip_dir`, or None when there is none."""
-    path = Path(clip_dir) / MANIFEST_NAME
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OutputError(f"cannot read {path}: {exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise OutputError(f"{path} is not valid JSON ({exc}); delete it to start the clip afresh") from None
-    if not isinstance(data, dict):
-        raise OutputError(f"{path} is not a clip manifest (a JSON object was expected)")
-    return data
-
-
 # --------------------------------------------------------------------------- writer pool
 
 
@@ -353,7 +287,7 @@ class ExrWriter:
     ```python
     with ExrWriter(compression="zip", on_done=progress.advance) as writer:
         for index, rgb in frames:
-            writer.submit(frame_path(clip_dir, clip, index), rgb, {"frame": index})
+            writer.submit(clip.frame_path(index), rgb, {"frame": index})
     ```
 
     `submit` copies the frame to float16 (so the caller may reuse its buffer) and blocks

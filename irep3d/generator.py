@@ -24,6 +24,7 @@ __all__ = [
     "LayerInfo",
     "build_generator",
     "builtin_spec",
+    "capture",
     "layer_info",
     "layer_margin",
     "layer_table",
@@ -223,6 +224,24 @@ def layer_margin(net: nn.Module, layer: str) -> int:
     if layer == "input":
         return int(module.size - module.sampling_rate) // 2
     return int(module.out_size - module.out_sampling_rate) // 2
+
+
+@torch.no_grad()
+def capture(
+    net: nn.Module,
+    ws: torch.Tensor,
+    layers: str | list[str] | tuple[str, ...] | set[str],
+    precision: str = "auto",
+    view: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Run the synthesis network on ws [B, num_ws, w_dim] as far as the deepest of `layers`
+    and return their outputs by name ([B, C, H, W], margin included).
+
+    `precision`: what NVIDIA's fp16 layers run in (`irep3d.networks.precision`); `view`:
+    StyleGAN3's per-frame view transforms [B, 3, 3] (a walk's pan and rotation)."""
+    names = [layers] if isinstance(layers, str) else sorted(layers)
+    extra = {"view": view} if view is not None else {}
+    return net.synthesis(ws, capture=names, precision=precision, **extra)
 
 
 def seed_to_z(seed: int, z_dim: int) -> np.ndarray:

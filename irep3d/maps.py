@@ -1,33 +1,18 @@
-"""Activation clips: the walk, the colour mapping and the EXR writer, driven together.
+"""Step "walk" of the maps flow: what an activation clip is made of, and its walk.
 
-`render_clips` turns a list of clip jobs (layer, channels, seed sequence) into clip folders
-as `irep3d maps` and `irep3d pack` write them:
-
-* Jobs that share a seed sequence share the network: every frame of the walk costs ONE
-  forward pass, capturing all layers those jobs need (a locked pack of 6 layers x 8
-  clips runs the network once per frame, not 48 times), and the pass stops after the
-  deepest of them.
-* Before the first frame is written, `--channels auto` looks at the first keyframes and
-  `--norm global` measures its figures on up to 32 frames spread evenly over the whole
-  walk (one mapping for every frame: no flicker). These extra passes are the price of
-  writing every frame once, straight from the network, with no cache of the whole walk,
-  and of shards that agree without talking to each other: every shard measures the same
-  sample and gets the same figures.
-* Frames are computed on a fixed grid of batches ([0, B), [B, 2B), ...), so a resumed run,
-  or `--shard i/n` runs on several machines, write exactly the bytes one uninterrupted
-  run writes.
-* Writing overlaps the network (`ExrWriter`, a bounded pool of encoders).
-* Resume: `clip.json` is written before the first frame, with the chosen channels and the
-  normalisation figures; a re-run with the same settings renders only the batches whose
-  files are missing.
+`MapsOptions` holds the settings every clip of a `maps`/`pack` run shares (frames, loop,
+ψ, normalisation, size, the animated controls of the walk, audio) and `maps_options` reads
+them from what a user writes; a `ClipJob` is one clip (layer, channels, seeds). This
+module turns them into the clip's identity in clip.json (`clip_identity`), its length
+(`walk_frames`) and the ws of any frame of its walk (`key_ws`, `walk_ws`), and sizes the
+batches to the machine (`default_batch`). `irep3d.render` renders the clips.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -36,24 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .colour import NORMS, NormStats, apply_norm, measure_global, pick_channels, to_rgb
-from .errors import OutputError, UsageError
-from .exr_clip import (
-    ExrWriter,
-    atomic_output,
-    clean_stale_temps,
-    finished_frames,
-    frame_path,
-    parse_compression,
-    read_manifest,
-    write_manifest,
-    write_text,
-)
-from .generator import layer_info, layer_margin, layer_table
+from .colour import NORMS, NormStats
+from .errors import UsageError
+from .exr_clip import parse_compression
+from .generator import layer_table
 from .keyframes import KeyFile, Keyframe, check_keys, keys_to_ws, truncate
 from .networks.precision import check_precision
-from .resize import crop, format_size, parse_size, reframe
-from .shards import check_shard, shard_range
+from .resize import format_size, parse_size
 from .walk import (
     frame_count,
     interpolate_at,
@@ -66,31 +40,22 @@ from .walk import (
 )
 
 __all__ = [
+    "OPTIONAL_IDENTITY",
     "ClipJob",
     "ClipResult",
     "MapsOptions",
-    "Progress",
+    "audio_json",
+    "audio_positions",
     "check_walk",
+    "clip_identity",
     "default_batch",
     "frame_bytes",
     "free_memory",
+    "key_ws",
     "maps_options",
-    "measure_batch",
-    "merge_samples",
-    "render_clips",
-    "results_json",
-    "stats_plan",
     "walk_frames",
-    "write_pack_manifest",
+    "walk_ws",
 ]
-
-CLIP_FORMAT = "irep3d-clip"
-STATS_FRAMES = 32  # frames sampled over the walk for the `global` figures
-KEEP_BYTES = 1 << 30  # activations of the sampled batches kept for writing (else recomputed)
-STATS_PIXELS = 65536  # pixels a sampled frame contributes (strided), per channel
-
-#: progress(stage, done, total): stage "render" counts network frames, "write" EXR files.
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -201,20 +166,6 @@ class ClipResult:
     stats: NormStats | None = None
 
 
-@dataclass
-class _Clip:
-    """A job being rendered: its folder, the frames still to write and where its data goes."""
-
-    job: ClipJob
-    path: Path
-    total: int
-    margin: int
-    owned: range = range(0)  # 0-based frames this run (shard) writes
-    todo: set[int] = field(default_factory=set)  # owned frames whose files are missing
-    stats: NormStats | None = None
-    written: int = 0
-
-
 #: On a CPU, per-frame cost is flat from batch 1 to 8 at 256 px but grows with the batch
 #: once a frame's working set is large (StyleGAN3-T 1024 full frame: 4.4 s at batch 1,
 #: 5.4 s at batch 8; memory traffic, bench_generator.py). So a CPU batch holds at most
@@ -287,7 +238,7 @@ OPTIONAL_IDENTITY: dict[str, object] = {
 }
 
 
-def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
+def clip_identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
     """The settings that decide a clip's pixels: a re-run must match them to resume."""
     size = list(options.size) if isinstance(options.size, tuple) else options.size
     data = {
@@ -326,100 +277,9 @@ def _identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
     return {k: v for k, v in data.items() if k not in OPTIONAL_IDENTITY or v != OPTIONAL_IDENTITY[k]}
 
 
-def _mismatched(previous: dict, identity: dict) -> list[str]:
-    """Identity keys whose values differ from a previous clip.json's (optional keys compared
-    with their "not used" value when absent on either side)."""
-    before = {"precision": "auto", **OPTIONAL_IDENTITY, **previous}  # clips written before these existed
-    now = {**OPTIONAL_IDENTITY, **identity}
-    return [k for k, v in now.items() if before.get(k) != v]
-
-
-def _manifest(clip: _Clip, options: MapsOptions, model: str, net: nn.Module, complete: bool) -> dict:
-    info = layer_info(net, clip.job.layer)
-    c, h, w = info.channels, info.height - 2 * clip.margin, info.width - 2 * clip.margin
-    if options.size is None:
-        size = [w, h]
-    else:
-        size = [options.size, options.size] if isinstance(options.size, int) else list(options.size)
-    data = {"format": CLIP_FORMAT, "version": 1, "name": clip.job.name}
-    data.update(_identity(clip.job, options, model))
-    data.update(
-        {
-            "architecture": getattr(net, "architecture", ""),
-            "layer_shape": [c, info.height, info.width],
-            "margin_px": clip.margin,
-            "channels": list(clip.job.channels or []),
-            "frames": clip.total,
-            "fps": options.fps,
-            "resolution": size,
-            **({"size_mode": options.size_mode} if isinstance(options.size, tuple) else {}),
-            **({"ws_file": options.ws.path} if "ws_sha256" in data else {}),
-            **(_audio_json(options) if options.audio is not None else {}),
-            "files": f"{clip.job.name}_#####.exr",
-            "first_frame": 1,
-            "normalization": (
-                {"method": options.norm, "percentiles": [1.0, 99.0], **clip.stats.to_json()}
-                if clip.stats
-                else {"method": options.norm}
-            ),
-            "complete": complete,
-        }
-    )
-    return data
-
-
-def _open_clip(
-    job: ClipJob,
-    out_dir: Path,
-    options: MapsOptions,
-    model: str,
-    net: nn.Module,
-    shard: tuple[int, int],
-    clean_temps: bool = True,
-) -> _Clip:
-    """Prepare a clip folder: check a previous run's settings, find what is left to do."""
-    info = layer_info(net, job.layer)
-    if job.channels is not None:
-        for ch in job.channels:
-            if not 0 <= ch < info.channels:
-                raise UsageError(
-                    f"channel {ch} is out of range: layer {job.layer} has {info.channels} channels "
-                    f"(0-{info.channels - 1})"
-                )
-    margin = layer_margin(net, job.layer) if options.crop_margin else 0
-    total = walk_frames(len(job.seeds), options)
-    path = out_dir / job.name
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create clip folder {path}: {exc.strerror or exc}") from None
-    clip = _Clip(job=job, path=path, total=total, margin=margin)
-    previous = read_manifest(path)
-    if previous is not None:
-        mismatched = _mismatched(previous, _identity(job, options, model))
-        if job.channels is not None and previous.get("channels") not in (None, [], job.channels):
-            mismatched.append("channels")
-        if mismatched:
-            raise UsageError(
-                f"{path} holds a clip made with other settings ({', '.join(mismatched)}); "
-                "use another --out, or delete the folder to start over"
-            )
-        if job.channels is None and previous.get("channels"):
-            job.channels = list(previous["channels"])
-        norm = previous.get("normalization") or {}
-        if "lo" in norm:
-            clip.stats = NormStats.from_json(norm)
-    if clean_temps:
-        clean_stale_temps(path)
-    done = finished_frames(path, job.name, total)
-    clip.owned = shard_range(0, total - 1, shard)
-    clip.todo = {f for f in clip.owned if f + 1 not in done}
-    return clip
-
-
-def _key_ws(net: nn.Module, keys: list[Keyframe], options: MapsOptions) -> torch.Tensor:
+def key_ws(net: nn.Module, keys: list[Keyframe], options: MapsOptions) -> torch.Tensor:
     """The walk's keyframes as ws [n, num_ws, w_dim]: truncated by a constant ψ, or not yet
-    truncated when ψ sweeps (`_walk` truncates each frame by its own ψ)."""
+    truncated when ψ sweeps (`walk_ws` truncates each frame by its own ψ)."""
     psi = 1.0 if options.psi_to is not None or options.audio_psi is not None else options.psi
     return keys_to_ws(net, keys, options.ws, psi, options.cutoff, options.class_idx)
 
@@ -445,7 +305,7 @@ def walk_frames(num_keys: int, options: MapsOptions) -> int:
     return frame_count(num_keys, options.frames_per_seed, options.loop)
 
 
-def _audio_positions(options: MapsOptions, num_keys: int) -> np.ndarray:
+def audio_positions(options: MapsOptions, num_keys: int) -> np.ndarray:
     """Position on the walk of every frame of an audio clip (`audio.walk_positions`)."""
     stamp = Path(options.audio).stat().st_mtime_ns  # a changed file is measured again
     return _positions_cached(str(options.audio), stamp, options.fps, num_keys, options.audio_speed)
@@ -460,7 +320,7 @@ def _positions_cached(audio: str, _stamp: int, fps: float, num_keys: int, speed:
     return positions
 
 
-def _audio_json(options: MapsOptions) -> dict:
+def audio_json(options: MapsOptions) -> dict:
     """What clip.json records of an audio clip beside its identity: the track, its length
     and where its onsets fell (0-based frames)."""
     from .audio import analyse
@@ -527,9 +387,9 @@ def check_walk(net: nn.Module, jobs: Sequence[ClipJob], options: MapsOptions) ->
         )
 
 
-def _walk(
+def walk_ws(
     net: nn.Module,
-    key_ws: torch.Tensor,
+    keys: torch.Tensor,
     mix_ws: torch.Tensor | None,
     options: MapsOptions,
     frames: list[int],
@@ -542,9 +402,9 @@ def _walk(
     once through its keyframes, ψ sweeps there and back, the view pans round an ellipse
     and turns whole turns."""
     if options.audio is not None:
-        ws = interpolate_at(key_ws, _audio_positions(options, key_ws.shape[0])[frames], loop=False)
+        ws = interpolate_at(keys, audio_positions(options, keys.shape[0])[frames], loop=False)
     else:
-        ws = interpolate_ws(key_ws, options.frames_per_seed, options.loop, frames=frames)
+        ws = interpolate_ws(keys, options.frames_per_seed, options.loop, frames=frames)
     if not options.animated:
         return ws, None
     phase = phases(frames, total, options.loop)
@@ -566,362 +426,3 @@ def _walk(
         matrices = view_matrices(phase, options.translate or (0.0, 0.0), options.rotate)
         view = torch.from_numpy(matrices).to(device=ws.device, dtype=torch.float32)
     return ws, view
-
-
-def _synthesis(net: nn.Module, ws: torch.Tensor, view: torch.Tensor | None, layers, precision: str):
-    extra = {"view": view} if view is not None else {}
-    with torch.no_grad():
-        return net.synthesis(ws, capture=layers, precision=precision, **extra)
-
-
-def _select(acts: torch.Tensor, clip: _Clip) -> torch.Tensor:
-    """The clip's channels of a batch of layer outputs, margin removed: [B, c, h, w]."""
-    x = acts[:, clip.job.channels]
-    return crop(x, clip.margin) if clip.margin else x
-
-
-def _finish(
-    x: torch.Tensor, clip: _Clip, options: MapsOptions, frames: Sequence[int] | None = None
-) -> np.ndarray:
-    """Normalise, upscale and colour a batch: [B, c, h, w] -> [B, H, W, 3] float16 on the CPU.
-
-    With `--audio-gain`, each frame (`frames`: their 0-based indices) gets its own gain."""
-    if options.audio is not None and options.audio_gain and frames is not None:
-        from .audio import analyse, gain_curve
-
-        gains = gain_curve(analyse(options.audio, options.fps), options.gain_db, options.audio_gain)
-        x = torch.cat(
-            [
-                apply_norm(x[r : r + 1].float(), options.norm, clip.stats, float(gains[f]))
-                for r, f in enumerate(frames)
-            ]
-        )
-    else:
-        x = apply_norm(x.float(), options.norm, clip.stats, options.gain_db)
-    if options.size:
-        x = reframe(x, options.size, options.size_mode)
-    rgb = to_rgb(x).permute(0, 2, 3, 1).to(torch.float16)
-    return rgb.cpu().numpy()
-
-
-def _attributes(clip: _Clip, model: str, options: MapsOptions, frame: int) -> dict:
-    k = options.frames_per_seed
-    seeds = clip.job.seeds
-    if options.audio is not None:  # where the track put this frame on the walk
-        pos = float(_audio_positions(options, len(seeds))[frame])
-        i, r = int(pos), int(pos % 1.0 > 0)
-    else:
-        i, r = divmod(frame, k)
-    here = [seeds[i % len(seeds)]] if r == 0 else [seeds[i % len(seeds)], seeds[(i + 1) % len(seeds)]]
-    return {
-        "model": model,
-        "layer": clip.job.layer,
-        "channels": [str(c) for c in clip.job.channels or []],
-        "seeds": [str(s) for s in here],
-        "walk_seeds": ",".join(str(s) for s in seeds),
-        "frame": frame + 1,
-        "norm": options.norm,
-    }
-
-
-def _stats_batches(batches: int, batch: int) -> list[int]:
-    """Which batches of the grid set the `global` figures: enough to cover STATS_FRAMES
-    frames, spread evenly over the whole walk (every batch of a short walk)."""
-    wanted = min(batches, -(-STATS_FRAMES // batch))
-    return sorted({(i * batches) // wanted for i in range(wanted)})
-
-
-def _thin(x: torch.Tensor) -> np.ndarray:
-    """A strided view of [B, c, h, w] with at most STATS_PIXELS pixels a frame, as float16."""
-    step = max(1, int(np.ceil(np.sqrt(x.shape[-2] * x.shape[-1] / STATS_PIXELS))))
-    return x[:, :, ::step, ::step].to(torch.float16).cpu().numpy()
-
-
-def render_clips(
-    net: nn.Module,
-    model: str,
-    jobs: Sequence[ClipJob],
-    out_dir: Path,
-    options: MapsOptions,
-    progress: Progress | None = None,
-    writer_workers: int | None = None,
-    shard: tuple[int, int] = (0, 1),
-    clean_temps: bool = True,
-    stats: Mapping[str, NormStats] | None = None,
-    prepare_only: bool = False,
-    precomputed: Mapping[tuple[int, ...], Mapping[int, Mapping[str, torch.Tensor]]] | None = None,
-    precomputed_only: bool = False,
-) -> list[ClipResult]:
-    """Render clip jobs into `out_dir/<job.name>/`, sharing forward passes where seeds match.
-
-    Every written frame comes from the same fixed grid of batches (frames [0, B), [B, 2B),
-    ...), so a resumed or sharded clip is byte for byte the clip of one uninterrupted run.
-    Automatic channels are picked from the first keyframes and `global` figures measured on
-    an evenly spread sample of the walk before any frame is written (both recorded in
-    clip.json, so a resumed or parallel run uses the same ones).
-
-    Args:
-        net: a generator from `irep3d.generator.load_generator` (on its device).
-        model: how the user named the model (recorded in clip.json and the EXR headers).
-        jobs: the clips; a job with `channels=None` gets 3 active channels not used by an
-            earlier job of the same layer.
-        out_dir: parent folder of the clip folders.
-        options: frames, loop, normalisation, size, ... (see MapsOptions).
-        progress: called with ("render", frames done, total) and ("write", files done, total).
-        writer_workers: EXR encoder threads (None = one per CPU core).
-        shard: (i, n): write only the i-th of n contiguous slices of every clip's frames
-            (`--shard i/n`); the n shards together write the whole clip.
-        clean_temps: delete temp files an interrupted run left in the clip folders first.
-            False when other shards may be writing into the same folders at the same time
-            (`irep3d.farm`): their temps are not stale; the farm cleans up once all are done.
-        stats: `global` figures by clip name, measured elsewhere (`merge_samples`), for
-            clips whose clip.json has none yet: no sample of the walk is computed here.
-        prepare_only: only pick the automatic channels and write each clip.json (no
-            figures, no frames): the first step of a farm run.
-        precomputed: {seed sequence: {grid batch index: {clip name: selected channels}}}
-            already computed (`measure_batch(keep=...)`): written without the network.
-        precomputed_only: write only the `precomputed` batches.
-    """
-    options.check()
-    shard = check_shard(shard)
-    check_walk(net, jobs, options)
-    device = next(net.parameters()).device
-    batch = options.batch or default_batch(device, net, {job.layer for job in jobs})
-    out_dir = Path(out_dir)
-    clips = [_open_clip(job, out_dir, options, model, net, shard, clean_temps) for job in jobs]
-    for clip in clips:
-        if clip.stats is None and stats and clip.job.name in stats:
-            clip.stats = stats[clip.job.name]
-    used: dict[str, set[int]] = {}
-    for clip in clips:
-        if clip.job.channels is not None:
-            used.setdefault(clip.job.layer, set()).update(clip.job.channels)
-    groups: dict[tuple[int, ...], list[_Clip]] = {}
-    for clip in clips:
-        groups.setdefault(tuple(clip.job.seeds), []).append(clip)
-
-    def plan(group: list[_Clip]) -> tuple[list[int], list[list[int]], list[int], set[int]]:
-        """(keyframes to pick channels from, the batch grid, stats batches, batches to write)."""
-        total = group[0].total
-        grid = [list(range(b, min(b + batch, total))) for b in range(0, total, batch)]
-        todo = set().union(*(c.todo for c in group))
-        if not todo:
-            return [], grid, [], set()
-        keys = [i * options.frames_per_seed for i in range(len(group[0].job.seeds))]
-        keys = [f for f in keys if f < total][:batch] if any(c.job.channels is None for c in group) else []
-        needs_stats = not prepare_only and options.norm == "global" and any(c.stats is None for c in group)
-        stats = _stats_batches(len(grid), batch) if needs_stats else []
-        to_write = {i for i, frames in enumerate(grid) if todo.intersection(frames)}
-        if precomputed_only:
-            to_write &= set((precomputed or {}).get(tuple(group[0].job.seeds), {}))
-        return keys, grid, stats, to_write
-
-    plans = {seeds: plan(group) for seeds, group in groups.items()}
-    render_total = sum(len(k) + sum(len(g[i]) for i in set(st) | w) for k, g, st, w in plans.values())
-    write_total = sum(len(c.todo) for c in clips)
-    rendered = 0
-    written = 0
-    report = progress or (lambda stage, done, total: None)
-    report("render", 0, render_total)
-    report("write", 0, write_total)
-
-    def on_written(_path: object) -> None:
-        nonlocal written
-        written += 1
-        report("write", written, write_total)
-
-    with ExrWriter(workers=writer_workers, compression=options.compression, on_done=on_written) as writer:
-        for seeds, group in groups.items():
-            keys, grid, stats_batches, to_write = plans[seeds]
-            if not to_write:
-                continue
-            key_ws = _key_ws(net, list(seeds), options)
-            mix_ws = _key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
-            layers = sorted({c.job.layer for c in group})
-
-            def run(
-                frames: list[int], key_ws=key_ws, mix_ws=mix_ws, layers=layers, total=group[0].total
-            ) -> dict[str, torch.Tensor]:
-                nonlocal rendered
-                ws, view = _walk(net, key_ws, mix_ws, options, frames, total)
-                acts = _synthesis(net, ws, view, layers, options.precision)
-                rendered += len(frames)
-                report("render", rendered, render_total)
-                return acts
-
-            def selected(acts: dict[str, torch.Tensor], group=group) -> dict[str, torch.Tensor]:
-                return {c.job.name: _select(acts[c.job.layer], c) for c in group}
-
-            # Automatic channels: the most active, distinct ones at the first keyframes.
-            if keys:
-                acts = run(keys)
-                for c in group:
-                    if c.job.channels is None:
-                        taken = used.setdefault(c.job.layer, set())
-                        c.job.channels = pick_channels(acts[c.job.layer], 3, exclude=taken)
-                        taken.update(c.job.channels)
-            # Global figures from batches of the grid spread over the walk, measured before any
-            # frame is written. What they computed is kept (within KEEP_BYTES) and written once
-            # the figures are known, so those frames cost no second pass.
-            kept: dict[int, Mapping[str, torch.Tensor]] = dict((precomputed or {}).get(seeds, {}))
-            if stats_batches:
-                thinned: dict[str, list[np.ndarray]] = {c.job.name: [] for c in group if c.stats is None}
-                kept_bytes = 0
-                for i in stats_batches:
-                    chosen = selected(run(grid[i]))
-                    for name in thinned:
-                        thinned[name].append(_thin(chosen[name]))
-                    size = sum(t.numel() * t.element_size() for t in chosen.values())
-                    if i in to_write and kept_bytes + size <= KEEP_BYTES:
-                        kept[i] = {name: t.cpu() for name, t in chosen.items()}
-                        kept_bytes += size
-                for c in group:
-                    if c.stats is None:
-                        c.stats = measure_global(np.concatenate(thinned.pop(c.job.name)))
-            for c in group:
-                write_manifest(c.path, _manifest(c, options, model, net, complete=False))
-            if prepare_only:
-                continue
-            for i in sorted(to_write):
-                frames = grid[i]
-                chosen = kept.pop(i, None) or selected(run(frames))
-                for c in group:
-                    rows = [r for r, f in enumerate(frames) if f in c.todo]
-                    if not rows:
-                        continue
-                    x = chosen[c.job.name][rows].to(device)
-                    picked = [frames[r] for r in rows]
-                    for r, rgb in zip(rows, _finish(x, c, options, picked), strict=True):
-                        f = frames[r]
-                        writer.submit(
-                            frame_path(c.path, c.job.name, f + 1), rgb, _attributes(c, model, options, f)
-                        )
-                        c.written += 1
-        writer.close()
-
-    results = []
-    for c in clips:
-        complete = len(finished_frames(c.path, c.job.name, c.total)) == c.total
-        if not prepare_only:
-            write_manifest(c.path, _manifest(c, options, model, net, complete=complete))
-        results.append(
-            ClipResult(
-                name=c.job.name,
-                path=c.path,
-                layer=c.job.layer,
-                channels=list(c.job.channels or []),
-                seeds=list(c.job.seeds),
-                frames=c.total,
-                written=c.written,
-                skipped=len(c.owned) - len(c.todo),
-                stats=c.stats,
-            )
-        )
-    return results
-
-
-# --------------------------------------------------------------------------- split figures
-#
-# A farm measures the `global` figures in parallel: `stats_plan` names the batches of each
-# seed sequence's grid that `render_clips` would sample, `measure_batch` computes one of them
-# and stores its thinned values on the shared disk, `merge_samples` concatenates them in
-# grid order and measures, exactly as `render_clips` does in memory, so the figures (and
-# every frame written with them) are the local run's.
-
-
-def _seed_groups(jobs: Sequence[ClipJob]) -> dict[tuple[int, ...], list[ClipJob]]:
-    groups: dict[tuple[int, ...], list[ClipJob]] = {}
-    for job in jobs:
-        groups.setdefault(tuple(job.seeds), []).append(job)
-    return groups
-
-
-def stats_plan(jobs: Sequence[ClipJob], options: MapsOptions, batch: int) -> list[tuple[list[ClipJob], int]]:
-    """(jobs sharing a seed sequence, grid batch index) for every batch that sets figures."""
-    plan = []
-    for seeds, group in _seed_groups(jobs).items():
-        total = walk_frames(len(seeds), options)
-        for i in _stats_batches(-(-total // batch), batch):
-            plan.append((group, i))
-    return plan
-
-
-def _sample_path(scratch: Path, name: str, index: int) -> Path:
-    return scratch / name / f"b{index:05d}.npy"
-
-
-def measure_batch(
-    net: nn.Module,
-    jobs: Sequence[ClipJob],
-    options: MapsOptions,
-    batch: int,
-    index: int,
-    scratch: Path,
-    keep: dict[int, dict[str, torch.Tensor]] | None = None,
-) -> list[Path]:
-    """Compute batch `index` of the grid of `jobs` (one seed sequence, channels chosen) and
-    store each clip's thinned values as `scratch/<clip>/bNNNNN.npy` (atomic; a batch whose
-    files exist is not computed again). Returns the files.
-
-    `keep`: receives `{index: {clip name: selected channels}}` (on the CPU), so that the
-    frames can be written once the figures are known (`render_clips(precomputed=...)`)
-    instead of being computed again."""
-    seeds = {tuple(j.seeds) for j in jobs}
-    if len(seeds) != 1 or any(j.channels is None for j in jobs):
-        raise UsageError("measure_batch needs jobs of one seed sequence with their channels chosen")
-    files = [_sample_path(Path(scratch), j.name, index) for j in jobs]
-    if all(f.is_file() for f in files):
-        return files
-    total = walk_frames(len(jobs[0].seeds), options)
-    frames = list(range(index * batch, min((index + 1) * batch, total)))
-    key_ws = _key_ws(net, list(jobs[0].seeds), options)
-    mix_ws = _key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
-    ws, view = _walk(net, key_ws, mix_ws, options, frames, total)
-    acts = _synthesis(net, ws, view, sorted({j.layer for j in jobs}), options.precision)
-    selected = {}
-    for job, path in zip(jobs, files, strict=True):
-        margin = layer_margin(net, job.layer) if options.crop_margin else 0
-        clip = _Clip(job=job, path=path.parent, total=total, margin=margin)
-        selected[job.name] = _select(acts[job.layer], clip)
-        with atomic_output(path) as temp, open(temp, "wb") as fh:
-            np.save(fh, _thin(selected[job.name]))
-    if keep is not None:
-        keep[index] = {name: t.cpu() for name, t in selected.items()}
-    return files
-
-
-def merge_samples(
-    jobs: Sequence[ClipJob], options: MapsOptions, batch: int, scratch: Path
-) -> dict[str, NormStats]:
-    """The `global` figures of every clip from the batches `measure_batch` stored."""
-    figures = {}
-    for seeds, group in _seed_groups(jobs).items():
-        total = walk_frames(len(seeds), options)
-        indices = _stats_batches(-(-total // batch), batch)
-        for job in group:
-            parts = []
-            for i in indices:
-                path = _sample_path(Path(scratch), job.name, i)
-                try:
-                    parts.append(np.load(path, allow_pickle=False))
-                except OSError as exc:
-                    raise OutputError(f"cannot read the sample {path}: {exc.strerror or exc}") from None
-            figures[job.name] = measure_global(np.concatenate(parts))
-    return figures
-
-
-def write_pack_manifest(out_dir: Path, data: dict) -> Path:
-    """Write `pack.json` (the list of a pack's clips) atomically."""
-    return write_text(Path(out_dir) / "pack.json", json.dumps(data, indent=2) + "\n")
-
-
-def results_json(results: Sequence[ClipResult], out_dir: Path) -> list[dict]:
-    """The clips as pack.json lists them (paths relative to the pack folder)."""
-    rows = []
-    for r in results:
-        row = asdict(r)
-        del row["written"], row["skipped"]  # run counts, not the pack: shards must agree
-        row["path"] = str(Path(r.path).relative_to(out_dir))
-        row["stats"] = r.stats.to_json() if r.stats else None
-        rows.append(row)
-    return rows

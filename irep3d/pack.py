@@ -1,23 +1,26 @@
 """Packs: N clips per layer, each with 3 channels no other clip of its layer uses.
 
-A pack is a list of `ClipJob`s (rendered by `maps.render_clips`, or by the farm) plus
+A pack is a list of `ClipJob`s (rendered by `render.render_clips`, or by the farm) plus
 `pack.json`, which lists the clips. `irep3d pack` and `irep3d release` both build their
 jobs and manifest here, so a pack means the same thing whichever command made it.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 from torch import nn
 
 from .errors import UsageError
+from .exr_clip import write_text
 from .generator import layer_info
-from .maps import ClipJob, ClipResult, MapsOptions, results_json, write_pack_manifest
+from .maps import ClipJob, ClipResult, MapsOptions
 from .walk import seed_sequences
 
-__all__ = ["PACK_FORMAT", "clip_name", "pack_jobs", "write_pack"]
+__all__ = ["PACK_FORMAT", "clip_name", "pack_jobs", "results_json", "write_pack"]
 
 PACK_FORMAT = "irep3d-pack"
 
@@ -65,20 +68,31 @@ def write_pack(
     options: MapsOptions,
     results: Sequence[ClipResult],
 ) -> Path:
-    """Write `pack.json` listing the rendered clips (paths relative to `out`)."""
-    return write_pack_manifest(
-        out,
-        {
-            "format": PACK_FORMAT,
-            "version": 1,
-            "model": model,
-            "layers": list(layers),
-            "clips_per_layer": clips_per_layer,
-            "seeds_mode": seeds_mode,
-            "seeds": seeds,
-            "frames_per_seed": options.frames_per_seed,
-            "loop": options.loop,
-            "norm": options.norm,
-            "clips": results_json(results, out),
-        },
-    )
+    """Write `pack.json` listing the rendered clips (paths relative to `out`), atomically
+    and only when its content changes."""
+    data = {
+        "format": PACK_FORMAT,
+        "version": 1,
+        "model": model,
+        "layers": list(layers),
+        "clips_per_layer": clips_per_layer,
+        "seeds_mode": seeds_mode,
+        "seeds": seeds,
+        "frames_per_seed": options.frames_per_seed,
+        "loop": options.loop,
+        "norm": options.norm,
+        "clips": results_json(results, out),
+    }
+    return write_text(Path(out) / "pack.json", json.dumps(data, indent=2) + "\n")
+
+
+def results_json(results: Sequence[ClipResult], out_dir: Path) -> list[dict]:
+    """The clips as pack.json lists them (paths relative to the pack folder)."""
+    rows = []
+    for r in results:
+        row = asdict(r)
+        del row["written"], row["skipped"]  # run counts, not the pack: shards must agree
+        row["path"] = str(Path(r.path).relative_to(out_dir))
+        row["stats"] = r.stats.to_json() if r.stats else None
+        rows.append(row)
+    return rows

@@ -14,7 +14,6 @@ range, so each channel is rescaled by its 1st and 99th percentiles over the whol
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -22,90 +21,24 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import OutputError, UsageError
-from .exr_clip import atomic_output, read_exr, read_manifest
+from .clip import Clip
+from .errors import UsageError
+from .exr_clip import atomic_output
 
-__all__ = ["DEFAULT_FPS", "PREVIEW_SUFFIXES", "clip_frames", "make_preview"]
+__all__ = ["DEFAULT_FPS", "PREVIEW_SUFFIXES", "make_preview"]
 
 PREVIEW_SUFFIXES = (".mp4", ".gif")
 DEFAULT_FPS = 30.0  # when neither the caller nor clip.json gives one
 
-_FRAME_RE = re.compile(r"^(?P<clip>.+)_(?P<index>\d{5})\.exr$")
-_SAMPLE_FRAMES = 16  # frames read to estimate the percentiles of a raw clip
-_SAMPLE_PIXELS = 65536  # pixels taken from each of those frames, at most
-
-
-def clip_frames(clip_dir: str | os.PathLike[str]) -> list[Path]:
-    """The frame files of the clip in `clip_dir`, in time order (1, 2, … with no gap).
-
-    Raises:
-        OutputError: no such folder, no frames, several clips mixed, or a missing frame.
-    """
-    folder = Path(clip_dir)
-    try:
-        names = [entry.name for entry in os.scandir(folder) if entry.is_file()]
-    except OSError as exc:
-        raise OutputError(f"cannot read clip folder {folder}: {exc.strerror or exc}") from None
-    clips: dict[str, dict[int, str]] = {}
-    for name in names:
-        match = _FRAME_RE.match(name)
-        if match and not name.startswith("."):  # hidden names are temps of a running write
-            clips.setdefault(match["clip"], {})[int(match["index"])] = name
-    if not clips:
-        raise OutputError(f"no EXR frames (<clip>_00001.exr, …) in {folder}")
-    if len(clips) > 1 and folder.name not in clips:
-        raise OutputError(f"{folder} holds several clips ({', '.join(sorted(clips))}); keep one a folder")
-    frames = clips[folder.name] if folder.name in clips else next(iter(clips.values()))
-    missing = next((i for i in range(1, len(frames) + 1) if i not in frames), None)
-    if missing is not None:
-        raise OutputError(f"{folder} is missing frame {missing} (frames must run 1, 2, … with no gap)")
-    return [folder / frames[i] for i in range(1, len(frames) + 1)]
-
-
-def _raw_range(frames: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel 1st and 99th percentiles of a subsample of the clip: (low[3], high[3])."""
-    picks = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), _SAMPLE_FRAMES)).round().astype(int))
-    samples = []
-    for i in picks:
-        rgb, _ = read_exr(frames[i])
-        pixels = rgb.reshape(-1, 3)
-        step = max(1, len(pixels) // _SAMPLE_PIXELS)
-        samples.append(pixels[::step].astype(np.float32))
-    values = np.concatenate(samples)
-    values[~np.isfinite(values)] = np.nan
-    with np.errstate(all="ignore"):
-        low = np.nan_to_num(np.nanpercentile(values, 1, axis=0), nan=0.0)
-        high = np.nan_to_num(np.nanpercentile(values, 99, axis=0), nan=1.0)
-    high = np.where(high > low, high, low + 1.0)
-    return low, high
-
-
-def clip_values(frames: list[Path], raw: bool) -> Iterator[np.ndarray]:
-    """Each frame as float32 [H, W, 3]; a raw clip (`norm: none`) is rescaled so its 1st/99th
-    percentiles become 0/1. A frame whose size differs from the first is an OutputError."""
-    low, high = _raw_range(frames) if raw else (np.zeros(3), np.ones(3))
-    low32, scale32 = low.astype(np.float32), (1.0 / (high - low)).astype(np.float32)
-    shape = None
-    for path in frames:
-        rgb, _ = read_exr(path)
-        if shape is None:
-            shape = rgb.shape
-        elif rgb.shape != shape:
-            raise OutputError(
-                f"{path} is {rgb.shape[1]}×{rgb.shape[0]}, the clip's first frame {shape[1]}×{shape[0]}"
-            )
-        values = rgb.astype(np.float32)
-        yield (values - low32) * scale32 if raw else values
-
 
 def _display_frames(
+    clip: Clip,
     frames: list[Path],
-    raw: bool,
     size: int | None,
     on_frame: Callable[[int, int], None] | None,
 ) -> Iterator[np.ndarray]:
     """Yield each frame as an 8-bit [H, W, 3] array, mapped for display and downscaled."""
-    for index, values in enumerate(clip_values(frames, raw), start=1):
+    for index, values in enumerate(clip.values(frames=frames), start=1):
         values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
         image = (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
         if size is not None and max(image.shape[:2]) > size:
@@ -183,13 +116,14 @@ def make_preview(
         raise UsageError(f"preview output must end in {' or '.join(PREVIEW_SUFFIXES)}, got {out.name!r}")
     if size is not None and size < 2:
         raise UsageError(f"preview size must be at least 2 pixels, got {size}")
-    frames = clip_frames(clip_dir)
-    manifest = read_manifest(clip_dir) or {}
+    clip = Clip(clip_dir)
+    frames = clip.frames()
+    manifest = clip.read_manifest() or {}
     if fps is None:
         fps = manifest.get("fps", DEFAULT_FPS)
     if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
         raise UsageError(f"preview fps must be a number in (0, 1000], got {fps!r}")
-    images = _display_frames(frames, manifest.get("norm") == "none", size, on_frame)
+    images = _display_frames(clip, frames, size, on_frame)
     with atomic_output(out) as temp:
         if suffix == ".mp4":
             _write_mp4(temp, images, float(fps))

@@ -55,17 +55,9 @@ import numpy as np
 import torch
 
 from . import composite as ops
+from .clip import Clip
 from .errors import UsageError
-from .exr_clip import (
-    ExrWriter,
-    clean_stale_temps,
-    finished_frames,
-    frame_path,
-    read_exr,
-    read_manifest,
-    write_manifest,
-)
-from .preview import clip_frames
+from .exr_clip import ExrWriter, read_exr
 from .resize import parse_size, reframe, resize
 
 __all__ = ["OPS", "Recipe", "Step", "load_recipe", "recipe_from_dict", "run_recipe", "single_op_recipe"]
@@ -210,9 +202,10 @@ class _Input:
 def _open_inputs(recipe: Recipe) -> list[_Input]:
     opened = []
     for name, path in recipe.inputs.items():
-        frames = clip_frames(path)
+        clip = Clip(path)
+        frames = clip.frames()
         first, _ = read_exr(frames[0])
-        opened.append(_Input(name, path, frames, read_manifest(path) or {}, first.shape[:2]))
+        opened.append(_Input(name, path, frames, clip.read_manifest() or {}, first.shape[:2]))
     return opened
 
 
@@ -288,25 +281,15 @@ def run_recipe(
     out_dir = Path(out_dir)
     inputs = _open_inputs(recipe)
     total, (h, w) = _check_inputs(inputs, fit)
-    name = out_dir.name
+    clip = Clip(out_dir).create()
     fingerprint = _identity(recipe, inputs, fit)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"cannot create {out_dir}: {exc.strerror or exc}") from None
-    previous = read_manifest(out_dir)
-    if previous is not None and previous.get("recipe_fingerprint") != fingerprint:
-        raise UsageError(
-            f"{out_dir} holds a clip made from another recipe or inputs; use another --out or delete it"
-        )
-    clean_stale_temps(out_dir)
-    done = finished_frames(out_dir, name, total)
+    previous = clip.check_identity({"recipe_fingerprint": fingerprint}, what="recipe steps or inputs")
+    clip.clean_temps()
+    done = clip.finished(total)
     todo = [f for f in range(total) if f + 1 not in done]
     first = inputs[0].manifest
+    name = clip.name
     manifest = {
-        "format": "irep3d-clip",
-        "version": 1,
-        "name": name,
         "frames": total,
         "fps": first.get("fps", 30.0),
         "loop": all(i.manifest.get("loop", True) for i in inputs),
@@ -353,20 +336,18 @@ def run_recipe(
             result = values[recipe.output]
             resolution = [int(result.shape[-1]), int(result.shape[-2])]
             if previous is None and written == 0:
-                write_manifest(out_dir, {**manifest, "resolution": resolution})
+                clip.write_manifest({**manifest, "resolution": resolution})
             pixels = result.permute(0, 2, 3, 1).to(torch.float16).cpu().numpy()
             for f, frame in zip(frames, pixels, strict=True):
-                writer.submit(
-                    frame_path(out_dir, name, f + 1), frame, {"recipe": fingerprint, "frame": f + 1}
-                )
+                writer.submit(clip.frame_path(f + 1), frame, {"recipe": fingerprint, "frame": f + 1})
                 written += 1
             report(written, len(todo))
         writer.close()
     if resolution is None:
         resolution = (previous or {}).get("resolution")
     manifest.update({"resolution": resolution, "complete": True})
-    write_manifest(out_dir, manifest)
-    return manifest
+    clip.write_manifest(manifest)
+    return clip.read_manifest() or {}
 
 
 def single_op_recipe(op: str, clips: Sequence[str], params: dict[str, Any]) -> Recipe:

@@ -7,7 +7,7 @@ presets, codecs, patterns that match nothing, clips that do not fit together) be
 work starts; `plan_release` expands its patterns into concrete jobs; `run_release` makes
 them, stage by stage, with the library calls the single-clip commands use:
 
-    maps        irep3d.pack.pack_jobs + irep3d.maps.render_clips (or irep3d.farm.render_maps)
+    maps        irep3d.pack.pack_jobs + irep3d.render.render_clips (or irep3d.farm.render_maps)
     composites  irep3d.recipe.run_recipe
     scenes      irep3d.blender.build_scenes + render_scenes (or irep3d.farm.render_chunks)
     deliveries  irep3d.encode.encode_clip
@@ -703,8 +703,8 @@ def run_release(
 
 
 def _make_packs(plan: Plan, net: Any, ray: str | None, report: Progress) -> None:
-    from .maps import render_clips
     from .pack import write_pack
+    from .render import render_clips
 
     release = plan.release
     for mode, jobs in plan.jobs.items():

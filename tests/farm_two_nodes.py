@@ -53,7 +53,7 @@ sys.path.insert(0, str(HERE))
 from test_farm import FRAMES, MODEL, OPTIONS, SIZE, jobs, png_pixels, tree  # noqa: E402
 
 from irep3d import farm  # noqa: E402
-from irep3d.maps import render_clips  # noqa: E402
+from irep3d.render import render_clips  # noqa: E402
 from tests.clip_util import make_clip  # noqa: E402
 from tests.proc_util import stop_group  # noqa: E402
 

@@ -18,7 +18,8 @@ from irep3d.cli import app
 from irep3d.encode import encode_clip
 from irep3d.errors import UsageError
 from irep3d.generator import load_generator
-from irep3d.maps import ClipJob, _walk, maps_options, render_clips
+from irep3d.maps import ClipJob, maps_options, walk_ws
+from irep3d.render import render_clips
 
 RATE = 44100
 FPS = 30
@@ -128,7 +129,7 @@ def test_maps_audio_clip(net, tmp_path):
     # The walk's ws move much further at a click than between clicks.
     key_ws = torch.from_numpy(np.random.default_rng(0).standard_normal((3, 16, 512)).astype(np.float32))
     plain = maps_options(audio=track, audio_speed=20.0, fps=fps)
-    ws, _ = _walk(net, key_ws, None, plain, list(range(12)), 12)
+    ws, _ = walk_ws(net, key_ws, None, plain, list(range(12)), 12)
     steps = (ws[1:] - ws[:-1]).flatten(1).norm(dim=1).numpy()
     for f in manifest["audio_onsets"]:
         assert steps[f - 1 : f + 1].max() > 3 * steps[f - 3], steps

@@ -11,9 +11,10 @@ import pytest
 from typer.testing import CliRunner
 
 from irep3d.cli import app
+from irep3d.clip import Clip
 from irep3d.encode import CODECS, encode_clip, srgb_oetf
 from irep3d.errors import OutputError, UsageError
-from irep3d.exr_clip import frame_path, write_exr, write_manifest
+from irep3d.exr_clip import write_exr
 
 FRAMES = 12
 WIDTH, HEIGHT = 45, 31  # odd on purpose: h264/prores pad to even, HAP to multiples of 4
@@ -34,8 +35,8 @@ def loop_frame(index: int) -> np.ndarray:
 
 def make_clip(folder: Path, manifest: dict | None = None, frames=loop_frame, count: int = FRAMES) -> Path:
     for i in range(1, count + 1):
-        write_exr(frame_path(folder, folder.name, i), frames(i), {"frame": i})
-    write_manifest(folder, {"fps": 24, "norm": "global"} if manifest is None else manifest)
+        write_exr(Clip(folder).frame_path(i), frames(i), {"frame": i})
+    Clip(folder).write_manifest({"fps": 24, "norm": "global"} if manifest is None else manifest)
     return folder
 
 
@@ -147,7 +148,7 @@ def test_missing_or_broken_clips_are_output_errors(tmp_path):
     with pytest.raises(OutputError, match="no EXR frames"):
         encode_clip(tmp_path / "empty", tmp_path / "x.mp4", "h264")
     clip = make_clip(tmp_path / "walk", count=3)
-    frame_path(clip, "walk", 2).unlink()
+    Clip(clip, "walk").frame_path(2).unlink()
     with pytest.raises(OutputError, match="missing frame 2"):
         encode_clip(clip, tmp_path / "x.mp4", "h264")
 

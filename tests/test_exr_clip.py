@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,20 +16,9 @@ import OpenEXR
 import pytest
 
 from irep3d import exr_clip
+from irep3d.clip import Clip
 from irep3d.errors import OutputError, UsageError
-from irep3d.exr_clip import (
-    COMPRESSIONS,
-    ExrWriter,
-    clean_stale_temps,
-    finished_frames,
-    frame_name,
-    frame_path,
-    parse_compression,
-    read_exr,
-    read_manifest,
-    write_exr,
-    write_manifest,
-)
+from irep3d.exr_clip import COMPRESSIONS, ExrWriter, clean_stale_temps, parse_compression, read_exr, write_exr
 
 LOSSY = {"b44", "b44a", "dwaa", "dwab"}
 ATTRS = {
@@ -58,18 +46,6 @@ def wait_until(condition, what: str) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.001)
-
-
-# ----------------------------------------------------------------------------- names
-
-
-def test_frame_names_are_one_based_and_sort_in_time_order(tmp_path):
-    assert frame_name("walk", 1) == "walk_00001.exr"
-    assert frame_path(tmp_path, "walk", 12345) == tmp_path / "walk_12345.exr"
-    names = [frame_name("walk", i) for i in (1, 2, 10, 100, 9999)]
-    assert names == sorted(names)
-    with pytest.raises(UsageError, match="start at 1"):
-        frame_name("walk", 0)
 
 
 def test_parse_compression_and_unknown_names():
@@ -260,7 +236,7 @@ def test_unwritable_folder_is_one_line_naming_the_path(tmp_path):
 
 def test_clean_stale_temps_and_finished_frames(tmp_path):
     for i in (1, 2, 4):
-        write_exr(frame_path(tmp_path, "walk", i), ramp(4, 4))
+        write_exr(Clip(tmp_path, "walk").frame_path(i), ramp(4, 4))
     planted = [
         ".walk_00003.exr.4242-1.tmp.exr",  # an interrupted frame
         ".walk_00005.exr.99-12.tmp.exr",
@@ -271,9 +247,9 @@ def test_clean_stale_temps_and_finished_frames(tmp_path):
     (tmp_path / "notes.txt").write_text("kept")
     (tmp_path / "other_00003.exr").write_bytes(b"another clip's frame")
 
-    assert finished_frames(tmp_path, "walk", 5) == {1, 2, 4}  # temps never count
-    assert finished_frames(tmp_path, "walk", 2) == {1, 2}
-    assert finished_frames(tmp_path / "absent", "walk", 5) == set()
+    assert Clip(tmp_path, "walk").finished(5) == {1, 2, 4}  # temps never count
+    assert Clip(tmp_path, "walk").finished(2) == {1, 2}
+    assert Clip(tmp_path / "absent", "walk").finished(5) == set()
     assert clean_stale_temps(tmp_path) == 3
     assert temps(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -287,44 +263,6 @@ def test_clean_stale_temps_and_finished_frames(tmp_path):
     assert clean_stale_temps(tmp_path / "absent") == 0
 
 
-# ----------------------------------------------------------------------------- manifest
-
-
-def test_manifest_round_trip_keeps_key_order(tmp_path):
-    data = {"format": "irep3d-clip", "version": 1, "fps": 30, "name": "walk", "channels": [3, 1]}
-    path = write_manifest(tmp_path, data)
-    assert path == tmp_path / "clip.json"
-    assert read_manifest(tmp_path) == data
-    text = path.read_text()
-    assert list(json.loads(text)) == list(data)  # not sorted
-    assert text.startswith('{\n  "format"')  # indent 2
-    assert temps(tmp_path) == []
-    assert read_manifest(tmp_path / "nowhere") is None
-
-
-def test_manifest_rewrite_is_atomic(tmp_path, monkeypatch):
-    write_manifest(tmp_path, {"fps": 30})
-
-    def fail(self, *args, **kwargs):
-        with open(self, "wb") as fh:  # half written, then the disk fills up
-            fh.write(b'{"fps": ')
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(Path, "write_bytes", fail)
-    with pytest.raises(OutputError, match=r"clip\.json"):
-        write_manifest(tmp_path, {"fps": 60})
-    monkeypatch.undo()
-    assert read_manifest(tmp_path) == {"fps": 30}
-    assert temps(tmp_path) == []
-
-
-@pytest.mark.parametrize("text", ['{"fps": 3', "[1, 2]"])
-def test_corrupt_manifest_is_an_output_error(tmp_path, text):
-    (tmp_path / "clip.json").write_text(text)
-    with pytest.raises(OutputError, match=r"clip\.json"):
-        read_manifest(tmp_path)
-
-
 # ----------------------------------------------------------------------------- ExrWriter
 
 
@@ -332,13 +270,13 @@ def test_writer_writes_every_frame(tmp_path):
     done: list[Path] = []
     with ExrWriter(workers=2, on_done=done.append) as writer:
         for i in range(1, 7):
-            writer.submit(frame_path(tmp_path, "walk", i), ramp(shift=i), {"frame": i})
+            writer.submit(Clip(tmp_path, "walk").frame_path(i), ramp(shift=i), {"frame": i})
     assert writer.completed == 6
-    assert sorted(done) == [frame_path(tmp_path, "walk", i) for i in range(1, 7)]
-    assert finished_frames(tmp_path, "walk", 6) == set(range(1, 7))
+    assert sorted(done) == [Clip(tmp_path, "walk").frame_path(i) for i in range(1, 7)]
+    assert Clip(tmp_path, "walk").finished(6) == set(range(1, 7))
     assert temps(tmp_path) == []
     for i in range(1, 7):
-        pixels, header = read_exr(frame_path(tmp_path, "walk", i))
+        pixels, header = read_exr(Clip(tmp_path, "walk").frame_path(i))
         np.testing.assert_array_equal(pixels, ramp(shift=i).astype(np.float16))
         assert header["irep3d:frame"] == i
 
@@ -430,7 +368,7 @@ def test_worker_error_is_raised_in_the_caller(tmp_path):
     with pytest.raises(OutputError, match="blocker"), ExrWriter(workers=2) as writer:
         writer.submit(blocker / "walk_00001.exr", ramp())
         for i in range(2, 50):
-            writer.submit(frame_path(tmp_path, "walk", i), ramp())
+            writer.submit(Clip(tmp_path, "walk").frame_path(i), ramp())
     assert temps(tmp_path) == []
 
 
@@ -494,14 +432,14 @@ def test_ctrl_c_inside_the_with_leaves_only_complete_files(tmp_path, monkeypatch
     (tmp_path / theirs).write_bytes(b"partial")
     with pytest.raises(KeyboardInterrupt), ExrWriter(workers=1, max_pending=8) as writer:
         for i in range(1, 6):
-            writer.submit(frame_path(tmp_path, "walk", i), ramp(512, 512, shift=i))  # ~10 ms to write
+            writer.submit(Clip(tmp_path, "walk").frame_path(i), ramp(512, 512, shift=i))  # ~10 ms to write
         wait_until(lambda: writes.started, "the first write to start")
         raise KeyboardInterrupt
     assert writes.started == ["walk_00001.exr"]
     assert writer.completed == 1
-    assert finished_frames(tmp_path, "walk", 5) == {1}
+    assert Clip(tmp_path, "walk").finished(5) == {1}
     np.testing.assert_array_equal(
-        read_exr(frame_path(tmp_path, "walk", 1))[0], ramp(512, 512, shift=1).astype(np.float16)
+        read_exr(Clip(tmp_path, "walk").frame_path(1))[0], ramp(512, 512, shift=1).astype(np.float16)
     )
     assert temps(tmp_path) == [theirs]  # this process's temps are swept, no one else's
 
@@ -568,14 +506,3 @@ def test_rgba_round_trip(tmp_path):
     rgb = rgba[..., :3]
     write_exr(tmp_path / "b.exr", rgb)
     assert (read_exr(tmp_path / "b.exr", alpha=True)[0][..., 3] == 1).all()
-
-
-def test_an_unchanged_manifest_is_not_rewritten(tmp_path):
-    """A resumed job leaves finished folders untouched: same content, same file, same mtime."""
-    path = write_manifest(tmp_path, {"fps": 30})
-    before = path.stat().st_mtime_ns
-    time.sleep(0.01)
-    write_manifest(tmp_path, {"fps": 30})
-    assert path.stat().st_mtime_ns == before
-    write_manifest(tmp_path, {"fps": 60})
-    assert read_manifest(tmp_path) == {"fps": 60} and path.stat().st_mtime_ns != before

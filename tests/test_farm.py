@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from irep3d import farm
 from irep3d.cli import app
 from irep3d.errors import Irep3dError, LayerError, OutputError
-from irep3d.maps import ClipJob, MapsOptions, render_clips
+from irep3d.maps import ClipJob, MapsOptions
+from irep3d.render import render_clips
 from tests.clip_util import make_clip
 
 MODEL = "builtin:sg3t-256"

@@ -14,7 +14,8 @@ from irep3d.errors import UsageError
 from irep3d.exr_clip import read_exr
 from irep3d.generator import load_generator, seeds_to_ws
 from irep3d.keyframes import load_keyfile
-from irep3d.maps import ClipJob, MapsOptions, _identity, render_clips
+from irep3d.maps import ClipJob, MapsOptions, clip_identity
+from irep3d.render import render_clips
 
 LAYER = "L3_52_64"  # an early layer: the capture stops there, so tests stay fast
 OTHER = "L5_84_64"
@@ -207,7 +208,7 @@ def test_square_size_keeps_the_clip_identity_of_older_clips(net, tmp_path):
     assert manifest["size"] == 64 and "size_mode" not in manifest
     old_keys = ["model", "layer", "seeds", "frames_per_seed", "loop", "psi", "norm", "gain_db", "size",
                 "crop_margin", "compression", "precision"]  # fmt: skip
-    assert list(_identity(ClipJob("q", LAYER, None, [1]), opts, "m")) == old_keys
+    assert list(clip_identity(ClipJob("q", LAYER, None, [1]), opts, "m")) == old_keys
     # Pixels: the square path is the plain resize.
     (other,) = render_clips(
         net, "m", [ClipJob("q", LAYER, [0, 1, 2], [1])], tmp_path / "pad", replace(opts, size_mode="pad")
@@ -313,7 +314,7 @@ def test_channel_out_of_range_names_the_count(net, tmp_path):
 
 
 def test_stats_batches_are_bounded_and_spread():
-    from irep3d.maps import STATS_FRAMES, _stats_batches
+    from irep3d.render import STATS_FRAMES, _stats_batches
 
     chosen = _stats_batches(225, 4)  # a 900-frame walk in batches of 4
     assert len(chosen) * 4 == STATS_FRAMES and chosen[0] == 0 and chosen[-1] > 190
@@ -321,9 +322,9 @@ def test_stats_batches_are_bounded_and_spread():
 
 
 def test_long_walk_measures_a_sample_and_runs_each_frame_once(net, tmp_path, counted, monkeypatch):
-    import irep3d.maps
+    import irep3d.render
 
-    monkeypatch.setattr(irep3d.maps, "KEEP_BYTES", 0)  # nothing kept: sampled batches run twice
+    monkeypatch.setattr(irep3d.render, "KEEP_BYTES", 0)  # nothing kept: sampled batches run twice
     opts = MapsOptions(frames_per_seed=20, norm="global", batch=4)
     (res,) = render_clips(net, "m", [ClipJob("long", LAYER, [1, 2, 3], [1, 2, 3])], tmp_path, opts)
     assert res.frames == 60 and sum(counted) == 60 + 32

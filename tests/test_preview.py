@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from irep3d.clip import Clip
 from irep3d.errors import OutputError, UsageError
-from irep3d.exr_clip import frame_path, write_exr, write_manifest
-from irep3d.preview import clip_frames, make_preview
+from irep3d.exr_clip import write_exr
+from irep3d.preview import make_preview
 
 FRAMES = 6
 
@@ -24,9 +25,9 @@ def frame(index: int, size: int = 32) -> np.ndarray:
 
 def make_clip(folder: Path, frames: int = FRAMES, manifest: dict | None = None, size: int = 32) -> Path:
     for i in range(1, frames + 1):
-        write_exr(frame_path(folder, folder.name, i), frame(i, size), {"frame": i})
+        write_exr(Clip(folder).frame_path(i), frame(i, size), {"frame": i})
     if manifest is not None:
-        write_manifest(folder, manifest)
+        Clip(folder).write_manifest(manifest)
     return folder
 
 
@@ -99,8 +100,8 @@ def test_raw_clips_are_rescaled_by_percentiles(tmp_path):
     """norm "none": values far outside [0, 1] still fill the display range."""
     clip = tmp_path / "raw"
     for i in range(1, 4):
-        write_exr(frame_path(clip, "raw", i), frame(i) * 200.0 - 100.0)
-    write_manifest(clip, {"fps": 10, "norm": "none"})
+        write_exr(Clip(clip, "raw").frame_path(i), frame(i) * 200.0 - 100.0)
+    Clip(clip).write_manifest({"fps": 10, "norm": "none"})
     images, _ = gif_frames(make_preview(clip, tmp_path / "raw.gif"))
     red = images[0][..., 0]
     assert red.min() < 10 and red.max() > 245  # -100..100 spread over 0..255, not clamped to 0/255
@@ -148,7 +149,7 @@ def test_empty_or_absent_folder_is_an_output_error(tmp_path):
 
 def test_gap_in_numbering_is_an_output_error(tmp_path):
     clip = make_clip(tmp_path / "walk", frames=4)
-    frame_path(clip, "walk", 3).unlink()
+    Clip(clip, "walk").frame_path(3).unlink()
     with pytest.raises(OutputError, match="missing frame 3"):
         make_preview(clip, tmp_path / "walk.gif")
 
@@ -157,7 +158,7 @@ def test_clip_frames_finds_the_clip_of_a_renamed_folder(tmp_path):
     clip = make_clip(tmp_path / "walk", frames=3)
     renamed = clip.rename(tmp_path / "copy")
     (renamed / "._walk_00001.exr").write_bytes(b"macOS AppleDouble metadata, not a frame")
-    assert [p.name for p in clip_frames(renamed)] == ["walk_00001.exr", "walk_00002.exr", "walk_00003.exr"]
+    assert [p.name for p in Clip(renamed).frames()] == ["walk_00001.exr", "walk_00002.exr", "walk_00003.exr"]
     write_exr(renamed / "other_00001.exr", frame(1))
     with pytest.raises(OutputError, match="several clips"):
-        clip_frames(renamed)
+        Clip(renamed).frames()

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from irep3d import composite as ops
 from irep3d.cli import app
+from irep3d.clip import Clip
 from irep3d.errors import OutputError, UsageError
-from irep3d.exr_clip import frame_path, read_exr, write_exr, write_manifest
+from irep3d.exr_clip import read_exr, write_exr
 from irep3d.recipe import load_recipe, recipe_from_dict, run_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,8 +35,8 @@ def make_clip(folder: Path, frames: int = 8, size: int = 16, phase: float = 0.0)
             ],
             axis=-1,
         )
-        write_exr(frame_path(folder, folder.name, f + 1), rgb)
-    write_manifest(folder, {"name": folder.name, "frames": frames, "fps": 24, "loop": True})
+        write_exr(Clip(folder).frame_path(f + 1), rgb)
+    Clip(folder).write_manifest({"name": folder.name, "frames": frames, "fps": 24, "loop": True})
     return folder
 
 
@@ -149,7 +150,7 @@ def test_rerun_resumes_missing_frames_only(tmp_path):
     assert after.keys() == before.keys()
     assert all(after[n] == before[n] for n in before if n != "o_00003.exr")
     other = recipe(tmp_path, [{"op": "grade", "exposure": 2.0}], {"a": a})
-    with pytest.raises(UsageError, match="another recipe"):
+    with pytest.raises(UsageError, match="other recipe steps or inputs"):
         run_recipe(other, tmp_path / "o")
 
 

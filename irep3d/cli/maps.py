@@ -216,7 +216,7 @@ def _run_with_progress(
     """Render with two bars: network frames and EXR files written, each with rate and ETA.
 
     On a Ray cluster (`farm`), one bar: EXR files present in the clip folders, nodes busy."""
-    from ..maps import render_clips
+    from ..render import render_clips
 
     if farm is not None:
         from ..farm import render_maps
@@ -384,7 +384,7 @@ def channels(
     """Contact sheet of every channel of a layer, labelled with its index, to choose three."""
     import torch
 
-    from ..generator import layer_info, load_generator, seeds_to_ws
+    from ..generator import capture, layer_info, load_generator, seeds_to_ws
     from ..sheet import contact_sheet
 
     if out.suffix.lower() != ".png":
@@ -396,7 +396,7 @@ def channels(
     layer_info(net, layer)
     with torch.no_grad():
         ws = seeds_to_ws(net, [seed], truncation_psi=psi)
-        acts = net.synthesis(ws, capture=[layer], precision=precision)[layer][0]
+        acts = capture(net, ws, layer, precision)[layer][0]
     path = contact_sheet(acts.float().cpu(), layer, out, tile=tile, title=f"{model}  {layer}  seed {seed}")
     console.print(f"wrote {path} ({acts.shape[0]} channels)")
 

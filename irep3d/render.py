@@ -1,0 +1,562 @@
+"""Step "render" of the maps flow: clip jobs become EXR clip folders, in four steps.
+
+`render_clips` runs them in order on this machine; `irep3d.farm` hands the same steps to
+workers on a cluster, so both write the same bytes:
+
+1. `plan`: open every clip folder (`irep3d.clip.Clip`), refuse one made with other
+   settings, find the frames still missing. Jobs that share a seed sequence form a
+   `SeedGroup` and share the network: every frame of the walk costs ONE forward pass
+   capturing all layers those jobs need (a locked pack of 6 layers × 8 clips runs the
+   network once a frame, not 48 times), stopping after the deepest of them.
+2. `choose_channels`: `--channels auto` looks at the walk's first keyframes and takes the
+   most active channels not used by another clip of the layer; clip.json records them.
+3. `measure_figures`: `--norm global` measures its figures on batches of the walk spread
+   evenly over it (`figure_batches`: about 32 frames), before any frame is written, so
+   every frame gets the same mapping (no flicker). The batches computed for this are kept
+   (within KEEP_BYTES) and written in step 4 instead of being computed again. A farm
+   computes the batches on several workers (`sample_batch`) and merges the samples
+   (`figures_from_samples`) in the same order.
+4. `write_batches`: frames come from a fixed grid of batches ([0, B), [B, 2B), ...), so a
+   resumed run, or `--shard i/n` runs on several machines, write exactly the bytes one
+   uninterrupted run writes. EXR encoding overlaps the network (`ExrWriter`). `finish`
+   then records each clip.json as complete (or not) and reports what was done.
+
+The extra passes of steps 2 and 3 are the price of writing every frame once, straight from
+the network, with no cache of the whole walk, and of shards that agree without talking to
+each other: every shard measures the same sample and gets the same figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .clip import Clip
+from .colour import NormStats, apply_norm, measure_global, pick_channels, to_rgb
+from .errors import UsageError
+from .exr_clip import ExrWriter
+from .generator import capture, layer_info, layer_margin
+from .keyframes import Keyframe
+from .maps import (
+    OPTIONAL_IDENTITY,
+    ClipJob,
+    ClipResult,
+    MapsOptions,
+    audio_positions,
+    check_walk,
+    clip_identity,
+    default_batch,
+    key_ws,
+    walk_frames,
+    walk_ws,
+)
+from .resize import crop, reframe
+from .shards import WHOLE, check_shard, shard_range
+
+__all__ = [
+    "KEEP_BYTES",
+    "STATS_FRAMES",
+    "ClipState",
+    "Plan",
+    "Progress",
+    "SeedGroup",
+    "choose_channels",
+    "figure_batches",
+    "figures_from_samples",
+    "finish",
+    "measure_figures",
+    "plan",
+    "render_clips",
+    "sample_batch",
+    "write_batches",
+]
+
+STATS_FRAMES = 32  # frames sampled over the walk for the `global` figures
+KEEP_BYTES = 1 << 30  # activations of the sampled batches kept for writing (else recomputed)
+STATS_PIXELS = 65536  # pixels a sampled frame contributes (strided), per channel
+
+#: progress(stage, done, total): stage "render" counts network frames, "write" EXR files.
+Progress = Callable[[str, int, int], None]
+
+#: Batches already computed, kept for writing: {seed sequence: {grid batch: {clip: [B, c, h, w]}}}.
+Kept = dict[tuple[Keyframe, ...], dict[int, dict[str, torch.Tensor]]]
+
+
+@dataclass
+class ClipState:
+    """One job in a plan: its folder, the frames this run writes and what it knows so far."""
+
+    job: ClipJob
+    clip: Clip
+    total: int  # frames of the whole clip
+    margin: int  # StyleGAN3 margin cropped on each side (0 unless --crop-margin)
+    layer_shape: tuple[int, int, int]  # (channels, height, width) of the layer, margin included
+    owned: range = range(0)  # 0-based frames this run (shard) writes
+    todo: set[int] = field(default_factory=set)  # owned frames whose files are missing
+    stats: NormStats | None = None  # the `global` figures, once known
+    written: int = 0
+
+
+@dataclass
+class SeedGroup:
+    """Clips that walk the same seed sequence: every forward pass serves all of them."""
+
+    seeds: tuple[Keyframe, ...]
+    clips: list[ClipState]
+    total: int
+    grid: list[list[int]]  # the fixed batches of frames, [0, B), [B, 2B), ...
+    to_write: set[int]  # grid batches holding frames this run writes
+
+    @property
+    def layers(self) -> list[str]:
+        return sorted({c.job.layer for c in self.clips})
+
+
+@dataclass
+class Plan:
+    """What a run does: its clips, grouped by seed sequence, and the batch size."""
+
+    model: str
+    options: MapsOptions
+    architecture: str
+    batch: int
+    clips: list[ClipState]
+    groups: list[SeedGroup]
+    progress: Progress | None = None
+    rendered: int = 0  # network frames computed so far, by all steps
+    render_total: int = 0  # network frames all steps will compute (for progress)
+
+    def group(self, seeds: Sequence[Keyframe]) -> SeedGroup:
+        return next(g for g in self.groups if g.seeds == tuple(seeds))
+
+    def set_figures(self, stats: Mapping[str, NormStats]) -> None:
+        """Use `global` figures measured elsewhere (a farm's merged samples) for the clips
+        whose clip.json records none yet."""
+        for c in self.clips:
+            if c.stats is None and c.job.name in stats:
+                c.stats = stats[c.job.name]
+
+    def _ran(self, frames: int) -> None:
+        self.rendered += frames
+        if self.progress is not None:
+            self.progress("render", self.rendered, self.render_total)
+
+
+# --------------------------------------------------------------------------- 1. plan
+
+
+def plan(
+    net: nn.Module,
+    model: str,
+    jobs: Sequence[ClipJob],
+    out_dir: str | Path,
+    options: MapsOptions,
+    *,
+    shard: tuple[int, int] = WHOLE,
+    clean_temps: bool = True,
+    progress: Progress | None = None,
+) -> Plan:
+    """Open the clip folders `out_dir/<job.name>/` and plan what is left to do.
+
+    A folder whose clip.json records other settings is refused (UsageError naming them);
+    its channels and figures are taken over. `shard` (i, n): only the i-th of n contiguous
+    slices of every clip's frames. `clean_temps=False` leaves temp files alone (other
+    shards may be writing into the same folders: a farm).
+    """
+    options.check()
+    shard = check_shard(shard)
+    check_walk(net, jobs, options)
+    device = next(net.parameters()).device
+    batch = options.batch or default_batch(device, net, {job.layer for job in jobs})
+    clips = [_open(net, job, Path(out_dir), options, model, shard, clean_temps) for job in jobs]
+    by_seeds: dict[tuple[Keyframe, ...], list[ClipState]] = {}
+    for c in clips:
+        by_seeds.setdefault(tuple(c.job.seeds), []).append(c)
+    groups = []
+    for seeds, members in by_seeds.items():
+        total = members[0].total
+        grid = [list(range(b, min(b + batch, total))) for b in range(0, total, batch)]
+        todo = set().union(*(c.todo for c in members))
+        to_write = {i for i, frames in enumerate(grid) if todo.intersection(frames)}
+        groups.append(SeedGroup(seeds, members, total, grid, to_write))
+    arch = getattr(net, "architecture", "")
+    result = Plan(model, options, arch, batch, clips, groups, progress)
+    result.render_total = sum(
+        len(_keyframes(result, g)) + sum(len(g.grid[i]) for i in set(_figure_indices(result, g)) | g.to_write)
+        for g in groups
+    )
+    return result
+
+
+def _open(
+    net: nn.Module,
+    job: ClipJob,
+    out_dir: Path,
+    options: MapsOptions,
+    model: str,
+    shard: tuple[int, int],
+    clean_temps: bool,
+) -> ClipState:
+    """Check a job against its layer and its folder's previous run; find what is left."""
+    info = layer_info(net, job.layer)
+    if job.channels is not None:
+        for ch in job.channels:
+            if not 0 <= ch < info.channels:
+                raise UsageError(
+                    f"channel {ch} is out of range: layer {job.layer} has {info.channels} channels "
+                    f"(0-{info.channels - 1})"
+                )
+    margin = layer_margin(net, job.layer) if options.crop_margin else 0
+    total = walk_frames(len(job.seeds), options)
+    clip = Clip(out_dir / job.name).create()
+    previous = clip.read_manifest()
+    if previous is not None:
+        identity = clip_identity(job, options, model)
+        if job.channels is not None and previous.get("channels"):
+            identity["channels"] = job.channels
+        unused = {"precision": "auto", **OPTIONAL_IDENTITY}  # clips written before these existed
+        clip.check_identity(identity, unused)
+    if clean_temps:
+        clip.clean_temps()
+    state = ClipState(job, clip, total, margin, (info.channels, info.height, info.width))
+    if previous is not None:
+        if job.channels is None and previous.get("channels"):
+            job.channels = list(previous["channels"])
+        norm = previous.get("normalization") or {}
+        if "lo" in norm:
+            state.stats = NormStats.from_json(norm)
+    done = clip.finished(total)
+    state.owned = shard_range(0, total - 1, shard)
+    state.todo = {f for f in state.owned if f + 1 not in done}
+    return state
+
+
+def _keyframes(plan: Plan, group: SeedGroup) -> list[int]:
+    """The frames `choose_channels` computes for a group: its first keyframes (one batch)."""
+    if not group.to_write or all(c.job.channels is not None for c in group.clips):
+        return []
+    keys = [i * plan.options.frames_per_seed for i in range(len(group.seeds))]
+    return [f for f in keys if f < group.total][: plan.batch]
+
+
+def _figure_indices(plan: Plan, group: SeedGroup) -> list[int]:
+    """The grid batches `measure_figures` computes for a group (none if its clips know theirs)."""
+    if not group.to_write or plan.options.norm != "global" or all(c.stats is not None for c in group.clips):
+        return []
+    return _stats_batches(len(group.grid), plan.batch)
+
+
+def _stats_batches(batches: int, batch: int) -> list[int]:
+    """Which batches of the grid set the `global` figures: enough to cover STATS_FRAMES
+    frames, spread evenly over the whole walk (every batch of a short walk)."""
+    wanted = min(batches, -(-STATS_FRAMES // batch))
+    return sorted({(i * batches) // wanted for i in range(wanted)})
+
+
+def figure_batches(
+    jobs: Sequence[ClipJob], options: MapsOptions, batch: int
+) -> list[tuple[list[ClipJob], int]]:
+    """(jobs sharing a seed sequence, grid batch index) of every batch that sets the
+    `global` figures of `jobs`: what a farm spreads over its workers (no network needed)."""
+    groups: dict[tuple[Keyframe, ...], list[ClipJob]] = {}
+    for job in jobs:
+        groups.setdefault(tuple(job.seeds), []).append(job)
+    result = []
+    for seeds, members in groups.items():
+        total = walk_frames(len(seeds), options)
+        result += [(members, i) for i in _stats_batches(-(-total // batch), batch)]
+    return result
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def _compute(net: nn.Module, plan: Plan, group: SeedGroup, frames: list[int]) -> dict[str, torch.Tensor]:
+    """The group's layers at `frames` of its walk (one forward pass)."""
+    options = plan.options
+    keys = key_ws(net, list(group.seeds), options)
+    mix = key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
+    ws, view = walk_ws(net, keys, mix, options, frames, group.total)
+    acts = capture(net, ws, group.layers, options.precision, view)
+    plan._ran(len(frames))
+    return acts
+
+
+def _select(acts: dict[str, torch.Tensor], group: SeedGroup) -> dict[str, torch.Tensor]:
+    """Each clip's channels of a batch of layer outputs, margin removed: {clip: [B, c, h, w]}."""
+    chosen = {}
+    for c in group.clips:
+        x = acts[c.job.layer][:, c.job.channels]
+        chosen[c.job.name] = crop(x, c.margin) if c.margin else x
+    return chosen
+
+
+# --------------------------------------------------------------------------- 2. channels
+
+
+def choose_channels(net: nn.Module, plan: Plan) -> None:
+    """Give every job without channels the 3 most active, distinct channels at its walk's
+    first keyframes (not used by another clip of the layer), then record each clip.json
+    of a group with frames to write (channels, and figures a previous run measured)."""
+    used: dict[str, set[int]] = {}
+    for c in plan.clips:
+        if c.job.channels is not None:
+            used.setdefault(c.job.layer, set()).update(c.job.channels)
+    for group in plan.groups:
+        keys = _keyframes(plan, group)
+        if keys:
+            acts = _compute(net, plan, group, keys)
+            for c in group.clips:
+                if c.job.channels is None:
+                    taken = used.setdefault(c.job.layer, set())
+                    c.job.channels = pick_channels(acts[c.job.layer], 3, exclude=taken)
+                    taken.update(c.job.channels)
+        if group.to_write:
+            for c in group.clips:
+                c.clip.write_manifest(_manifest(plan, c, complete=False))
+
+
+# --------------------------------------------------------------------------- 3. figures
+
+
+def _thin(x: torch.Tensor) -> np.ndarray:
+    """A strided view of [B, c, h, w] with at most STATS_PIXELS pixels a frame, as float16."""
+    step = max(1, int(np.ceil(np.sqrt(x.shape[-2] * x.shape[-1] / STATS_PIXELS))))
+    return x[:, :, ::step, ::step].to(torch.float16).cpu().numpy()
+
+
+def sample_batch(
+    net: nn.Module, plan: Plan, seeds: Sequence[Keyframe], index: int
+) -> tuple[dict[str, np.ndarray], dict[str, torch.Tensor]]:
+    """Compute grid batch `index` of a group (channels chosen): each clip's thinned sample
+    for the figures, and its selected channels (to write once the figures are known)."""
+    group = plan.group(seeds)
+    chosen = _select(_compute(net, plan, group, group.grid[index]), group)
+    return {name: _thin(x) for name, x in chosen.items()}, chosen
+
+
+def figures_from_samples(samples: Sequence[np.ndarray]) -> NormStats:
+    """A clip's `global` figures from its samples, in grid order."""
+    return measure_global(np.concatenate(list(samples)))
+
+
+def measure_figures(net: nn.Module, plan: Plan) -> Kept:
+    """Measure the `global` figures of every clip that has none (see the module), record
+    them in clip.json, and return the sampled batches kept for `write_batches`."""
+    kept: Kept = {}
+    for group in plan.groups:
+        indices = _figure_indices(plan, group)
+        if not indices:
+            continue
+        samples: dict[str, list[np.ndarray]] = {c.job.name: [] for c in group.clips if c.stats is None}
+        kept_bytes = 0
+        for i in indices:
+            thinned, chosen = sample_batch(net, plan, group.seeds, i)
+            for name in samples:
+                samples[name].append(thinned[name])
+            size = sum(t.numel() * t.element_size() for t in chosen.values())
+            if i in group.to_write and kept_bytes + size <= KEEP_BYTES:
+                kept.setdefault(group.seeds, {})[i] = {name: t.cpu() for name, t in chosen.items()}
+                kept_bytes += size
+        for c in group.clips:
+            if c.stats is None:
+                c.stats = figures_from_samples(samples.pop(c.job.name))
+            c.clip.write_manifest(_manifest(plan, c, complete=False))
+    return kept
+
+
+# --------------------------------------------------------------------------- 4. frames
+
+
+def write_batches(
+    net: nn.Module,
+    plan: Plan,
+    kept: Kept | None = None,
+    *,
+    only_kept: bool = False,
+    writer_workers: int | None = None,
+) -> int:
+    """Write every missing frame of the plan, batch by batch of the grid; returns how many.
+
+    `kept`: batches already computed (`measure_figures`, a farm worker's `sample_batch`):
+    written without the network. `only_kept`: write those and nothing else. Progress goes
+    to `plan.progress` as ("write", files done, total).
+    """
+    options = plan.options
+    device = next(net.parameters()).device
+    kept = {seeds: dict(batches) for seeds, batches in (kept or {}).items()}
+    for c in plan.clips:
+        if options.norm == "global" and c.todo and c.stats is None:
+            raise RuntimeError(f"write_batches: the figures of {c.job.name} were not measured")
+    write_total = sum(len(c.todo) for c in plan.clips)
+    report = plan.progress or (lambda stage, done, total: None)
+    written = 0
+
+    def on_written(_path: object) -> None:
+        nonlocal written
+        written += 1
+        report("write", written, write_total)
+
+    with ExrWriter(workers=writer_workers, compression=options.compression, on_done=on_written) as writer:
+        for group in plan.groups:
+            ready = kept.get(group.seeds, {})
+            batches = group.to_write & set(ready) if only_kept else group.to_write
+            for i in sorted(batches):
+                frames = group.grid[i]
+                chosen = ready.pop(i, None) or _select(_compute(net, plan, group, frames), group)
+                for c in group.clips:
+                    rows = [r for r, f in enumerate(frames) if f in c.todo]
+                    if not rows:
+                        continue
+                    x = chosen[c.job.name][rows].to(device)
+                    picked = [frames[r] for r in rows]
+                    for f, rgb in zip(picked, _finish(x, c, options, picked), strict=True):
+                        writer.submit(c.clip.frame_path(f + 1), rgb, _attributes(plan, c, f))
+                        c.written += 1
+        writer.close()
+    return written
+
+
+def _finish(x: torch.Tensor, clip: ClipState, options: MapsOptions, frames: Sequence[int]) -> np.ndarray:
+    """Normalise, upscale and colour a batch: [B, c, h, w] -> [B, H, W, 3] float16 on the CPU.
+
+    With `--audio-gain`, each frame (`frames`: their 0-based indices) gets its own gain."""
+    if options.audio is not None and options.audio_gain:
+        from .audio import analyse, gain_curve
+
+        gains = gain_curve(analyse(options.audio, options.fps), options.gain_db, options.audio_gain)
+        x = torch.cat(
+            [
+                apply_norm(x[r : r + 1].float(), options.norm, clip.stats, float(gains[f]))
+                for r, f in enumerate(frames)
+            ]
+        )
+    else:
+        x = apply_norm(x.float(), options.norm, clip.stats, options.gain_db)
+    if options.size:
+        x = reframe(x, options.size, options.size_mode)
+    rgb = to_rgb(x).permute(0, 2, 3, 1).to(torch.float16)
+    return rgb.cpu().numpy()
+
+
+def _attributes(plan: Plan, clip: ClipState, frame: int) -> dict:
+    """The EXR header attributes of one frame (`irep3d:*`): where it is on the walk."""
+    options = plan.options
+    seeds = clip.job.seeds
+    if options.audio is not None:  # where the track put this frame on the walk
+        pos = float(audio_positions(options, len(seeds))[frame])
+        i, r = int(pos), int(pos % 1.0 > 0)
+    else:
+        i, r = divmod(frame, options.frames_per_seed)
+    here = [seeds[i % len(seeds)]] if r == 0 else [seeds[i % len(seeds)], seeds[(i + 1) % len(seeds)]]
+    return {
+        "model": plan.model,
+        "layer": clip.job.layer,
+        "channels": [str(c) for c in clip.job.channels or []],
+        "seeds": [str(s) for s in here],
+        "walk_seeds": ",".join(str(s) for s in seeds),
+        "frame": frame + 1,
+        "norm": options.norm,
+    }
+
+
+def _manifest(plan: Plan, clip: ClipState, complete: bool) -> dict:
+    """clip.json of an activation clip (`irep3d.clip` describes the schema)."""
+    from .maps import audio_json
+
+    options = plan.options
+    _, h, w = clip.layer_shape
+    h, w = h - 2 * clip.margin, w - 2 * clip.margin
+    if options.size is None:
+        size = [w, h]
+    else:
+        size = [options.size, options.size] if isinstance(options.size, int) else list(options.size)
+    data = clip_identity(clip.job, options, plan.model)
+    data.update(
+        {
+            "architecture": plan.architecture,
+            "layer_shape": list(clip.layer_shape),
+            "margin_px": clip.margin,
+            "channels": list(clip.job.channels or []),
+            "frames": clip.total,
+            "fps": options.fps,
+            "resolution": size,
+            **({"size_mode": options.size_mode} if isinstance(options.size, tuple) else {}),
+            **({"ws_file": options.ws.path} if "ws_sha256" in data else {}),
+            **(audio_json(options) if options.audio is not None else {}),
+            "files": f"{clip.job.name}_#####.exr",
+            "first_frame": 1,
+            "normalization": (
+                {"method": options.norm, "percentiles": [1.0, 99.0], **clip.stats.to_json()}
+                if clip.stats
+                else {"method": options.norm}
+            ),
+            "complete": complete,
+        }
+    )
+    return data
+
+
+def finish(plan: Plan) -> list[ClipResult]:
+    """Record every clip.json as complete or not, and say what each clip folder holds."""
+    results = []
+    for c in plan.clips:
+        complete = len(c.clip.finished(c.total)) == c.total
+        c.clip.write_manifest(_manifest(plan, c, complete=complete))
+        results.append(
+            ClipResult(
+                name=c.job.name,
+                path=c.clip.path,
+                layer=c.job.layer,
+                channels=list(c.job.channels or []),
+                seeds=list(c.job.seeds),
+                frames=c.total,
+                written=c.written,
+                skipped=len(c.owned) - len(c.todo),
+                stats=c.stats,
+            )
+        )
+    return results
+
+
+# --------------------------------------------------------------------------- all four
+
+
+def render_clips(
+    net: nn.Module,
+    model: str,
+    jobs: Sequence[ClipJob],
+    out_dir: str | Path,
+    options: MapsOptions,
+    progress: Progress | None = None,
+    writer_workers: int | None = None,
+    shard: tuple[int, int] = WHOLE,
+) -> list[ClipResult]:
+    """Render clip jobs into `out_dir/<job.name>/` here: `plan`, `choose_channels`,
+    `measure_figures`, `write_batches`, `finish`.
+
+    Args:
+        net: a generator from `irep3d.generator.load_generator` (on its device).
+        model: how the user named the model (recorded in clip.json and the EXR headers).
+        jobs: the clips; a job with `channels=None` gets 3 active channels not used by an
+            earlier job of the same layer.
+        out_dir: parent folder of the clip folders.
+        options: frames, loop, normalisation, size, ... (see MapsOptions).
+        progress: called with ("render", frames done, total) and ("write", files done, total).
+        writer_workers: EXR encoder threads (None = one per CPU core).
+        shard: (i, n): write only the i-th of n contiguous slices of every clip's frames
+            (`--shard i/n`); the n shards together write the whole clip.
+    """
+    planned = plan(net, model, jobs, out_dir, options, shard=shard, progress=progress)
+    if progress is not None:
+        progress("render", 0, planned.render_total)
+        progress("write", 0, sum(len(c.todo) for c in planned.clips))
+    choose_channels(net, planned)
+    kept = measure_figures(net, planned)
+    write_batches(net, planned, kept, writer_workers=writer_workers)
+    return finish(planned)
