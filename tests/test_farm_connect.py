@@ -222,10 +222,10 @@ class Cluster:
 
     def wait_for_head(self, timeout: float = 90) -> None:
         """Until the head's GCS answers (asking for a token: its auth is on)."""
-        from irep3d import farm
+        from irep3d.farm import cluster
 
         end = time.monotonic() + timeout
-        while farm._probe(self.address, None) != "token":
+        while cluster._probe(self.address, None) != "token":
             assert self.head.poll() is None, (self.work / "ray.log").read_text()[-3000:]
             assert time.monotonic() < end, "the head did not come up"
             time.sleep(0.5)
@@ -321,6 +321,7 @@ def test_head_wants_token_follows_rays_rule(monkeypatch, tmp_path):
     """What `farm up` prints: a head started here wants a token when RAY_AUTH_MODE=token, or
     when it is unset and this machine has one (the file `ray get-auth-token` writes)."""
     from irep3d import farm
+    from irep3d.farm import cluster
 
     monkeypatch.setenv("HOME", str(tmp_path))
     for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
@@ -334,4 +335,4 @@ def test_head_wants_token_follows_rays_rule(monkeypatch, tmp_path):
         assert not farm.head_wants_token()
     finally:
         monkeypatch.undo()
-        farm._reset_token_cache()  # Ray caches the token it read: not this test's for later ones
+        cluster._reset_token_cache()  # Ray caches the token it read: not this test's for later ones

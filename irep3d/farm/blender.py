@@ -1,0 +1,150 @@
+"""Cycles frames on the farm (`render_chunks`).
+
+The frame range (of each scene, when there are several: their chunks form one queue) is
+cut into chunks of `chunk` frames, one Blender process per chunk
+(`irep3d.blender.render_frames`: temp file + rename per frame, finished frames skipped), on
+one worker a node (`BlenderWorker`; a worker a GPU with `device="gpu"`).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import Irep3dError, OutputError, UsageError
+from .cluster import _ray
+from .pool import Progress, _counter, _crash_hook, _Fatal, _Pool, _shared, _threads, _Worker, check_shared
+
+
+class BlenderWorker(_Worker):
+    """A Ray actor that renders chunks of a `.blend`, one Blender process a chunk."""
+
+    def __init__(self, shared_root: str) -> None:
+        self.shared_root = shared_root
+
+    def render(self, blend: str, out_dir: str, frames: tuple[int, int], kwargs: dict, tally: Any = None):
+        from ..blender import render_frames
+
+        try:
+            check_shared(self.shared_root)
+            if not Path(blend).is_file():
+                raise OutputError(f"node {socket.gethostname()} cannot read the scene file {blend}")
+
+            def progress(done: int, total: int) -> None:
+                if done >= 1:
+                    if tally is not None:
+                        tally.add.remote(1)
+                    _crash_hook()
+
+            threads = kwargs.pop("threads", None) or _threads()
+            files = render_frames(blend, out_dir, frames, progress=progress, threads=threads, **kwargs)
+            return [str(f) for f in files]
+        except Irep3dError as exc:
+            return _Fatal(exc)
+
+    def scene_ranges(self, blends: list[str], blender: str | None):
+        """(first, last) frame of each scene, read in one Blender process."""
+        from ..blender import scene_frame_ranges
+
+        try:
+            return scene_frame_ranges(blends, blender)
+        except Irep3dError as exc:
+            return _Fatal(exc)
+
+
+def render_chunks(
+    blend: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str] | None = None,
+    chunk: int = 10,
+    frames: tuple[int, int] | None = None,
+    *,
+    samples: int | None = None,
+    resolution: tuple[int, int] | None = None,
+    device: str = "cpu",
+    blender: str | None = None,
+    shared_root: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+) -> list[Path] | dict[Path, list[Path]]:
+    """Render one `.blend`, or several, on the connected Ray cluster, one Blender process per
+    `chunk` frames.
+
+    One `.blend` (a path): same arguments and result as `irep3d.blender.render_frames` (the
+    scene's frame range by default; finished frames skipped). Several (a list): the layout
+    and result of `irep3d.blender.render_scenes` (each scene into `out_dir/<stem>/`; a dict
+    of frame files keyed by each .blend's absolute path), and the chunks of ALL scenes form
+    one queue, so a pack of many short scenes keeps every node busy to the end instead of
+    giving each node a scene. Plus `chunk` and `shared_root` (the folder every node mounts;
+    default: the output folder; the `.blend` files and their clips must be in it too).
+    With `device="gpu"` a worker a GPU, else a worker a node using all of its CPUs.
+    """
+    from ..blender import DEVICES, frame_file_name, scene_out_dirs
+
+    ray = _ray()
+    many = not isinstance(blend, str | os.PathLike)
+    blends = list(blend) if many else [blend]
+    if not isinstance(chunk, int) or chunk < 1:
+        raise UsageError(f"--chunk must be at least 1 frame, not {chunk!r}")
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
+    if not blends:
+        raise UsageError("no scenes to render: give one or more .blend files or a scenes.json")
+    paths = []
+    for item in blends:
+        path = Path(item).expanduser()
+        if not path.is_file():
+            raise OutputError(f"scene file {path} does not exist")
+        if path.suffix.lower() != ".blend":
+            raise UsageError(f"scene file {path} must end in .blend")
+        paths.append(path)
+    outs = scene_out_dirs(paths, out_dir)
+    for out in outs:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    if shared_root is None:  # the output root: --out, else the folder all outputs share
+        shared_root = out_dir if out_dir is not None else os.path.commonpath([str(o.resolve()) for o in outs])
+    placed = [_shared(out, shared_root) for out in outs]
+    out_strs, root = [p[0] for p in placed], placed[0][1]
+    blend_strs = [str(p.resolve()) for p in paths]
+    gpus = device == "gpu"
+    if gpus and int(ray.cluster_resources().get("GPU", 0)) < 1:
+        raise UsageError("--device gpu: the Ray cluster has no GPU; use --device cpu")
+    kwargs = {
+        "samples": samples,
+        "resolution": tuple(resolution) if resolution is not None else None,
+        "device": device,
+        "blender": blender,
+    }
+    tally = None
+    pool = _Pool(BlenderWorker, (root,), gpus)
+    try:
+        if frames is None:
+            (ranges,) = pool.run("scene_ranges", [(blend_strs, blender)])
+        else:
+            ranges = [frames] * len(paths)
+        calls, already, total = [], 0, 0
+        for blend_str, out_str, (first, last) in zip(blend_strs, out_strs, ranges, strict=True):
+            if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
+                raise UsageError(
+                    f"bad frame range {(first, last)!r}; use (first, last) with 0 <= first <= last"
+                )
+            names = {frame_file_name(n, ext) for n in range(first, last + 1) for ext in (".png", ".exr")}
+            already += sum(1 for entry in os.scandir(out_str) if entry.name in names)
+            total += last - first + 1
+            calls += [
+                (blend_str, out_str, (a, min(a + chunk - 1, last))) for a in range(first, last + 1, chunk)
+            ]
+        tally, count = _counter(already, total)
+        parts = pool.run("render", [(*call, kwargs, tally) for call in calls], count, total, progress)
+    finally:
+        pool.close()
+        if tally is not None:
+            ray.kill(tally)
+    files: dict[Path, list[Path]] = {path.resolve(): [] for path in paths}
+    for (blend_str, _, _), part in zip(calls, parts, strict=True):
+        files[Path(blend_str)] += [Path(f) for f in part]
+    return files if many else files[paths[0].resolve()]
