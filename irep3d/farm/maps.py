@@ -1,13 +1,16 @@
 """Activation clips on the farm (`render_maps`), on workers that load the network once
-(`MapsWorker`: one a GPU; on a cluster without GPUs, one a node using all its cores):
+(`MapsWorker`: one a GPU; on a cluster without GPUs, one a node using all its cores).
 
-1. one worker picks the automatic channels and writes each clip.json (a keyframe pass);
-2. the batches of the fixed grid that set the `global` figures are computed in
-   parallel, their thinned values stored on the shared root; the driver merges them in
-   grid order into the figures the local run measures (`irep3d.maps.merge_samples`);
-3. every worker renders shards of all clips with those figures (a locked pack still
-   costs one forward pass a frame), and a last call cleans temps and marks the
-   manifests complete.
+The workers run the steps of `irep3d.render`, the ones a local run calls in order:
+
+1. `plan` + `choose_channels` on one worker: the automatic channels, each clip.json;
+2. `sample_batch` for every batch of the fixed grid that sets the `global` figures, in
+   parallel, the samples stored on the shared root; the driver merges them in grid order
+   (`figures_from_samples`) into the figures the local run measures, and each worker
+   writes the batches it still holds (`write_batches(kept, only_kept=True)`);
+3. `write_batches` + `finish` for shards of all clips with those figures (a locked pack
+   still costs one forward pass a frame), and a last call that cleans temps and marks
+   the manifests complete.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..errors import Irep3dError, OutputError
+from ..exr_clip import atomic_output
+from ..shards import WHOLE
 from .cluster import _ray
 from .pool import Progress, _counter, _crash_hook, _Fatal, _Pool, _shared, _threads, _Worker, check_shared
 
@@ -27,7 +34,8 @@ SCRATCH = ".irep3d-farm"  # per-job scratch folder in the output folder (figure 
 
 
 class MapsWorker(_Worker):
-    """A Ray actor: loads the network once, then prepares, measures and renders clip jobs."""
+    """A Ray actor: loads the network once, then runs the steps of `irep3d.render` it is
+    handed (choose the channels, sample figures, write shards)."""
 
     def __init__(self, model: str, device: str, shared_root: str, tally: Any) -> None:
         import torch
@@ -51,7 +59,7 @@ class MapsWorker(_Worker):
             self.error = exc
 
     def _progress(self, stage: str, done: int, total: int) -> None:
-        """`render_clips` progress: one more file in the tally (and the test hook)."""
+        """`irep3d.render` progress: one more file in the tally (and the test hook)."""
         if stage == "write" and done >= 1:
             self.tally.add.remote(1)
             _crash_hook()
@@ -65,35 +73,54 @@ class MapsWorker(_Worker):
         except Irep3dError as exc:
             return _Fatal(exc)
 
-    def render(self, jobs, out_dir: str, options, shard=(0, 1), stats=None, **flags):
-        """`render_clips` on this worker: a shard, the prepare step or the final pass."""
-        from ..maps import render_clips
+    def _plan(self, jobs, out_dir: str, options, shard=WHOLE, clean_temps=False, stats=None):
+        from ..render import plan
 
-        return self._call(
-            lambda: render_clips(
-                self.net,
-                self.model,
-                jobs,
-                Path(out_dir),
-                options,
-                self._progress,
-                shard=shard,
-                stats=stats,
-                **flags,
-            )
+        planned = plan(
+            self.net,
+            self.model,
+            jobs,
+            Path(out_dir),
+            options,
+            shard=shard,
+            clean_temps=clean_temps,
+            progress=self._progress,
         )
+        planned.set_figures(stats or {})
+        return planned
 
-    def measure(self, jobs, options, batch: int, index: int, scratch: str):
-        """One batch of the figures' sample (see `irep3d.maps.measure_batch`), kept here
-        (within `irep3d.maps.KEEP_BYTES`) until `flush` writes it with the merged figures."""
-        from ..maps import KEEP_BYTES, measure_batch
+    def prepare(self, jobs, out_dir: str, options):
+        """Step 2 (`render.choose_channels`): [(channels, figures recorded earlier)] a job."""
+        from ..render import choose_channels
 
         def work():
-            keep: dict = {}
-            files = measure_batch(self.net, jobs, options, batch, index, Path(scratch), keep=keep)
-            size = sum(t.numel() * t.element_size() for part in keep.values() for t in part.values())
-            if keep and self.kept_bytes + size <= KEEP_BYTES:
-                self.kept.setdefault(tuple(jobs[0].seeds), {}).update(keep)
+            planned = self._plan(jobs, out_dir, options, clean_temps=True)  # no one writes yet
+            choose_channels(self.net, planned)
+            return [(list(c.job.channels or []), c.stats) for c in planned.clips]
+
+        return self._call(work)
+
+    def measure(self, jobs, out_dir: str, options, index: int, scratch: str):
+        """Step 3 in parts: grid batch `index` of `jobs` (one seed sequence, channels chosen),
+        each clip's sample stored as `scratch/<clip>/bNNNNN.npy` (a batch whose files exist
+        is not computed again); what it computed is kept here (within `render.KEEP_BYTES`)
+        until `flush` writes it with the merged figures."""
+        from .. import render
+
+        def work():
+            files = [sample_path(Path(scratch), job.name, index) for job in jobs]
+            if all(f.is_file() for f in files):
+                return files
+            planned = self._plan(jobs, out_dir, options)
+            thinned, chosen = render.sample_batch(self.net, planned, jobs[0].seeds, index)
+            for job, path in zip(jobs, files, strict=True):
+                with atomic_output(path) as temp, open(temp, "wb") as fh:
+                    np.save(fh, thinned[job.name])
+            size = sum(t.numel() * t.element_size() for t in chosen.values())
+            if self.kept_bytes + size <= render.KEEP_BYTES:
+                self.kept.setdefault(tuple(jobs[0].seeds), {})[index] = {
+                    n: t.cpu() for n, t in chosen.items()
+                }
                 self.kept_bytes += size
             return files
 
@@ -101,12 +128,53 @@ class MapsWorker(_Worker):
 
     def flush(self, jobs, out_dir: str, options, stats):
         """Write the batches `measure` kept, with the merged figures; nothing else."""
+        from ..render import finish, write_batches
+
         kept, self.kept, self.kept_bytes = self.kept, {}, 0
         if not kept:
             return []
-        return self.render(
-            jobs, out_dir, options, stats=stats, clean_temps=False, precomputed=kept, precomputed_only=True
-        )
+
+        def work():
+            planned = self._plan(jobs, out_dir, options, stats=stats)
+            write_batches(self.net, planned, kept, only_kept=True)
+            return finish(planned)
+
+        return self._call(work)
+
+    def render(self, jobs, out_dir: str, options, shard=WHOLE, stats=None, clean_temps=False):
+        """Step 4 (`render.write_batches`) for one shard of every clip, then `finish`."""
+        from ..render import finish, write_batches
+
+        def work():
+            planned = self._plan(jobs, out_dir, options, shard, clean_temps, stats)
+            write_batches(self.net, planned)
+            return finish(planned)
+
+        return self._call(work)
+
+
+def sample_path(scratch: Path, name: str, index: int) -> Path:
+    """Where a worker stores clip `name`'s sample of grid batch `index`."""
+    return scratch / name / f"b{index:05d}.npy"
+
+
+def merge_samples(jobs: Sequence, batches: Sequence[tuple[list, int]], scratch: Path) -> dict:
+    """The `global` figures of every job from the samples `measure` stored, in grid order."""
+    from ..render import figures_from_samples
+
+    figures = {}
+    for job in jobs:
+        parts = []
+        for group, index in batches:
+            if job not in group:
+                continue
+            path = sample_path(scratch, job.name, index)
+            try:
+                parts.append(np.load(path, allow_pickle=False))
+            except OSError as exc:
+                raise OutputError(f"cannot read the sample {path}: {exc.strerror or exc}") from None
+        figures[job.name] = figures_from_samples(parts)
+    return figures
 
 
 def render_maps(
@@ -120,11 +188,12 @@ def render_maps(
     shards_per_worker: int = 4,
     progress: Progress | None = None,
 ) -> list:
-    """Render clip jobs on the connected Ray cluster; returns `ClipResult`s as `render_clips`.
+    """Render clip jobs on the connected Ray cluster; returns `ClipResult`s as
+    `irep3d.render.render_clips` does, and writes the same bytes.
 
     Args:
         model: the network as the user named it (`builtin:...`, or a file every node reads).
-        jobs: `ClipJob`s (see `irep3d.maps.render_clips`).
+        jobs: `ClipJob`s (see `irep3d.render.render_clips`).
         out_dir: parent of the clip folders, inside `shared_root`.
         options: `MapsOptions`; a missing batch size is fixed here (16 on GPUs, else 4) so
             every worker computes the same grid of batches.
@@ -133,7 +202,9 @@ def render_maps(
         shards_per_worker: shards a worker gets on average (more = finer retries and balance).
         progress: `progress(frames present, frames of the job, nodes busy)` while it runs.
     """
-    from ..maps import ClipJob, merge_samples, stats_plan, walk_frames
+    from ..clip import Clip
+    from ..maps import ClipJob, walk_frames
+    from ..render import figure_batches
 
     ray = _ray()
     options.check()
@@ -152,35 +223,32 @@ def render_maps(
     jobs = [ClipJob(j.name, j.layer, list(j.channels) if j.channels else None, list(j.seeds)) for j in jobs]
     totals = {j.name: walk_frames(len(j.seeds), options) for j in jobs}
     total = sum(totals.values())
-
-    from ..exr_clip import finished_frames
-
-    already = sum(len(finished_frames(Path(out_str) / name, name, n)) for name, n in totals.items())
+    already = sum(len(Clip(Path(out_str) / name).finished(n)) for name, n in totals.items())
     tally, count = _counter(already, total)
     pool = _Pool(MapsWorker, (model, device, root, tally), gpus)
     try:
         workers = max(1, len(pool.starting))
         n_shards = max(1, min(workers * shards_per_worker, min(totals.values())))
-        # 1. Channels (and figures a previous run recorded) into clip.json.
-        (prepared,) = pool.run("render", [(jobs, out_str, options)], prepare_only=True)
-        for job, result in zip(jobs, prepared, strict=True):
-            job.channels = list(result.channels)
-        # 2. The `global` figures: sample batches in parallel, merged here in grid order.
+        # 2. Channels (and figures a previous run recorded) into clip.json.
+        (prepared,) = pool.run("prepare", [(jobs, out_str, options)])
+        for job, (channels, _) in zip(jobs, prepared, strict=True):
+            job.channels = channels
+        # 3. The `global` figures: sample batches in parallel, merged here in grid order.
         stats, flushed = None, []
-        missing = [j for j, r in zip(jobs, prepared, strict=True) if r.stats is None]
+        missing = [j for j, (_, figures) in zip(jobs, prepared, strict=True) if figures is None]
         if options.norm == "global" and missing:
             scratch = Path(out_str) / SCRATCH
-            plan = stats_plan(missing, options, options.batch)
-            pool.run("measure", [(group, options, options.batch, i, str(scratch)) for group, i in plan])
-            stats = merge_samples(missing, options, options.batch, scratch)
+            batches = figure_batches(missing, options, options.batch)
+            pool.run("measure", [(group, out_str, options, i, str(scratch)) for group, i in batches])
+            stats = merge_samples(missing, batches, scratch)
             # The sampled batches each worker still holds: written now, not computed again.
             flushed = pool.each("flush", (jobs, out_str, options, stats))
             if progress is not None:
                 progress(count(), total, 0)
-        # 3. Every shard, then one pass that cleans temps and marks the manifests complete.
+        # 4. Every shard, then one pass that cleans temps and marks the manifests complete.
         calls = [(jobs, out_str, options, (i, n_shards), stats) for i in range(n_shards)]
-        parts = pool.run("render", calls, count, total, progress, clean_temps=False)
-        (final,) = pool.run("render", [(jobs, out_str, options, (0, 1), stats)], count, total, progress)
+        parts = pool.run("render", calls, count, total, progress)
+        (final,) = pool.run("render", [(jobs, out_str, options, WHOLE, stats, True)], count, total, progress)
     finally:
         pool.close()
         ray.kill(tally)
