@@ -69,6 +69,7 @@ __all__ = [
     "figure_batches",
     "figures_from_samples",
     "finish",
+    "keep_batch",
     "measure_figures",
     "plan",
     "render_clips",
@@ -130,6 +131,8 @@ class Plan:
     progress: Progress | None = None
     rendered: int = 0  # network frames computed so far, by all steps
     render_total: int = 0  # network frames all steps will compute (for progress)
+    written: int = 0  # EXR files written so far
+    write_total: int = 0  # EXR files this plan writes (the frames missing when it was made)
 
     def group(self, seeds: Sequence[Keyframe]) -> SeedGroup:
         return next(g for g in self.groups if g.seeds == tuple(seeds))
@@ -140,6 +143,11 @@ class Plan:
         for c in self.clips:
             if c.stats is None and c.job.name in stats:
                 c.stats = stats[c.job.name]
+
+    def _wrote(self, _path: object = None) -> None:
+        self.written += 1
+        if self.progress is not None:
+            self.progress("write", self.written, self.write_total)
 
     def _ran(self, frames: int) -> None:
         self.rendered += frames
@@ -174,11 +182,8 @@ def plan(
     device = next(net.parameters()).device
     batch = options.batch or default_batch(device, net, {job.layer for job in jobs})
     clips = [_open(net, job, Path(out_dir), options, model, shard, clean_temps) for job in jobs]
-    by_seeds: dict[tuple[Keyframe, ...], list[ClipState]] = {}
-    for c in clips:
-        by_seeds.setdefault(tuple(c.job.seeds), []).append(c)
     groups = []
-    for seeds, members in by_seeds.items():
+    for seeds, members in _by_seeds(clips, lambda c: c.job.seeds).items():
         total = members[0].total
         grid = [list(range(b, min(b + batch, total))) for b in range(0, total, batch)]
         todo = set().union(*(c.todo for c in members))
@@ -186,6 +191,7 @@ def plan(
         groups.append(SeedGroup(seeds, members, total, grid, to_write))
     arch = getattr(net, "architecture", "")
     result = Plan(model, options, arch, batch, clips, groups, progress)
+    result.write_total = sum(len(c.todo) for c in clips)
     result.render_total = sum(
         len(_keyframes(result, g)) + sum(len(g.grid[i]) for i in set(_figure_indices(result, g)) | g.to_write)
         for g in groups
@@ -236,6 +242,14 @@ def _open(
     return state
 
 
+def _by_seeds(items: Sequence, seeds_of: Callable) -> dict[tuple[Keyframe, ...], list]:
+    """`items` grouped by seed sequence, in order of first appearance."""
+    groups: dict[tuple[Keyframe, ...], list] = {}
+    for item in items:
+        groups.setdefault(tuple(seeds_of(item)), []).append(item)
+    return groups
+
+
 def _keyframes(plan: Plan, group: SeedGroup) -> list[int]:
     """The frames `choose_channels` computes for a group: its first keyframes (one batch)."""
     if not group.to_write or all(c.job.channels is not None for c in group.clips):
@@ -263,11 +277,8 @@ def figure_batches(
 ) -> list[tuple[list[ClipJob], int]]:
     """(jobs sharing a seed sequence, grid batch index) of every batch that sets the
     `global` figures of `jobs`: what a farm spreads over its workers (no network needed)."""
-    groups: dict[tuple[Keyframe, ...], list[ClipJob]] = {}
-    for job in jobs:
-        groups.setdefault(tuple(job.seeds), []).append(job)
     result = []
-    for seeds, members in groups.items():
+    for seeds, members in _by_seeds(jobs, lambda job: job.seeds).items():
         total = walk_frames(len(seeds), options)
         result += [(members, i) for i in _stats_batches(-(-total // batch), batch)]
     return result
@@ -345,24 +356,35 @@ def figures_from_samples(samples: Sequence[np.ndarray]) -> NormStats:
     return measure_global(np.concatenate(list(samples)))
 
 
-def measure_figures(net: nn.Module, plan: Plan) -> Kept:
-    """Measure the `global` figures of every clip that has none (see the module), record
-    them in clip.json, and return the sampled batches kept for `write_batches`."""
+def keep_batch(kept: Kept, seeds: Sequence[Keyframe], index: int, chosen: Mapping[str, torch.Tensor]) -> bool:
+    """Keep a computed batch (on the CPU) in `kept` for writing later, unless that would
+    take the batches kept there past KEEP_BYTES (then it is computed again when written)."""
+    size = sum(t.numel() * t.element_size() for t in chosen.values())
+    held = sum(
+        t.numel() * t.element_size() for b in kept.values() for part in b.values() for t in part.values()
+    )
+    if held + size > KEEP_BYTES:
+        return False
+    kept.setdefault(tuple(seeds), {})[index] = {name: t.cpu() for name, t in chosen.items()}
+    return True
+
+
+def measure_figures(net: nn.Module, plan: Plan, groups: Sequence[SeedGroup] | None = None) -> Kept:
+    """Measure the `global` figures of every clip (of `groups`, default all) that has
+    none (see the module), record them in clip.json, and return the sampled batches kept
+    for `write_batches`."""
     kept: Kept = {}
-    for group in plan.groups:
+    for group in plan.groups if groups is None else groups:
         indices = _figure_indices(plan, group)
         if not indices:
             continue
         samples: dict[str, list[np.ndarray]] = {c.job.name: [] for c in group.clips if c.stats is None}
-        kept_bytes = 0
         for i in indices:
             thinned, chosen = sample_batch(net, plan, group.seeds, i)
             for name in samples:
                 samples[name].append(thinned[name])
-            size = sum(t.numel() * t.element_size() for t in chosen.values())
-            if i in group.to_write and kept_bytes + size <= KEEP_BYTES:
-                kept.setdefault(group.seeds, {})[i] = {name: t.cpu() for name, t in chosen.items()}
-                kept_bytes += size
+            if i in group.to_write:
+                keep_batch(kept, group.seeds, i, chosen)
         for c in group.clips:
             if c.stats is None:
                 c.stats = figures_from_samples(samples.pop(c.job.name))
@@ -378,10 +400,12 @@ def write_batches(
     plan: Plan,
     kept: Kept | None = None,
     *,
+    groups: Sequence[SeedGroup] | None = None,
     only_kept: bool = False,
     writer_workers: int | None = None,
 ) -> int:
-    """Write every missing frame of the plan, batch by batch of the grid; returns how many.
+    """Write every missing frame of the plan (of `groups`, default all), batch by batch of
+    the grid; returns how many files.
 
     `kept`: batches already computed (`measure_figures`, a farm worker's `sample_batch`):
     written without the network. `only_kept`: write those and nothing else. Progress goes
@@ -390,20 +414,13 @@ def write_batches(
     options = plan.options
     device = next(net.parameters()).device
     kept = {seeds: dict(batches) for seeds, batches in (kept or {}).items()}
-    for c in plan.clips:
+    groups = plan.groups if groups is None else groups
+    for c in (c for g in groups for c in g.clips):
         if options.norm == "global" and c.todo and c.stats is None:
             raise RuntimeError(f"write_batches: the figures of {c.job.name} were not measured")
-    write_total = sum(len(c.todo) for c in plan.clips)
-    report = plan.progress or (lambda stage, done, total: None)
-    written = 0
-
-    def on_written(_path: object) -> None:
-        nonlocal written
-        written += 1
-        report("write", written, write_total)
-
-    with ExrWriter(workers=writer_workers, compression=options.compression, on_done=on_written) as writer:
-        for group in plan.groups:
+    before = plan.written
+    with ExrWriter(workers=writer_workers, compression=options.compression, on_done=plan._wrote) as writer:
+        for group in groups:
             ready = kept.get(group.seeds, {})
             batches = group.to_write & set(ready) if only_kept else group.to_write
             for i in sorted(batches):
@@ -419,7 +436,7 @@ def write_batches(
                         writer.submit(c.clip.frame_path(f + 1), rgb, _attributes(plan, c, f))
                         c.written += 1
         writer.close()
-    return written
+    return plan.written - before
 
 
 def _finish(x: torch.Tensor, clip: ClipState, options: MapsOptions, frames: Sequence[int]) -> np.ndarray:
@@ -555,8 +572,9 @@ def render_clips(
     planned = plan(net, model, jobs, out_dir, options, shard=shard, progress=progress)
     if progress is not None:
         progress("render", 0, planned.render_total)
-        progress("write", 0, sum(len(c.todo) for c in planned.clips))
+        progress("write", 0, planned.write_total)
     choose_channels(net, planned)
-    kept = measure_figures(net, planned)
-    write_batches(net, planned, kept, writer_workers=writer_workers)
+    for group in planned.groups:  # one group's kept batches in memory at a time
+        kept = measure_figures(net, planned, [group])
+        write_batches(net, planned, kept, groups=[group], writer_workers=writer_workers)
     return finish(planned)

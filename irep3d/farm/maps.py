@@ -51,7 +51,6 @@ class MapsWorker(_Worker):
         self.net = None
         self.error: Irep3dError | None = None
         self.kept: dict = {}  # {seed sequence: {grid batch: {clip: tensor}}} from `measure`
-        self.kept_bytes = 0
         try:
             check_shared(shared_root)
             self.net = load_generator(model, device)
@@ -116,12 +115,7 @@ class MapsWorker(_Worker):
             for job, path in zip(jobs, files, strict=True):
                 with atomic_output(path) as temp, open(temp, "wb") as fh:
                     np.save(fh, thinned[job.name])
-            size = sum(t.numel() * t.element_size() for t in chosen.values())
-            if self.kept_bytes + size <= render.KEEP_BYTES:
-                self.kept.setdefault(tuple(jobs[0].seeds), {})[index] = {
-                    n: t.cpu() for n, t in chosen.items()
-                }
-                self.kept_bytes += size
+            render.keep_batch(self.kept, jobs[0].seeds, index, chosen)
             return files
 
         return self._call(work)
@@ -130,7 +124,7 @@ class MapsWorker(_Worker):
         """Write the batches `measure` kept, with the merged figures; nothing else."""
         from ..render import finish, write_batches
 
-        kept, self.kept, self.kept_bytes = self.kept, {}, 0
+        kept, self.kept = self.kept, {}
         if not kept:
             return []
 
