@@ -64,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .clip import MANIFEST_NAME
 from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY
 from .errors import UsageError
 from .exr_clip import write_text
@@ -792,7 +793,7 @@ def _fingerprint(loop: Loop, fps: float, audio: str | None = None) -> str:
         for e in os.scandir(folder)
         if e.is_file() and not e.name.startswith(".") and e.name.endswith((".exr", ".png"))
     )
-    manifest = folder / "clip.json"
+    manifest = folder / MANIFEST_NAME
     clip = manifest.read_text(encoding="utf-8") if manifest.is_file() else ""
     data = json.dumps([loop.codec, loop.quality, fps, files, clip, audio])
     return hashlib.sha256(data.encode()).hexdigest()
