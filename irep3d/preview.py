@@ -64,6 +64,8 @@ def clip_frames(clip_dir: str | os.PathLike[str]) -> list[Path]:
 
 def _raw_range(frames: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel 1st and 99th percentiles of a subsample of the clip: (low[3], high[3])."""
+    from .colour import percentile_range  # here: colour imports torch, which only raw clips need
+
     picks = np.unique(np.linspace(0, len(frames) - 1, min(len(frames), _SAMPLE_FRAMES)).round().astype(int))
     samples = []
     for i in picks:
@@ -71,11 +73,8 @@ def _raw_range(frames: list[Path]) -> tuple[np.ndarray, np.ndarray]:
         pixels = rgb.reshape(-1, 3)
         step = max(1, len(pixels) // _SAMPLE_PIXELS)
         samples.append(pixels[::step].astype(np.float32))
-    values = np.concatenate(samples)
-    values[~np.isfinite(values)] = np.nan
-    with np.errstate(all="ignore"):
-        low = np.nan_to_num(np.nanpercentile(values, 1, axis=0), nan=0.0)
-        high = np.nan_to_num(np.nanpercentile(values, 99, axis=0), nan=1.0)
+    low, high = percentile_range(np.concatenate(samples), 1.0, 99.0)
+    low, high = np.nan_to_num(low, nan=0.0), np.nan_to_num(high, nan=1.0)
     high = np.where(high > low, high, low + 1.0)
     return low, high
 
