@@ -119,7 +119,7 @@ def pick_channels(acts: torch.Tensor, count: int = 3, exclude: Collection[int] =
         UsageError: fewer than `count` channels are left after `exclude`.
     """
     if acts.ndim != 4:
-        raise UsageError(f"pick_channels needs activations [N, C, H, W], got shape {list(acts.shape)}")
+        raise ValueError(f"pick_channels needs activations [N, C, H, W], got shape {list(acts.shape)}")
     num = acts.shape[1]
     excluded = {int(c) for c in exclude}
     available = [c for c in range(num) if c not in excluded]
@@ -296,7 +296,7 @@ def apply_norm(
     if norm == "none":
         return x
     if x.ndim != 4:
-        raise UsageError(f"apply_norm needs [B, c, H, W], got shape {list(x.shape)}")
+        raise ValueError(f"apply_norm needs [B, c, H, W], got shape {list(x.shape)}")
     gain = db_to_gain(gain_db)
     x = x.float()
     if norm == "global":
@@ -324,7 +324,7 @@ def apply_norm(
 def to_rgb(x: torch.Tensor) -> torch.Tensor:
     """[B, 1|3, H, W] -> [B, 3, H, W]: three channels pass through, one is replicated (grey)."""
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise UsageError(f"to_rgb needs [B, 1 or 3, H, W], got shape {list(x.shape)}")
+        raise ValueError(f"to_rgb needs [B, 1 or 3, H, W], got shape {list(x.shape)}")
     if x.shape[1] == 3:
         return x
     return x.expand(-1, 3, -1, -1).contiguous()

@@ -105,7 +105,7 @@ def parse_compression(name: str) -> OpenEXR.Compression:
 def frame_name(clip: str, index: int) -> str:
     """The file name of frame `index` (1-based) of `clip`: `<clip>_00001.exr`."""
     if index < 1:
-        raise UsageError(f"frame numbers start at 1, got {index}")
+        raise ValueError(f"frame numbers start at 1, got {index}")
     return f"{clip}_{index:05d}.exr"
 
 
@@ -216,14 +216,15 @@ def _half_rgb(rgb: Any, *, copy: bool = False) -> np.ndarray:
     """Validate an [H, W, 3] (RGB) or [H, W, 4] (RGBA) float array; return it C-contiguous float16.
 
     Contiguity is not cosmetic: the OpenEXR bindings write a strided view wrong, silently.
+    A wrong array is the caller's bug, not the user's: ValueError (shape), TypeError (dtype).
     """
     array = np.asarray(rgb)
     if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise UsageError(
+        raise ValueError(
             f"an EXR frame must be an [H, W, 3] or [H, W, 4] array, got shape {list(array.shape)}"
         )
     if not np.issubdtype(array.dtype, np.floating):
-        raise UsageError(f"an EXR frame must hold floats, got dtype {array.dtype}")
+        raise TypeError(f"an EXR frame must hold floats, got dtype {array.dtype}")
     if copy:
         return np.array(array, dtype=np.float16, order="C", copy=True)
     return np.ascontiguousarray(array, dtype=np.float16)
@@ -243,7 +244,7 @@ def _attribute_value(key: str, value: Any) -> str | int | float | list[str]:
     if isinstance(value, Sequence | np.ndarray):
         items = [str(item) for item in value]
         return items if items else ""  # the bindings cannot store an empty list
-    raise UsageError(
+    raise TypeError(
         f"EXR attribute {key!r} has unsupported type {type(value).__name__}; "
         "use str, int, float or a list of str"
     )
@@ -283,7 +284,9 @@ def write_exr(
         compression: a name from `COMPRESSIONS`.
 
     Raises:
-        UsageError: bad array shape or dtype, unknown compression, unsupported attribute.
+        UsageError: unknown compression.
+        ValueError, TypeError: bad array shape or dtype, unsupported attribute (a bug of
+            the caller, not something a user can cause).
         OutputError: the file or its folder cannot be written.
     """
     header = _header(attributes, parse_compression(compression))
@@ -322,7 +325,7 @@ def write_manifest(clip_dir: str | os.PathLike[str], data: Mapping[str, Any]) ->
     try:
         text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"the clip manifest cannot be stored as JSON: {exc}") from None
+        raise TypeError(f"the clip manifest cannot be stored as JSON: {exc}") from None
     return write_text(path, text)
 
 
@@ -376,9 +379,9 @@ class ExrWriter:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.max_pending = max_pending if max_pending is not None else 2 * self.workers
         if self.workers < 1:
-            raise UsageError(f"ExrWriter needs at least 1 worker, got {self.workers}")
+            raise ValueError(f"ExrWriter needs at least 1 worker, got {self.workers}")
         if self.max_pending < 1:
-            raise UsageError(f"ExrWriter needs max_pending >= 1, got {self.max_pending}")
+            raise ValueError(f"ExrWriter needs max_pending >= 1, got {self.max_pending}")
         self.compression = parse_compression(compression)
         self.on_done = on_done
         self.completed = 0
@@ -405,10 +408,11 @@ class ExrWriter:
     ) -> None:
         """Queue one frame; blocks while `max_pending` frames are pending.
 
-        Raises the first error of an earlier write, or `UsageError` for a bad frame.
+        Raises the first error of an earlier write; ValueError or TypeError for a bad
+        frame, RuntimeError after `close` (both bugs of the caller).
         """
         if self._closed:
-            raise UsageError("ExrWriter.submit called after close")
+            raise RuntimeError("ExrWriter.submit called after close")
         half = _half_rgb(rgb, copy=True)
         header = _header(attributes, self.compression)
         final = Path(path)

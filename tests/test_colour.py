@@ -207,5 +207,5 @@ def test_to_rgb():
     assert all(torch.equal(rgb[:, c], grey[:, 0]) for c in range(3))
     three = torch.rand(2, 3, 5, 5)
     assert torch.equal(to_rgb(three), three)
-    with pytest.raises(UsageError):
+    with pytest.raises(ValueError):  # a caller's bug, not a user's
         to_rgb(torch.rand(2, 2, 5, 5))
