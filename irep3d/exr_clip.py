@@ -17,12 +17,10 @@ writes ZSTD and HTJ2K, but Blender 5.0 and Debian's OpenEXR/OpenImageIO tools ca
 those files, so they are not offered.
 
 `ExrWriter` encodes frames on a pool of threads while the caller runs the network. Threads
-suffice because OpenEXR's `File.write` releases the GIL. Measured on the 2-core CI machine
-(OpenEXR 3.5.3, half RGB, ZIP): 8 frames of 1024², 1 thread 59-62 ms a frame, 2 threads
-32 ms (1.9×); `ExrWriter` with 1 vs 2 workers, 12.5 vs 22.7 frames/s at 1044² and 3.1 vs
-5.7 at 2048² (1.8×); and a pure-Python thread keeps 96-99 % of its speed while another
-thread writes. A process pool would add pickling of every frame and a spawn start-up for
-nothing. `benchmarks/bench_exr.py` repeats the measurement.
+suffice because OpenEXR's `File.write` releases the GIL: writers scale with the cores, and
+the caller's Python thread keeps running while frames are encoded. A process pool would add
+pickling of every frame and a spawn start-up for nothing. The figures behind this choice are
+in README.md, "Measured speed"; `benchmarks/bench_exr.py` repeats the measurement.
 
 Two traps of the OpenEXR bindings are handled here: a non-contiguous array is written
 wrong without any error (so pixels always go through `np.ascontiguousarray`), and some

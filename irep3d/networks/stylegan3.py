@@ -48,8 +48,8 @@ def modulated_conv2d(
     channels by s and convolving with the shared weights; demodulation is a per-sample,
     per-output-channel scale applied afterwards, so the whole batch is one conv2d.
     `per_sample=None` picks per sample for one sample and on the CPU, where the big layers
-    then cost less per frame (StyleGAN3-T 1024: 6.6 -> 6.1 s per frame at batch 4; batched
-    convolutions gain nothing on oneDNN), and batched elsewhere.
+    then cost less per frame (batched convolutions gain nothing on oneDNN; figures in
+    README.md, "Measured speed"), and batched elsewhere.
 
     Args:
         x: `[N, I, H, W]` input activations.
