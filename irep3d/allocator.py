@@ -2,9 +2,9 @@
 
 The synthesis network allocates and frees the same large temporaries for every layer of
 every frame. glibc serves large blocks with fresh `mmap` pages and unmaps them on free, so
-each layer pays page faults again: measured here, batch 8 of the built-in StyleGAN3 ran
-at 890 ms/frame instead of 250. Turning `mmap` off for the heap and never trimming it lets
-the allocator recycle those blocks. This is for applications (the CLI, benchmarks), not
+each layer pays page faults again (several times slower at batch 8: README.md, "Measured
+speed"). Turning `mmap` off for the heap and never trimming it lets the allocator recycle
+those blocks. This is for applications (the CLI, benchmarks), not
 for library code called inside someone else's process such as Blender.
 """
 

@@ -207,6 +207,8 @@ class Clip:
     def display_range(self, frames: list[Path] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel 1st and 99th percentiles of a sample of the frames, (low[3], high[3]):
         what maps a raw clip's values to 0..1 for display (previews, encodes)."""
+        from .colour import percentile_range  # here: colour imports torch, which only raw clips need
+
         frames = self.frames() if frames is None else frames
         picks = np.unique(
             np.linspace(0, len(frames) - 1, min(len(frames), SAMPLE_FRAMES)).round().astype(int)
@@ -217,11 +219,8 @@ class Clip:
             pixels = rgb.reshape(-1, 3)
             step = max(1, len(pixels) // SAMPLE_PIXELS)
             samples.append(pixels[::step].astype(np.float32))
-        values = np.concatenate(samples)
-        values[~np.isfinite(values)] = np.nan
-        with np.errstate(all="ignore"):
-            low = np.nan_to_num(np.nanpercentile(values, 1, axis=0), nan=0.0)
-            high = np.nan_to_num(np.nanpercentile(values, 99, axis=0), nan=1.0)
+        low, high = percentile_range(np.concatenate(samples), 1.0, 99.0)
+        low, high = np.nan_to_num(low, nan=0.0), np.nan_to_num(high, nan=1.0)
         return low, np.where(high > low, high, low + 1.0)
 
     def values(self, raw: bool | None = None, frames: list[Path] | None = None) -> Iterator[np.ndarray]:

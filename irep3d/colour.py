@@ -40,6 +40,7 @@ __all__ = [
     "db_to_gain",
     "measure_global",
     "parse_channels",
+    "percentile_range",
     "pick_channels",
     "to_rgb",
 ]
@@ -118,7 +119,7 @@ def pick_channels(acts: torch.Tensor, count: int = 3, exclude: Collection[int] =
         UsageError: fewer than `count` channels are left after `exclude`.
     """
     if acts.ndim != 4:
-        raise UsageError(f"pick_channels needs activations [N, C, H, W], got shape {list(acts.shape)}")
+        raise ValueError(f"pick_channels needs activations [N, C, H, W], got shape {list(acts.shape)}")
     num = acts.shape[1]
     excluded = {int(c) for c in exclude}
     available = [c for c in range(num) if c not in excluded]
@@ -198,6 +199,43 @@ def _global_plan(frames: int, height: int, width: int, budget: int) -> tuple[lis
     return [int(f) for f in picks], step
 
 
+def percentile_range(
+    values: np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0, *, channel_axis: int = -1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's `lo_pct` and `hi_pct` percentiles (linear interpolation), non-finite
+    values ignored: the robust range that the `global` norm, previews and contact sheets
+    map to 0..1.
+
+    Args:
+        values: samples of every channel; `channel_axis` indexes the channels and every
+            other axis holds samples: [N, C] with the default -1, or channel-first
+            [C, N] / [C, H, W] with 0.
+        lo_pct, hi_pct: percentiles, 0 <= lo_pct < hi_pct <= 100.
+
+    Returns:
+        (lo, hi), float64 arrays of one value per channel; both NaN for a channel without
+        a single finite value (the caller decides what such a channel shows).
+
+    Raises:
+        ValueError: percentiles out of order or range, or an array without channels.
+    """
+    if not 0.0 <= lo_pct < hi_pct <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {lo_pct} and {hi_pct}")
+    array = np.asarray(values)
+    if array.ndim < 1:
+        raise ValueError("percentile_range needs an array with a channel axis, got a scalar")
+    rows = np.moveaxis(array, channel_axis, 0).reshape(array.shape[channel_axis], -1)
+    lo = np.full(len(rows), np.nan)
+    hi = np.full(len(rows), np.nan)
+    for ch, row in enumerate(rows):
+        finite = np.isfinite(row)
+        if not finite.all():
+            row = row[finite]
+        if row.size:
+            lo[ch], hi[ch] = np.percentile(row, [lo_pct, hi_pct])
+    return lo, hi
+
+
 def measure_global(x: torch.Tensor | np.ndarray, lo_pct: float = 1.0, hi_pct: float = 99.0) -> NormStats:
     """Robust per-channel range of a whole walk, for the flicker-free `global` norm.
 
@@ -206,40 +244,34 @@ def measure_global(x: torch.Tensor | np.ndarray, lo_pct: float = 1.0, hi_pct: fl
             `np.memmap` of several GB: at most `GLOBAL_SAMPLES` values per channel are read
             (frames spread evenly over the walk, each thinned by a spatial stride), one
             frame at a time, so the whole array is never loaded.
-        lo_pct, hi_pct: the percentiles mapped to 0 and 1.
+        lo_pct, hi_pct: the percentiles mapped to 0 and 1 (see `percentile_range`).
 
-    Non-finite values are ignored. Deterministic for a given input.
+    Non-finite values are ignored (a channel without any finite value gets lo = hi = 0).
+    Deterministic for a given input.
+
+    Raises:
+        ValueError: bad percentiles, or x not [F, c, H, W] with at least one frame (a bug
+            of the caller: the walk always has frames).
     """
     if not 0.0 <= lo_pct < hi_pct <= 100.0:
-        raise UsageError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {lo_pct} and {hi_pct}")
+        raise ValueError(f"percentiles must satisfy 0 <= lo < hi <= 100, got {lo_pct} and {hi_pct}")
     if x.ndim != 4:
-        raise UsageError(f"measure_global needs frames [F, c, H, W], got shape {list(x.shape)}")
+        raise ValueError(f"measure_global needs frames [F, c, H, W], got shape {list(x.shape)}")
     frames, channels, height, width = (int(s) for s in x.shape)
     if frames == 0:
-        raise UsageError("measure_global needs at least one frame")
+        raise ValueError("measure_global needs at least one frame")
     picks, step = _global_plan(frames, height, width, GLOBAL_SAMPLES)
-    parts: list[list[np.ndarray]] = [[] for _ in range(channels)]
+    parts: list[np.ndarray] = []
     for f in picks:
         frame = x[f, :, ::step, ::step]
         if isinstance(frame, torch.Tensor):
             values = frame.detach().to("cpu", torch.float32).numpy()
         else:
             values = np.asarray(frame, dtype=np.float32)
-        for ch in range(channels):
-            parts[ch].append(values[ch].ravel())
-    lo: list[float] = []
-    hi: list[float] = []
-    for ch in range(channels):
-        values = np.concatenate(parts[ch])
-        values = values[np.isfinite(values)]
-        if values.size == 0:
-            lo.append(0.0)
-            hi.append(0.0)
-            continue
-        a, b = np.percentile(values, [lo_pct, hi_pct])
-        lo.append(float(a))
-        hi.append(float(b))
-    return NormStats(lo=lo, hi=hi)
+        parts.append(values.reshape(channels, -1))
+    lo, hi = percentile_range(np.concatenate(parts, axis=1), lo_pct, hi_pct, channel_axis=0)
+    empty = np.isnan(lo)
+    return NormStats(lo=np.where(empty, 0.0, lo).tolist(), hi=np.where(empty, 0.0, hi).tolist())
 
 
 def apply_norm(
@@ -264,7 +296,7 @@ def apply_norm(
     if norm == "none":
         return x
     if x.ndim != 4:
-        raise UsageError(f"apply_norm needs [B, c, H, W], got shape {list(x.shape)}")
+        raise ValueError(f"apply_norm needs [B, c, H, W], got shape {list(x.shape)}")
     gain = db_to_gain(gain_db)
     x = x.float()
     if norm == "global":
@@ -292,7 +324,7 @@ def apply_norm(
 def to_rgb(x: torch.Tensor) -> torch.Tensor:
     """[B, 1|3, H, W] -> [B, 3, H, W]: three channels pass through, one is replicated (grey)."""
     if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise UsageError(f"to_rgb needs [B, 1 or 3, H, W], got shape {list(x.shape)}")
+        raise ValueError(f"to_rgb needs [B, 1 or 3, H, W], got shape {list(x.shape)}")
     if x.shape[1] == 3:
         return x
     return x.expand(-1, 3, -1, -1).contiguous()

@@ -79,11 +79,15 @@ _EPS = 1e-12
 
 
 def _check_frames(x: torch.Tensor, name: str = "frames") -> None:
-    """Raise UsageError unless x is a floating [B, 3|4, H, W] tensor."""
+    """Raise TypeError/ValueError unless x is a floating [B, 3|4, H, W] tensor.
+
+    Frames come from `read_exr` (always RGB or RGBA floats), so a wrong tensor is a bug of
+    the calling code, not something a user can cause.
+    """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-        raise UsageError(f"{name} must be a floating-point tensor [B, C, H, W] with C = 3 or 4")
+        raise TypeError(f"{name} must be a floating-point tensor [B, C, H, W] with C = 3 or 4")
     if x.ndim != 4 or x.shape[1] not in (3, 4):
-        raise UsageError(f"{name} must have shape [B, C, H, W] with C = 3 or 4, got {tuple(x.shape)}")
+        raise ValueError(f"{name} must have shape [B, C, H, W] with C = 3 or 4, got {tuple(x.shape)}")
 
 
 def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -16,12 +16,10 @@ writes ZSTD and HTJ2K, but Blender 5.0 and Debian's OpenEXR/OpenImageIO tools ca
 those files, so they are not offered.
 
 `ExrWriter` encodes frames on a pool of threads while the caller runs the network. Threads
-suffice because OpenEXR's `File.write` releases the GIL. Measured on the 2-core CI machine
-(OpenEXR 3.5.3, half RGB, ZIP): 8 frames of 1024², 1 thread 59-62 ms a frame, 2 threads
-32 ms (1.9×); `ExrWriter` with 1 vs 2 workers, 12.5 vs 22.7 frames/s at 1044² and 3.1 vs
-5.7 at 2048² (1.8×); and a pure-Python thread keeps 96-99 % of its speed while another
-thread writes. A process pool would add pickling of every frame and a spawn start-up for
-nothing. `benchmarks/bench_exr.py` repeats the measurement.
+suffice because OpenEXR's `File.write` releases the GIL: writers scale with the cores, and
+the caller's Python thread keeps running while frames are encoded. A process pool would add
+pickling of every frame and a spawn start-up for nothing. The figures behind this choice are
+in README.md, "Measured speed"; `benchmarks/bench_exr.py` repeats the measurement.
 
 Two traps of the OpenEXR bindings are handled here: a non-contiguous array is written
 wrong without any error (so pixels always go through `np.ascontiguousarray`), and some
@@ -181,14 +179,15 @@ def _half_rgb(rgb: Any, *, copy: bool = False) -> np.ndarray:
     """Validate an [H, W, 3] (RGB) or [H, W, 4] (RGBA) float array; return it C-contiguous float16.
 
     Contiguity is not cosmetic: the OpenEXR bindings write a strided view wrong, silently.
+    A wrong array is the caller's bug, not the user's: ValueError (shape), TypeError (dtype).
     """
     array = np.asarray(rgb)
     if array.ndim != 3 or array.shape[2] not in (3, 4) or array.shape[0] < 1 or array.shape[1] < 1:
-        raise UsageError(
+        raise ValueError(
             f"an EXR frame must be an [H, W, 3] or [H, W, 4] array, got shape {list(array.shape)}"
         )
     if not np.issubdtype(array.dtype, np.floating):
-        raise UsageError(f"an EXR frame must hold floats, got dtype {array.dtype}")
+        raise TypeError(f"an EXR frame must hold floats, got dtype {array.dtype}")
     if copy:
         return np.array(array, dtype=np.float16, order="C", copy=True)
     return np.ascontiguousarray(array, dtype=np.float16)
@@ -208,7 +207,7 @@ def _attribute_value(key: str, value: Any) -> str | int | float | list[str]:
     if isinstance(value, Sequence | np.ndarray):
         items = [str(item) for item in value]
         return items if items else ""  # the bindings cannot store an empty list
-    raise UsageError(
+    raise TypeError(
         f"EXR attribute {key!r} has unsupported type {type(value).__name__}; "
         "use str, int, float or a list of str"
     )
@@ -248,7 +247,9 @@ def write_exr(
         compression: a name from `COMPRESSIONS`.
 
     Raises:
-        UsageError: bad array shape or dtype, unknown compression, unsupported attribute.
+        UsageError: unknown compression.
+        ValueError, TypeError: bad array shape or dtype, unsupported attribute (a bug of
+            the caller, not something a user can cause).
         OutputError: the file or its folder cannot be written.
     """
     header = _header(attributes, parse_compression(compression))
@@ -310,9 +311,9 @@ class ExrWriter:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         self.max_pending = max_pending if max_pending is not None else 2 * self.workers
         if self.workers < 1:
-            raise UsageError(f"ExrWriter needs at least 1 worker, got {self.workers}")
+            raise ValueError(f"ExrWriter needs at least 1 worker, got {self.workers}")
         if self.max_pending < 1:
-            raise UsageError(f"ExrWriter needs max_pending >= 1, got {self.max_pending}")
+            raise ValueError(f"ExrWriter needs max_pending >= 1, got {self.max_pending}")
         self.compression = parse_compression(compression)
         self.on_done = on_done
         self.completed = 0
@@ -339,10 +340,11 @@ class ExrWriter:
     ) -> None:
         """Queue one frame; blocks while `max_pending` frames are pending.
 
-        Raises the first error of an earlier write, or `UsageError` for a bad frame.
+        Raises the first error of an earlier write; ValueError or TypeError for a bad
+        frame, RuntimeError after `close` (both bugs of the caller).
         """
         if self._closed:
-            raise UsageError("ExrWriter.submit called after close")
+            raise RuntimeError("ExrWriter.submit called after close")
         half = _half_rgb(rgb, copy=True)
         header = _header(attributes, self.compression)
         final = Path(path)

@@ -13,26 +13,24 @@ Two formats are understood:
   plus the architecture and constructor arguments in the safetensors metadata, in a format
   that cannot carry code at all.
 
-Every problem with a file surfaces as :class:`~irep3d.errors.ModelFileError` (or its subclass
-:class:`~irep3d.errors.UnsafeModelError` when a pickle asks for something outside the
-allow-list), with a one-line message that names the file and says what would be valid.
+Every problem with a file read surfaces as :class:`~irep3d.errors.ModelFileError` (or its
+subclass :class:`~irep3d.errors.UnsafeModelError` when a pickle asks for something outside the
+allow-list), with a one-line message that names the file and says what would be valid; a file
+that cannot be written, as :class:`~irep3d.errors.OutputError`.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import importlib
 import io
 import json
 import os
 import pickle
 import re
-import secrets
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +39,7 @@ import safetensors.torch
 import torch
 
 from irep3d.errors import Irep3dError, ModelFileError, UnsafeModelError
+from irep3d.exr_clip import atomic_output
 
 __all__ = [
     "ALLOWED_PICKLE_GLOBALS",
@@ -248,13 +247,14 @@ def read_safetensors(path: str | os.PathLike[str]) -> NetworkSpec:
 def write_safetensors(spec: NetworkSpec, path: str | os.PathLike[str]) -> None:
     """Write ``spec`` as an irep3d ``.safetensors`` file, atomically.
 
-    The data go to a temporary file in the destination folder, which then replaces ``path`` in
-    one step, so a reader never sees a half-written file and an interrupted write leaves the
-    previous file (if any) intact.
+    The data go to a temporary file in the destination folder (`irep3d.exr_clip.atomic_output`),
+    which then replaces ``path`` in one step, so a reader never sees a half-written file and an
+    interrupted write leaves the previous file (if any) intact.
 
     Raises:
         ModelFileError: the spec cannot be stored (unknown architecture, init_kwargs that are
-            not JSON, weights that do not match the architecture) or the file cannot be written.
+            not JSON, weights that do not match the architecture).
+        OutputError: the file cannot be written (the message names it).
     """
     name = os.fspath(path)
     if spec.architecture not in ARCHITECTURES:
@@ -279,20 +279,13 @@ def write_safetensors(spec: NetworkSpec, path: str | os.PathLike[str]) -> None:
         for key, t in spec.state_dict.items()
     }
 
-    target = Path(name)
-    # A fresh unique name (not mkstemp) so the final file gets the usual umask permissions.
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        safetensors.torch.save_file(tensors, os.fspath(tmp), metadata=metadata)
+    with atomic_output(name) as tmp:
+        try:
+            safetensors.torch.save_file(tensors, os.fspath(tmp), metadata=metadata)
+        except safetensors.SafetensorError as e:  # how it reports I/O failures (disk full, ...)
+            raise OSError(_oneline(e)) from None
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        if isinstance(e, OSError):
-            raise ModelFileError(f"{name}: cannot write the file ({_oneline(e)})") from e
-        raise
 
 
 # --------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ Layout (pixels): width = columns·tile + (columns − 1)·`TILE_GAP`; height = r
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Sequence
@@ -19,7 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
+from .colour import percentile_range
 from .errors import UsageError
+from .exr_clip import write_bytes
 from .resize import resize
 
 __all__ = ["LABEL_HEIGHT", "TILE_GAP", "TITLE_HEIGHT", "contact_sheet", "loops_sheet", "sheet_size"]
@@ -58,10 +61,10 @@ def _grid(channels: int, columns: int | None) -> tuple[int, int]:
 def _tiles(acts: torch.Tensor, tile: int) -> np.ndarray:
     """[C, tile, tile] uint8: each channel's 1st..99th percentile to 0..255, resized."""
     x = torch.nan_to_num(acts.detach().to("cpu", torch.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    c = x.shape[0]
     # numpy, not torch.quantile: the latter refuses inputs above 16M values (512 ch × 276²)
-    q = torch.from_numpy(np.percentile(x.reshape(c, -1).numpy(), [1.0, 99.0], axis=1).astype(np.float32))
-    lo, hi = q[0][:, None, None], q[1][:, None, None]
+    low, high = percentile_range(x.numpy(), 1.0, 99.0, channel_axis=0)
+    lo = torch.from_numpy(low.astype(np.float32))[:, None, None]
+    hi = torch.from_numpy(high.astype(np.float32))[:, None, None]
     span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
     v = (x - lo) / span
     v = resize(v[None], tile)[0].clamp(0.0, 1.0)
@@ -81,9 +84,9 @@ def contact_sheet(
     Args:
         acts: [C, H, W] one frame of the layer (any device and float dtype).
         layer: the layer's name, stored in the PNG's text metadata and used in errors.
-        out: the PNG to write; written atomically (a temporary file in the same folder,
-            then `os.replace`), so a reader never sees half a file. Parent folders are
-            created.
+        out: the PNG to write; written atomically (`exr_clip.atomic_output`: a temporary
+            file in the same folder, then `os.replace`), so a reader never sees half a file.
+            Parent folders are created.
         tile: tile size in pixels (each channel is resized to tile × tile).
         columns: tiles per row (default: ceil(sqrt(C)), a near-square grid).
         title: text of a title line on top; none when empty.
@@ -177,11 +180,7 @@ def loops_sheet(
 
 
 def _save_png(image: Image.Image, out: Path, info: PngImagePlugin.PngInfo) -> Path:
-    """Save a PNG atomically (unchanged bytes are not rewritten)."""
-    import io
-
-    from .exr_clip import write_bytes
-
+    """Save a PNG atomically (`exr_clip.write_bytes`: unchanged bytes are not rewritten)."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return write_bytes(out, buffer.getvalue())

@@ -165,7 +165,7 @@ def test_blend_errors() -> None:
         blend(grey(0.1), grey(0.2), "normal", opacity=1.5)
     with pytest.raises(UsageError, match="same size"):
         blend(grey(0.1, size=2), grey(0.2, size=3), "normal")
-    with pytest.raises(UsageError, match="C = 3 or 4"):
+    with pytest.raises(ValueError, match="C = 3 or 4"):  # a caller's bug: clips are RGB(A)
         blend(torch.rand(1, 2, 4, 4), grey(0.2), "normal")
 
 

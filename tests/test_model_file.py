@@ -21,7 +21,7 @@ import pytest
 import safetensors.torch
 import torch
 
-from irep3d.errors import ModelFileError, UnsafeModelError
+from irep3d.errors import ModelFileError, OutputError, UnsafeModelError
 from irep3d.model_file import (
     ALLOWED_PICKLE_GLOBALS,
     NetworkSpec,
@@ -413,6 +413,26 @@ def test_safetensors_write_is_atomic(sg3t: tuple, tmp_path: Path, monkeypatch: p
 
     assert out.read_bytes() == before  # the old file is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pkl", "net.safetensors"]
+
+
+def test_safetensors_write_failure_is_one_output_error(
+    sg3t: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unwritable destination is the user's to fix: OutputError naming the file, no temp left."""
+    meta, state = sg3t
+    spec = read_network(write_nvidia_pickle(tmp_path / "a.pkl", meta["init_kwargs"], state))
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(OutputError, match=r"cannot write .*file/net\.safetensors"):
+        write_safetensors(spec, tmp_path / "file" / "net.safetensors")  # its folder is a file
+
+    def full_disk(tensors: Any, filename: str, metadata: Any = None) -> None:
+        Path(filename).write_bytes(b"half a file")
+        raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OutputError, match=r"cannot write .*net\.safetensors: .*No space left"):
+        write_safetensors(spec, tmp_path / "net.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pkl", "file"]
 
 
 def test_safetensors_write_refuses_bad_spec(sg3t: tuple, tmp_path: Path) -> None:

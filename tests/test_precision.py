@@ -56,7 +56,44 @@ def test_layer_dtype_table():
     assert layer_dtype(True, "bf16", cpu) == torch.bfloat16
     assert layer_dtype(False, "fp16", cuda) == torch.float32  # never outside NVIDIA's fp16 layers
     assert layer_dtype(True, "fp32", cuda) == torch.float32
-    assert PRECISIONS == ("auto", "fp32", "fp16", "bf16")
+
+
+# What NVIDIA's fp16 layers run in on the CPU under each --precision; the other layers
+# always run in float32.
+FP16_LAYERS_ON_THE_CPU = {
+    "auto": torch.float32,
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_every_precision_runs_the_fp16_layers_in_its_dtype(precision):
+    """Every name --precision accepts runs, the marked layers compute in its dtype, the
+    others in float32, and what is captured comes back as float32."""
+    net = load_generator("builtin:sg3t-256", "cpu")
+    ws = seeds_to_ws(net, [2])
+    last = "L3_52_64"  # the first of the fp16 layers: the run stops there
+    names = net.synthesis.layer_names[1 : net.synthesis.layer_names.index(last) + 1]
+    ran: dict[str, torch.dtype] = {}
+    hooks = [
+        getattr(net.synthesis, name).register_forward_hook(
+            lambda _m, _i, out, name=name: ran.update({name: out.dtype})
+        )
+        for name in names
+    ]
+    try:
+        with torch.no_grad():
+            acts = net.synthesis(ws, capture=["L2_36_64", last], precision=check_precision(precision))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    marked = {name: getattr(net.synthesis, name).use_fp16 for name in names}
+    assert marked[last] and not marked["L2_36_64"]  # both kinds are covered
+    expected = {name: FP16_LAYERS_ON_THE_CPU[precision] if marked[name] else torch.float32 for name in names}
+    assert ran == expected
+    assert all(a.dtype == torch.float32 for a in acts.values())
 
 
 def test_bad_precision_names_the_valid_ones():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -70,7 +71,6 @@ def test_fps_and_size_arguments_override(tmp_path):
 
 
 def test_mp4_decodes_to_every_frame(tmp_path):
-    av = pytest.importorskip("av")
     clip = make_clip(tmp_path / "walk", manifest={"fps": 24})
     out = make_preview(clip, tmp_path / "walk.mp4")
     with av.open(str(out)) as container:
@@ -86,7 +86,6 @@ def test_mp4_decodes_to_every_frame(tmp_path):
 
 
 def test_mp4_pads_odd_sizes_to_even(tmp_path):
-    av = pytest.importorskip("av")
     clip = make_clip(tmp_path / "walk", frames=3, size=33)
     out = make_preview(clip, tmp_path / "walk.mp4", fps=12.5)
     with av.open(str(out)) as container:

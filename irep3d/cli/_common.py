@@ -35,6 +35,29 @@ ModelArg = Annotated[
     ),
 ]
 
+ClipDirArg = Annotated[
+    Path, typer.Argument(help="A clip folder written by `irep3d maps`.", show_default=False)
+]
+
+LayerOpt = Annotated[str, typer.Option("--layer", help="Layer name (see `irep3d layers MODEL`).")]
+
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+
+CompressionOpt = Annotated[
+    str, typer.Option("--compression", help="EXR compression: zip, piz, dwaa, none, ...")
+]
+
+ClipFpsOpt = Annotated[float | None, typer.Option("--fps", help="Frame rate (default: the clip's).")]
+
+BlenderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--blender",
+        help="Blender binary (default: $BLENDER, then `blender` on PATH, then the bpy module).",
+        show_default=False,
+    ),
+]
+
 ShardOpt = Annotated[
     str,
     typer.Option(

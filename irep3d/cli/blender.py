@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from ._common import (
+    BlenderOpt,
     RayOpt,
     ShardOpt,
     SharedRootOpt,
@@ -29,14 +30,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-BlenderOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--blender",
-        help="Blender binary (default: $BLENDER, then `blender` on PATH, then the bpy module).",
-        show_default=False,
-    ),
-]
 ResolutionOpt = Annotated[
     str | None, typer.Option("--resolution", help="WIDTHxHEIGHT in px, e.g. 1920x1080.", show_default=False)
 ]

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from ._common import console, progress_bar, reports_errors
+from ._common import CompressionOpt, DeviceOpt, console, progress_bar, reports_errors
 
 
 class _RecipeOrOperation(TyperGroup):
@@ -32,9 +32,7 @@ app = typer.Typer(
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output clip folder (its name is the clip name).")]
 FitOpt = Annotated[bool, typer.Option("--fit", help="Scale/retime mismatched inputs instead of refusing.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 BatchOpt = Annotated[int, typer.Option("--batch", help="Frames per batch on the device.")]
-CompressionOpt = Annotated[str, typer.Option("--compression", help="EXR compression (zip, piz, ...).")]
 ClipArg = Annotated[Path, typer.Argument(help="An input clip folder.", show_default=False)]
 
 

@@ -7,16 +7,14 @@ from typing import Annotated
 
 import typer
 
-from ._common import console, progress_bar, reports_errors
+from ._common import ClipDirArg, ClipFpsOpt, console, progress_bar, reports_errors
 
 
 def encode(
-    clip_dir: Annotated[
-        Path, typer.Argument(help="A clip folder written by `irep3d maps`.", show_default=False)
-    ],
+    clip_dir: ClipDirArg,
     codec: Annotated[str, typer.Option("--codec", help="h264 (.mp4/.mov), prores (.mov) or hap (.mov).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Video file to write.", show_default=False)],
-    fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (default: the clip's).")] = None,
+    fps: ClipFpsOpt = None,
     transfer: Annotated[
         str, typer.Option("--transfer", help="srgb: linear light -> sRGB curve; none: values as they are.")
     ] = "srgb",

@@ -10,6 +10,11 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ._common import (
+    ClipDirArg,
+    ClipFpsOpt,
+    CompressionOpt,
+    DeviceOpt,
+    LayerOpt,
     ModelArg,
     RayOpt,
     ShardOpt,
@@ -152,11 +157,7 @@ SizeOpt = Annotated[
 CropOpt = Annotated[
     bool, typer.Option("--crop-margin/--keep-margin", help="Remove the StyleGAN3 layer margin (148 -> 128).")
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 BatchOpt = Annotated[int | None, typer.Option("--batch", help="Frames per forward pass (default: auto).")]
-CompressionOpt = Annotated[
-    str, typer.Option("--compression", help="EXR compression: zip, piz, dwaa, none, ...")
-]
 PrecisionOpt = Annotated[
     str,
     typer.Option(
@@ -258,7 +259,7 @@ def _summary(results: list[ClipResult], title: str) -> None:
 
 def maps(
     model: ModelArg,
-    layer: Annotated[str, typer.Option("--layer", help="Layer name (see `irep3d layers MODEL`).")],
+    layer: LayerOpt,
     channels: Annotated[
         str, typer.Option("--channels", help="a,b,c -> R,G,B; one index -> grey; auto = 3 active ones.")
     ] = "auto",
@@ -373,7 +374,7 @@ def pack(
 
 def channels(
     model: ModelArg,
-    layer: Annotated[str, typer.Option("--layer", help="Layer name (see `irep3d layers MODEL`).")],
+    layer: LayerOpt,
     seed: Annotated[int, typer.Option("--seed", help="Seed to look at.")] = 0,
     out: Annotated[Path, typer.Option("--out", "-o", help="PNG contact sheet to write.")] = Path("sheet.png"),
     psi: PsiOpt = 1.0,
@@ -402,11 +403,9 @@ def channels(
 
 
 def preview(
-    clip_dir: Annotated[
-        Path, typer.Argument(help="A clip folder written by `irep3d maps`.", show_default=False)
-    ],
+    clip_dir: ClipDirArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="clip.mp4 or clip.gif")] = Path("clip.mp4"),
-    fps: Annotated[float | None, typer.Option("--fps", help="Frame rate (default: the clip's).")] = None,
+    fps: ClipFpsOpt = None,
     size: Annotated[int | None, typer.Option("--size", help="Scale to SIZE px wide.")] = None,
 ) -> None:
     """A quick video (mp4) or GIF of a clip, to look at before rendering in 3D."""

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import RayOpt, console, farm_address, progress_bar, reports_errors
+from ._common import BlenderOpt, RayOpt, console, farm_address, progress_bar, reports_errors
 
 
 def release(
@@ -30,10 +30,7 @@ def release(
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu or cuda (default: the file's, else auto).")
     ] = None,
-    blender: Annotated[
-        str | None,
-        typer.Option("--blender", help="Blender binary (default: $BLENDER, `blender` on PATH, bpy)."),
-    ] = None,
+    blender: BlenderOpt = None,
     ray: RayOpt = None,
 ) -> None:
     """Make every clip, composite, 3D variant and loop a release file describes; resumable."""

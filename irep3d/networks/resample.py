@@ -47,9 +47,9 @@ def preferred_layout(device: torch.device) -> torch.memory_format:
     """Memory layout the activations are kept in on `device`.
 
     Channels-last on the CPU: oneDNN vectorises depthwise (resampling) convolutions across
-    channels there, 2-5x faster than NCHW, and runs the modulated convolutions 1.3-2x
-    faster when the channel counts are not multiples of 16 (323, 203, 81, 51 in
-    StyleGAN3-T 1024). Elsewhere the layout is left as it comes (not yet measured).
+    channels there, and runs the modulated convolutions faster too when the channel counts
+    are not multiples of 16 (323, 203, 81, 51 in StyleGAN3-T 1024); figures in README.md,
+    "Measured speed". Elsewhere the layout is left as it comes (not yet measured).
     """
     return torch.channels_last if device.type == "cpu" else torch.preserve_format
 

@@ -573,7 +573,6 @@ class SynthesisNetwork(nn.Module):
         ws: torch.Tensor,  # [N, num_ws, w_dim]
         capture: Sequence[str] | None = None,  # Layer names to return instead of the image.
         noise_mode: str = "const",  # 'const' (deterministic), 'random' or 'none'.
-        force_fp32: bool = False,  # Never use float16, even on CUDA (= precision "fp32").
         fused_modconv: bool | None = None,  # Force grouped (True) / shared (False) modconv.
         precision: str = "auto",  # What the fp16 blocks run in: auto|fp32|fp16|bf16.
     ) -> torch.Tensor | dict[str, torch.Tensor]:
@@ -600,7 +599,7 @@ class SynthesisNetwork(nn.Module):
                 img,
                 block_ws,
                 noise_mode=noise_mode,
-                precision="fp32" if force_fp32 else check_precision(precision),
+                precision=check_precision(precision),
                 fused_modconv=fused_modconv,
                 capture=cap,
                 overwrite_input=True,  # x is the previous block's output: ours to reuse

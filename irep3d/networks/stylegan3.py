@@ -48,8 +48,8 @@ def modulated_conv2d(
     channels by s and convolving with the shared weights; demodulation is a per-sample,
     per-output-channel scale applied afterwards, so the whole batch is one conv2d.
     `per_sample=None` picks per sample for one sample and on the CPU, where the big layers
-    then cost less per frame (StyleGAN3-T 1024: 6.6 -> 6.1 s per frame at batch 4; batched
-    convolutions gain nothing on oneDNN), and batched elsewhere.
+    then cost less per frame (batched convolutions gain nothing on oneDNN; figures in
+    README.md, "Measured speed"), and batched elsewhere.
 
     Args:
         x: `[N, I, H, W]` input activations.
@@ -379,7 +379,6 @@ class SynthesisNetwork(nn.Module):
         ws: torch.Tensor,
         capture: Sequence[str] | None = None,
         noise_mode: str = "const",
-        force_fp32: bool = False,
         precision: str = "auto",
         view: torch.Tensor | None = None,
     ) -> torch.Tensor | dict[str, torch.Tensor]:
@@ -389,12 +388,12 @@ class SynthesisNetwork(nn.Module):
         is None; otherwise {name: activation [N, C, H, W] float32} for the layers named,
         without running any layer after the deepest of them. `noise_mode` is accepted for
         interface parity with StyleGAN2 (StyleGAN3 has no noise inputs). `precision`: what
-        the `use_fp16` layers run in (see `irep3d.networks.precision`); `force_fp32` = "fp32".
+        the `use_fp16` layers run in (see `irep3d.networks.precision`).
         `view`: [N, 3, 3] per-sample inverse image transforms for the input layer
         (`SynthesisInput.forward`), e.g. from `irep3d.walk.view_matrices`.
         """
         del noise_mode
-        precision = "fp32" if force_fp32 else check_precision(precision)
+        precision = check_precision(precision)
         wanted, last = resolve_capture(self.layer_names, capture)
         ws = ws.to(torch.float32).unbind(dim=1)
         out: dict[str, torch.Tensor] = {}

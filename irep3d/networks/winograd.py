@@ -6,8 +6,8 @@ each 4x4 block of outputs from a 6x6 block of inputs with 36 instead of 144: the
 blocks and the filters are transformed (`B^T d B`, `G g G^T`), multiplied elementwise per
 transform point, which over channels is 36 independent matrix products, and transformed
 back (`A^T m A`). On this project's 2-core CPU the direct convolution already runs at the
-machine's ceiling, so this is the only way left to make StyleGAN3's wide layers faster:
-512 -> 512 channels at 148 px takes 204 ms instead of 488 (bench in the README).
+machine's ceiling, so fewer multiplications are the only way left to make StyleGAN3's wide
+layers faster (timings per layer: README.md, "Measured speed"; `benchmarks/bench_generator.py`).
 
 The transforms add and scale the inputs, so the result differs from a direct convolution
 by float32 rounding: about 1e-5 of the output's range, against 1e-6 for the direct one,
@@ -25,9 +25,9 @@ import torch.nn.functional as F
 __all__ = ["MIN_CHANNELS", "MIN_SIZE", "conv3x3", "use_winograd", "winograd_conv3x3"]
 
 #: Smallest input and output channel count for which F(4x4, 3x3) beats oneDNN's direct
-#: convolution here (203 -> 128 at 278 px: 148 vs 173 ms; 128 -> 81 at 534 px: 415 vs 301).
+#: convolution on the CPU (the layers timed to choose it: README.md, "Measured speed").
 MIN_CHANNELS = 128
-#: Smallest output size (pixels per side) for which it wins (512 -> 512 at 38 px: even).
+#: Smallest output size (pixels per side) for which it wins (same measurements).
 MIN_SIZE = 48
 
 # F(4x4, 3x3): 6x6 input tiles, 4x4 output tiles (Lavin & Gray 2016, Sec. 4.2).
