@@ -78,6 +78,11 @@ class Clip:
 
     # ----------------------------------------------------------------------- frames
 
+    @property
+    def pattern(self) -> str:
+        """The frames' names as clip.json's `files` states them: `<name>_#####.exr`."""
+        return f"{self.name}_#####.exr"
+
     def frame_path(self, index: int) -> Path:
         """The path of frame `index` (1-based)."""
         return self.path / frame_name(self.name, index)

@@ -195,7 +195,7 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
         pixels = small[0].permute(1, 2, 0).cpu().numpy()
         for i in range(3):  # drifting frames, for the encoders' motion search
             write_exr(Clip(clip).frame_path(i + 1), np.roll(pixels, 3 * i, axis=1))
-        Clip(clip).write_manifest({"frames": 3, "fps": plan.fps, "loop": True, "files": "est_#####.exr",
+        Clip(clip).write_manifest({"frames": 3, "fps": plan.fps, "loop": True, "files": Clip(clip).pattern,
                                    "first_frame": 1, "resolution": [sw, sh], "norm": "global"})  # fmt: skip
         for job in plan.composites:
             name = job.clip.name.rsplit("_", 1)[0]

@@ -288,13 +288,12 @@ def run_recipe(
     done = clip.finished(total)
     todo = [f for f in range(total) if f + 1 not in done]
     first = inputs[0].manifest
-    name = clip.name
     manifest = {
         "frames": total,
         "fps": first.get("fps", 30.0),
         "loop": all(i.manifest.get("loop", True) for i in inputs),
         "norm": "composite",
-        "files": f"{name}_#####.exr",
+        "files": clip.pattern,
         "first_frame": 1,
         "inputs": {i.name: str(i.path) for i in inputs},
         "recipe": recipe.source,

@@ -506,7 +506,7 @@ def _manifest(plan: Plan, clip: ClipState, complete: bool) -> dict:
             **({"size_mode": options.size_mode} if isinstance(options.size, tuple) else {}),
             **({"ws_file": options.ws.path} if "ws_sha256" in data else {}),
             **(audio_json(options) if options.audio is not None else {}),
-            "files": f"{clip.job.name}_#####.exr",
+            "files": clip.clip.pattern,
             "first_frame": 1,
             "normalization": (
                 {"method": options.norm, "percentiles": [1.0, 99.0], **clip.stats.to_json()}
