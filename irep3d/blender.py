@@ -6,23 +6,27 @@ found, the `bpy` module (`pip install bpy==5.0.1`) imported by `sys.executable S
 ARGS.json`. Either way the job runs in its own process: Blender owns global state (one
 open file, one scene context) and may crash, and neither should touch the caller.
 
-Each job is a small script, written into a temp folder with its arguments as JSON:
+Every job is a function of the add-on's `blender_addon/jobs.py`, run as the script, its
+arguments written as JSON into a temp folder:
 
-- the build script puts the repository root (the folder holding `blender_addon/`) on
-  `sys.path`, loads presets and calls the add-on's own scene builder, so the CLI and the
+- `build` loads presets and calls the add-on's own scene builder, so the CLI and the
   add-on's button make the same scene; it builds a LIST of scenes (a pack's clips ×
   presets) in one process, a clean file each (bpy starts in seconds: once, not per scene);
-- the render script opens each `.blend` of a list, checks its clips and plans its frames
-  (one progress total), then renders frame by frame, each into a hidden temp name in the
-  scene's output folder that is renamed into place when complete. Frames already there
-  are skipped, so an interrupted render resumes.
+- `render` opens each `.blend` of a list, checks its clips and plans its frames (one
+  progress total), then renders frame by frame with the add-on's `render.render_frame`
+  (as its Render button does): each frame into a hidden temp name in the scene's output
+  folder, renamed into place when complete. Frames already there are skipped, so an
+  interrupted render resumes;
+- `ranges` reads the frame range of each `.blend` of a list.
 
-The scripts talk back through stdout lines that start with `IREP3D_`: `IREP3D_SAVED i` per
-built scene, `IREP3D_PLAN scene first last todo ext`, one `IREP3D_FRAME scene n seconds` per
-finished frame (this feeds the progress
+The jobs talk back through stdout lines that start with `IREP3D_` (`jobs.py` lists them);
+this module reads every one: `IREP3D_SAVED i` per built scene, `IREP3D_RANGE i first last`,
+`IREP3D_PLAN scene first last todo ext`, `IREP3D_DEVICE description` (the GPU, with
+`--device gpu`), one `IREP3D_FRAME scene n` per finished frame (this feeds the progress
 callback), and `IREP3D_ERROR message` for a problem the user can fix (an unknown preset,
 a clip folder without `clip.json`, no GPU). Any failure becomes one `BlenderError` line:
 that message, or else the last meaningful line of Blender's output, never a traceback.
+Options and settings are checked here before Blender starts (`UsageError`, one line).
 A `.blend` is saved under a temp name next to its final name (so `//` relative paths stay
 valid) and renamed only when Blender succeeded: nothing is ever half-written.
 """
@@ -53,6 +57,7 @@ from .shards import check_shard
 __all__ = [
     "BLENDER_ENV",
     "DEVICES",
+    "FRAME_NAME",
     "HEIGHT_SOURCES",
     "OUTPUT_FORMATS",
     "REPO_ROOT",
@@ -62,6 +67,7 @@ __all__ = [
     "build_addon_zip",
     "build_scene",
     "build_scenes",
+    "check_render_options",
     "find_blender",
     "frame_file_name",
     "pack_scene_jobs",
@@ -126,8 +132,12 @@ _CLIP_KEYS = {
 Progress = Callable[[int, int], None]
 """`progress(done, total)`: frames rendered so far out of those this run has to render."""
 
-_BINARY_ARGS = ("--background", "--factory-startup", "--python-exit-code", "3", "--python")
+#: The add-on's script that runs every Blender job (`blender_addon/jobs.py`).
+JOBS_SCRIPT = "jobs.py"
+#: A job script's exit code for an uncaught exception in a real Blender (which otherwise
+#: exits 0); `jobs.ERROR_EXIT` is the same code for a problem it reports.
 _ERROR_EXIT = 3
+_BINARY_ARGS = ("--background", "--factory-startup", "--python-exit-code", str(_ERROR_EXIT), "--python")
 _MAX_SIZE = 65536
 _TRACEBACK_LAST = re.compile(
     r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Interrupt|Exit))(?::\s*(.*))?$"
@@ -169,9 +179,13 @@ def _check_resolution(resolution: Sequence[int]) -> tuple[int, int]:
     return width, height
 
 
+FRAME_NAME = "frame_{frame:05d}{ext}"
+"""The file name of a rendered frame, given to the render job too (`frame_00001.png`)."""
+
+
 def frame_file_name(frame: int, ext: str = ".png") -> str:
     """The file name of a rendered frame: `frame_00001.png`."""
-    return f"frame_{frame:05d}{ext}"
+    return FRAME_NAME.format(frame=frame, ext=ext)
 
 
 # --------------------------------------------------------------------------- finding Blender
@@ -304,16 +318,19 @@ def _run(command: Sequence[str], on_line: Callable[[str], None] | None = None) -
     return list(tail)
 
 
-def _run_script(
-    blender: Sequence[str], script: str, args: Mapping[str, Any], on_line: Callable[[str], None] | None = None
+def _run_job(
+    blender: Sequence[str], job: str, args: Mapping[str, Any], on_line: Callable[[str], None] | None = None
 ) -> list[str]:
-    """Write `script` and its JSON `args` into a temp folder and run them in Blender."""
+    """Run `job` of the add-on's `jobs.py` (build, render, ranges) in Blender, its `args`
+    written as JSON into a temp folder; returns the last lines of its output (see `_run`)."""
+    script = REPO_ROOT / "blender_addon" / JOBS_SCRIPT
+    if not script.is_file():
+        raise BlenderError(f"the irep3d add-on is not at {script.parent} ({JOBS_SCRIPT} is missing)")
     with tempfile.TemporaryDirectory(prefix="irep3d-blender-") as tmp:
-        script_path = Path(tmp) / "job.py"
         args_path = Path(tmp) / "args.json"
-        script_path.write_text(_PREAMBLE + script, encoding="utf-8")
-        args_path.write_text(json.dumps(dict(args), indent=2), encoding="utf-8")
-        return _run([*blender, str(script_path), "--", str(args_path)], on_line)
+        data = {"job": job, "repo_root": str(REPO_ROOT), **args}
+        args_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        return _run([*blender, str(script), "--", str(args_path)], on_line)
 
 
 def _temp_name(path: Path) -> Path:
@@ -524,6 +541,10 @@ def _plan(jobs: Sequence[SceneJob], presets_dirs: Sequence[str | os.PathLike[str
             except module.PresetError as exc:
                 raise UsageError(str(exc)) from None
         preset = loaded[job.preset]
+        try:
+            module.override(preset, **settings)  # as the builder applies them in Blender
+        except module.PresetError as exc:
+            raise UsageError(str(exc)) from None
         colour = Path(job.colour_dir).expanduser() if job.colour_dir is not None else None
         if colour is None and preset.colour_mode == "clip" and preset.colour_clip:
             colour = Path(preset.colour_clip).expanduser()
@@ -591,7 +612,6 @@ def _run_builds(
             raise OutputError(f"cannot write {item.blend}: {exc.strerror or exc}") from None
         temps.append(_temp_name(item.blend))
     args = {
-        "repo_root": str(REPO_ROOT),
         "presets_dirs": [str(Path(p).expanduser().resolve()) for p in presets_dirs],
         "scenes": [
             {
@@ -617,7 +637,7 @@ def _run_builds(
             on_saved(item)
 
     try:
-        _run_script(command, _BUILD_SCRIPT, args, on_line)
+        _run_job(command, "build", args, on_line)
     except OSError as exc:
         raise OutputError(f"cannot write a scene: {exc.strerror or exc}") from None
     finally:
@@ -821,8 +841,7 @@ def _check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
         out["output_format"] = names[fmt]
     if "resolution" in out:
         out["resolution"] = list(_check_resolution(tuple(out["resolution"])))
-    if "samples" in out and (not isinstance(out["samples"], int) or out["samples"] < 1):
-        raise UsageError(f"samples must be a whole number >= 1, not {out['samples']!r}")
+    _check_samples(out.get("samples"))
     for key in ("displacement_strength", "midlevel", "subdivision_detail", "light_position", "light_height"):
         if key in out and (isinstance(out[key], bool) or not isinstance(out[key], int | float)):
             raise UsageError(f"{key.replace('_', ' ')} must be a number, not {out[key]!r}")
@@ -848,6 +867,7 @@ def render_frames(
     progress: Progress | None = None,
     shard: tuple[int, int] = (0, 1),
     threads: int | None = None,
+    on_device: Callable[[str], None] | None = None,
 ) -> list[Path]:
     """Render frames of a `.blend` into `out_dir`, one image a frame, resuming where it stopped.
 
@@ -866,13 +886,17 @@ def render_frames(
             render the whole range.
         threads: Cycles render threads (default: Blender's, every core here); a farm gives
             each Blender process the CPUs Ray assigned it.
+        on_device: with `device="gpu"`, `on_device(description)` names the GPU Cycles
+            renders on (e.g. `OPTIX (NVIDIA H200)`) before the first frame.
 
     Returns every frame file of the range (`frame_00001.png`, ...; `.exr` when the scene
     writes EXR, else 16-bit PNG), rendered now or before.
     """
     path = _check_blend(blend)
     (out,) = scene_out_dirs([path], out_dir)
-    (files,) = _render([(path, out)], frames, samples, resolution, device, blender, progress, shard, threads)
+    (files,) = _render(
+        [(path, out)], frames, samples, resolution, device, blender, progress, shard, threads, on_device
+    )
     return files
 
 
@@ -887,6 +911,7 @@ def render_scenes(
     progress: Progress | None = None,
     shard: tuple[int, int] = (0, 1),
     threads: int | None = None,
+    on_device: Callable[[str], None] | None = None,
 ) -> dict[Path, list[Path]]:
     """Render several `.blend` files in one Blender process, each into its own folder.
 
@@ -914,6 +939,7 @@ def render_scenes(
         progress,
         shard,
         threads,
+        on_device,
     )
     return {path.resolve(): files for path, files in zip(paths, results, strict=True)}
 
@@ -944,6 +970,32 @@ def _check_blend(blend: str | os.PathLike[str]) -> Path:
     return path
 
 
+def check_render_options(
+    frames: tuple[int, int] | None = None,
+    samples: int | None = None,
+    resolution: Sequence[int] | None = None,
+    device: str = "cpu",
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[tuple[int, int] | None, tuple[int, int]]:
+    """Check the options of a render before Blender starts (`UsageError`, one line);
+    returns the resolution and the shard as (width, height) and (i, n)."""
+    if frames is not None:
+        first, last = frames
+        if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
+            raise UsageError(f"bad frame range {frames!r}; use (first, last) with 0 <= first <= last")
+    _check_samples(samples)
+    if resolution is not None:
+        resolution = _check_resolution(tuple(resolution))
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
+    return resolution, check_shard(shard)
+
+
+def _check_samples(samples: Any) -> None:
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise UsageError(f"samples must be a whole number >= 1, not {samples!r}")
+
+
 def _render(
     scenes: Sequence[tuple[Path, Path]],
     frames: tuple[int, int] | None,
@@ -954,19 +1006,10 @@ def _render(
     progress: Progress | None,
     shard: tuple[int, int],
     threads: int | None,
+    on_device: Callable[[str], None] | None = None,
 ) -> list[list[Path]]:
     """Render (blend, output folder) pairs in one Blender process; each pair's frame files."""
-    if frames is not None:
-        first, last = frames
-        if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
-            raise UsageError(f"bad frame range {frames!r}; use (first, last) with 0 <= first <= last")
-    if samples is not None and (not isinstance(samples, int) or samples < 1):
-        raise UsageError(f"samples must be a whole number >= 1, not {samples!r}")
-    if resolution is not None:
-        resolution = _check_resolution(tuple(resolution))
-    if device not in DEVICES:
-        raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
-    shard = check_shard(shard)
+    resolution, shard = check_render_options(frames, samples, resolution, device, shard)
     command = find_blender(blender)
     outs = []
     for _, out in scenes:
@@ -988,24 +1031,29 @@ def _render(
         "tag": tag,
         "shard": list(shard),
         "threads": threads,
+        "frame_name": FRAME_NAME,
     }
     plans: dict[int, dict[str, Any]] = {}
     count = {"done": 0, "total": 0}
 
     def on_line(line: str) -> None:
-        if line.startswith("IREP3D_PLAN "):
-            index, first, last, todo, ext = line.split()[1:6]
+        kind, _, rest = line.partition(" ")
+        if kind == "IREP3D_PLAN":
+            index, first, last, todo, ext = rest.split()[:5]
             plans[int(index)] = {"first": int(first), "last": int(last), "ext": ext}
             count["total"] += int(todo)
             if len(plans) == len(scenes) and progress is not None:
                 progress(0, count["total"])
-        elif line.startswith("IREP3D_FRAME ") and len(plans) == len(scenes):
+        elif kind == "IREP3D_DEVICE":
+            if on_device is not None:
+                on_device(rest.strip())
+        elif kind == "IREP3D_FRAME" and len(plans) == len(scenes):
             count["done"] += 1
             if progress is not None:
                 progress(count["done"], count["total"])
 
     try:
-        _run_script(command, _RENDER_SCRIPT, args, on_line)
+        _run_job(command, "render", args, on_line)
     finally:
         for out in outs:
             for leftover in out.glob(f".frame_*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
@@ -1026,19 +1074,6 @@ def _render(
     return results
 
 
-_RANGE_SCRIPT = """\
-import bpy  # noqa: E402
-
-for index, blend in enumerate(ARGS["blends"]):
-    try:
-        bpy.ops.wm.open_mainfile(filepath=blend)
-    except Exception as exc:
-        fail(f"cannot open {blend}: {' '.join(str(exc).split())}")
-    scene = bpy.context.scene
-    print(f"IREP3D_RANGE {index} {scene.frame_start} {scene.frame_end}", flush=True)
-"""
-
-
 def scene_frame_ranges(
     blends: Sequence[str | os.PathLike[str]], blender: str | os.PathLike[str] | None = None
 ) -> list[tuple[int, int]]:
@@ -1048,9 +1083,7 @@ def scene_frame_ranges(
         if not path.is_file():
             raise OutputError(f"scene file {path} does not exist")
     ranges: dict[int, tuple[int, int]] = {}
-    for line in _run_script(
-        find_blender(blender), _RANGE_SCRIPT, {"blends": [str(p.resolve()) for p in paths]}
-    ):
+    for line in _run_job(find_blender(blender), "ranges", {"blends": [str(p.resolve()) for p in paths]}):
         if line.startswith("IREP3D_RANGE "):
             index, first, last = (int(v) for v in line.split()[1:4])
             ranges[index] = (first, last)
@@ -1123,215 +1156,3 @@ def _extension_tool() -> list[str]:
     if command[0] != sys.executable:
         return [command[0], "--factory-startup", "--command", "extension"]
     raise BlenderError("Blender's extension tool (blender_ext.py) was not found in the bpy module")
-
-
-# --------------------------------------------------------------------------- job scripts
-# Run inside Blender's Python: standard library and bpy only. Arguments come as JSON in the
-# file named after "--" on the command line (Blender passes the rest of argv through).
-
-_PREAMBLE = f'''\
-import json
-import os
-import sys
-import time
-
-ARGS = json.loads(open(sys.argv[sys.argv.index("--") + 1], encoding="utf-8").read())
-
-
-def fail(message):
-    """Report a problem the user can fix as one line, and stop."""
-    print("IREP3D_ERROR " + " ".join(str(message).split()), flush=True)
-    sys.stdout.flush()
-    os._exit({_ERROR_EXIT})
-
-'''
-
-_BUILD_SCRIPT = """\
-sys.path.insert(0, ARGS["repo_root"])
-import bpy  # noqa: E402
-
-try:
-    from blender_addon import presets, scene
-except Exception as exc:  # a broken checkout: say so in one line
-    fail(f"cannot load the irep3d add-on from {ARGS['repo_root']}: {type(exc).__name__}: {exc}")
-
-dirs = presets.preset_dirs(extra=ARGS["presets_dirs"])
-for index, item in enumerate(ARGS["scenes"]):  # one Blender for all scenes; a clean file each
-    try:
-        preset = presets.load_preset(item["preset"], dirs=dirs)
-        settings = dict(item["settings"])
-        if settings.get("resolution") is not None:
-            settings["resolution"] = tuple(settings["resolution"])
-        if item["colour_dir"]:
-            settings["colour_clip"] = item["colour_dir"]
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        scene.build_displacement_scene(item["clip_dir"], preset, scene.SceneSettings(**settings))
-        scene.save_blend(item["blend"])
-    except (presets.PresetError, scene.ClipError) as exc:
-        fail(exc)
-    print(f"IREP3D_SAVED {index}", flush=True)
-"""
-
-_RENDER_SCRIPT = """\
-import bpy  # noqa: E402
-
-EXR_FORMATS = ("OPEN_EXR", "OPEN_EXR_MULTILAYER")
-GPU_KINDS = ("OPTIX", "CUDA", "HIP", "ONEAPI", "METAL")
-
-
-def use_gpu(scene):
-    prefs = bpy.context.preferences.addons["cycles"].preferences
-    for kind in GPU_KINDS:
-        try:
-            devices = prefs.get_devices_for_type(kind)
-        except Exception:
-            continue
-        gpus = [d for d in devices if d.type == kind]
-        if gpus:
-            prefs.compute_device_type = kind
-            for d in prefs.devices:
-                d.use = d.type == kind
-            scene.cycles.device = "GPU"
-            return kind + " (" + ", ".join(d.name for d in gpus) + ")"
-    fail("--device gpu: Cycles finds no GPU (OptiX, CUDA, HIP, oneAPI or Metal) here; use --device cpu")
-
-
-def open_scene(blend):
-    try:
-        bpy.ops.wm.open_mainfile(filepath=blend)
-    except Exception as exc:
-        fail(f"cannot open {blend}: {' '.join(str(exc).split())}")
-    return bpy.context.scene
-
-
-def sequence_files(image, user):
-    # Every file an image sequence's user reads: the digits of its first file counted on.
-    head, tail = os.path.split(bpy.path.abspath(image.filepath, library=image.library))
-    stem, ext = os.path.splitext(tail)
-    digits = len(stem) - len(stem.rstrip("0123456789"))
-    if not digits:
-        return []
-    start = int(stem[len(stem) - digits:])
-    base = stem[: len(stem) - digits]
-    count = max(1, user.frame_duration)
-    return [os.path.join(head, f"{base}{start + i:0{digits}d}{ext}") for i in range(count)]
-
-
-def check_inputs():
-    # Blender renders a missing texture as pink and calls it success: stop before rendering.
-    for image in bpy.data.images:
-        if image.source in ("FILE", "SEQUENCE") and image.filepath and not image.packed_file:
-            path = bpy.path.abspath(image.filepath, library=image.library)
-            if not os.path.exists(path):
-                fail(f"image {image.name!r} needs {path}, which does not exist (was the clip moved?)")
-    for material in bpy.data.materials:  # every sequence (height and colour clips) complete
-        for node in material.node_tree.nodes if material.node_tree else []:
-            image = getattr(node, "image", None)
-            if image is not None and image.source == "SEQUENCE" and not image.packed_file:
-                gone = [f for f in sequence_files(image, node.image_user) if not os.path.exists(f)]
-                if gone:
-                    fail(f"the clip of image {image.name!r} is missing {len(gone)} frames, e.g. {gone[0]}")
-
-
-def output_ext(scene):
-    return ".exr" if scene.render.image_settings.file_format in EXR_FORMATS else ".png"
-
-
-def configure(scene):
-    render = scene.render
-    if ARGS.get("threads"):
-        render.threads_mode = "FIXED"
-        render.threads = ARGS["threads"]
-    if ARGS["resolution"]:
-        render.resolution_x, render.resolution_y = ARGS["resolution"]
-        render.resolution_percentage = 100
-    if ARGS["samples"]:
-        if render.engine == "CYCLES":
-            scene.cycles.samples = ARGS["samples"]
-        else:
-            scene.eevee.taa_render_samples = ARGS["samples"]
-    if render.engine == "CYCLES":
-        if ARGS["device"] == "gpu":
-            print("IREP3D_DEVICE " + use_gpu(scene), flush=True)
-        else:
-            scene.cycles.device = "CPU"
-    elif ARGS["device"] == "gpu":
-        fail(f"--device gpu needs the Cycles engine; this scene renders with {render.engine}")
-    settings = render.image_settings
-    if settings.file_format not in EXR_FORMATS:  # PNG, or a video scene rendered as frames
-        if settings.media_type != "IMAGE":
-            settings.media_type = "IMAGE"
-        settings.file_format = "PNG"
-        settings.color_depth = "16"
-        settings.color_mode = "RGBA" if render.film_transparent else "RGB"
-    render.use_file_extension = True
-    # No render date, time or timings in the files: the same frame rendered again (a
-    # resumed or farmed render) is then the same bytes, not only the same pixels.
-    for name in dir(render):
-        if name.startswith("use_stamp") and name != "use_stamp":
-            setattr(render, name, False)
-    render.use_stamp = False
-
-
-def strip_png_text(path):
-    # Cycles stores its render timings as PNG text chunks whatever the stamp settings say;
-    # drop every text and time chunk so that a frame rendered again is the same bytes.
-    import struct
-
-    with open(path, "rb") as fh:
-        data = fh.read()
-    out, pos = [data[:8]], 8
-    while pos + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        end = pos + 12 + length
-        if kind not in (b"tEXt", b"iTXt", b"zTXt", b"tIME"):
-            out.append(data[pos:end])
-        pos = end
-    with open(path, "wb") as fh:
-        fh.write(b"".join(out))
-
-
-def final(out_dir, n, ext):
-    return os.path.join(out_dir, f"frame_{n:05d}{ext}")
-
-
-# First every scene: open it, check its clips, plan its frames (one progress total).
-plans = []
-for index, item in enumerate(ARGS["scenes"]):
-    scene = open_scene(item["blend"])
-    check_inputs()
-    ext = output_ext(scene)
-    first, last = ARGS["frames"] or (scene.frame_start, scene.frame_end)
-    shard_index, shard_count = ARGS["shard"]
-    count = last - first + 1
-    first, last = first + shard_index * count // shard_count, first + (shard_index + 1) * count // shard_count - 1
-    todo = [n for n in range(first, last + 1) if not os.path.exists(final(item["out_dir"], n, ext))]
-    print(f"IREP3D_PLAN {index} {first} {last} {len(todo)} {ext}", flush=True)
-    plans.append((todo, ext))
-
-# Then render them, frame by frame, each to a temp name renamed into place.
-opened = len(plans) - 1
-for index, (item, (todo, ext)) in enumerate(zip(ARGS["scenes"], plans)):
-    if not todo:
-        continue
-    scene = open_scene(item["blend"]) if index != opened else bpy.context.scene
-    opened = index
-    configure(scene)
-    render = scene.render
-    for n in todo:
-        start = time.perf_counter()
-        scene.frame_set(n)
-        # A still is written to exactly this name (no '#' to substitute, the extension given).
-        temp = os.path.join(item["out_dir"], f".frame_{n:05d}.{ARGS['tag']}.tmp{ext}")
-        render.filepath = temp
-        bpy.ops.render.render(write_still=True)
-        written = [p for p in (temp, render.frame_path(frame=n)) if os.path.exists(p)]
-        if not written:
-            fail(f"Blender did not write frame {n} ({temp})")
-        if ext == ".png":
-            strip_png_text(written[0])
-        os.replace(written[0], final(item["out_dir"], n, ext))
-        print(f"IREP3D_FRAME {index} {n} {time.perf_counter() - start:.3f}", flush=True)
-print("IREP3D_DONE", flush=True)
-"""

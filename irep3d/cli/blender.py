@@ -254,7 +254,13 @@ def render(
             rendered = done
             bar.update(task, completed=done, total=total)
 
-        common = {"progress": progress, "shard": parse_shard(shard), **options}
+        def on_device(device: str) -> None:
+            if device not in devices:
+                devices.append(device)
+                bar.console.print(f"Cycles renders on {device}")
+
+        devices: list[str] = []
+        common = {"progress": progress, "shard": parse_shard(shard), "on_device": on_device, **options}
         if len(blends) == 1:
             files = render_frames(blends[0], out, frame_range, **common)
         else:
