@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from irep3d.blender import _error_line, find_blender, parse_frames, parse_resolution
+from irep3d.blender import find_blender, parse_frames, parse_resolution
+from irep3d.blender.process import _error_line
 from irep3d.cli import app
 from irep3d.errors import BlenderError, UsageError
 from tests.clip_util import make_clip

@@ -1,7 +1,7 @@
 """`irep3d blender build|render|addon`: displacement scenes and renders in Blender.
 
 Blender runs in a subprocess (a real binary when one is found, else the `bpy` module);
-`irep3d/blender.py` does the work, this module parses options and shows progress.
+the package `irep3d/blender/` does the work, this module parses options and shows progress.
 """
 
 from __future__ import annotations
