@@ -260,6 +260,12 @@ def _render(
             if on_device is not None:
                 on_device(rest.strip())
         elif kind == "IREP3D_FRAME" and len(plans) == len(scenes):
+            index, frame = (int(v) for v in rest.split()[:2])
+            plan = plans[index]
+            if not plan["first"] <= frame <= plan["last"]:
+                raise BlenderError(
+                    f"Blender rendered frame {frame}, outside the planned {plan['first']}-{plan['last']}"
+                )
             count["done"] += 1
             if progress is not None:
                 progress(count["done"], count["total"])
