@@ -1,7 +1,8 @@
 """irep3d for Blender: displacement scenes from irep3d activation clips.
 
-The scene builder (`scene.py`) and the presets (`presets.py`) are plain modules that the
-irep3d CLI also imports; this file only registers the UI.
+The scene builder (`scene.py`), the presets (`presets.py`) and the frame renderer
+(`render.py`) are plain modules that the irep3d CLI also runs, in a Blender process
+(`jobs.py`); this file only registers the UI.
 """
 
 import bpy

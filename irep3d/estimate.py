@@ -98,7 +98,7 @@ class Estimate:
 
 def _scene_look(job: Any) -> tuple[tuple[int, int], int]:
     """(resolution, samples) a scene job renders with: its settings, else its preset's."""
-    from .blender import _presets_module
+    from .blender.addon import _presets_module
 
     presets = _presets_module()
     look = presets.load_preset(job.preset, dirs=presets.preset_dirs())

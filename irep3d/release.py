@@ -423,7 +423,7 @@ def _scene(table: Mapping[str, Any], where: str) -> SceneVariant:
             value = t[key]
             settings[name] = tuple(value) if isinstance(value, list) else value
     if settings:
-        from .blender import _check_settings
+        from .blender.scenes import _check_settings
 
         try:
             settings = _check_settings(settings)
@@ -456,7 +456,7 @@ def _delivery(table: Mapping[str, Any], where: str) -> Delivery:
 
 
 def _check_preset(name: str, where: str) -> None:
-    from .blender import _presets_module
+    from .blender.addon import _presets_module
 
     presets = _presets_module()
     try:

@@ -31,6 +31,7 @@ import bpy
 from mathutils import Vector
 
 from blender_addon import presets, scene
+from blender_addon import render as frames
 from blender_addon.presets import Preset, PresetError, load_preset, load_presets, preset_dirs
 from blender_addon.scene import ClipError, SceneSettings, build_displacement_scene, read_clip, save_blend
 
@@ -433,6 +434,65 @@ def test_render_animation_operator_writes_frames(clip, addon, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f_0001.png", "f_0002.png"]
 
 
+def test_render_button_resumes_and_keeps_finished_frames(clip, addon, tmp_path):
+    """Render animation renders only the frames not there yet, each through a temp name
+    renamed into place, as `irep3d blender render` does (the same `render.render_frame`)."""
+    bpy.ops.irep3d.build_displacement_scene(clip_dir=str(clip), resolution=(32, 24), samples=2)
+    sc = bpy.context.scene
+    sc.frame_end = 3
+    out = tmp_path / "out"
+    out.mkdir()
+    sc.render.filepath = str(out / "f_")
+    (out / "f_0002.png").write_bytes(b"finished")  # a frame already there is never rendered again
+    assert bpy.ops.irep3d.render_animation() == {"FINISHED"}
+    assert sorted(p.name for p in out.iterdir()) == ["f_0001.png", "f_0002.png", "f_0003.png"]  # no temps
+    assert (out / "f_0002.png").read_bytes() == b"finished"
+    assert sc.render.filepath == str(out / "f_")  # the output path is left as it was
+    first = bpy.data.images.load(str(out / "f_0001.png"))
+    assert tuple(first.size) == (32, 24)
+    bpy.data.images.remove(first)
+
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    (out / "f_0003.png").unlink()  # resume: only the missing frame again
+    assert bpy.ops.irep3d.render_animation("INVOKE_DEFAULT") == {"FINISHED"}  # no window: at once
+    assert sorted(p.name for p in out.iterdir()) == ["f_0001.png", "f_0002.png", "f_0003.png"]
+    assert {n: out.joinpath(n).stat().st_mtime_ns for n in ("f_0001.png", "f_0002.png")} == {
+        n: mtimes[n] for n in ("f_0001.png", "f_0002.png")
+    }
+
+
+def test_render_button_refuses_a_clip_with_missing_frames(clip, addon, tmp_path):
+    """A clip frame gone would render pink: the button stops before the first frame."""
+    bpy.ops.irep3d.build_displacement_scene(clip_dir=str(clip), resolution=(32, 24), samples=2)
+    bpy.context.scene.render.filepath = str(tmp_path / "out" / "f_")
+    sorted(clip.glob("*.exr"))[2].unlink()
+    with pytest.raises(RuntimeError, match=r"the clip of image .* is missing 1 frames"):
+        bpy.ops.irep3d.render_animation()
+    assert not (tmp_path / "out").exists()
+
+
+def test_render_button_writes_a_video_with_blenders_own_render(clip, addon, tmp_path):
+    """A video is one file, not frames: Blender's animation render writes it (clips checked first)."""
+    bpy.ops.irep3d.build_displacement_scene(
+        clip_dir=str(clip), resolution=(32, 24), samples=1, output_format="FFMPEG"
+    )
+    sc = bpy.context.scene
+    sc.frame_end = 2
+    sc.render.filepath = str(tmp_path / "out" / "v_")
+    assert bpy.ops.irep3d.render_animation() == {"FINISHED"}
+    assert [p.suffix for p in (tmp_path / "out").iterdir()] == [".mp4"]
+
+
+def test_the_addon_slices_shards_as_irep3d_does():
+    """The render job slices frames in Blender (no irep3d there): the same slices."""
+    from irep3d.shards import shard_range
+
+    for first, last in ((1, 1), (1, 3), (0, 47), (5, 104), (7, 6)):
+        for n in range(1, 10):
+            for i in range(n):
+                assert frames.shard_range(first, last, (i, n)) == shard_range(first, last, (i, n))
+
+
 def test_saved_blend_is_relative_and_renders_elsewhere(clip, tmp_path):
     """A .blend plus its clip folder moved elsewhere renders with plain Blender (no add-on)."""
     project = clip.parent.parent  # tmp_path: clips/blob + scene.blend
@@ -492,5 +552,7 @@ def test_extension_validates_and_builds(tmp_path):
         "presets.py",
         "operators.py",
         "panels.py",
+        "render.py",
+        "jobs.py",
     ):
         assert module in names

@@ -20,7 +20,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from irep3d.blender import _error_line, find_blender, parse_frames, parse_resolution
+from irep3d.blender import find_blender, parse_frames, parse_resolution
+from irep3d.blender.process import _error_line
 from irep3d.cli import app
 from irep3d.errors import BlenderError, UsageError
 from tests.clip_util import make_clip
@@ -180,6 +181,7 @@ def test_addon_zip_holds_manifest_and_presets(tmp_path):
     with zipfile.ZipFile(out) as z:
         names = z.namelist()
     assert "blender_manifest.toml" in names, names
+    assert {"jobs.py", "render.py", "scene.py", "presets.py"} <= set(names), names  # what the add-on imports
     presets = sorted(n for n in names if n.startswith("presets/") and n.endswith(".toml"))
     assert presets == sorted(f"presets/{p.name}" for p in (REPO / "scenes").glob("*.toml")) and presets
     assert not any("__pycache__" in n for n in names)
@@ -279,3 +281,70 @@ def test_render_shards_together_render_the_range(blend, tmp_path):
     assert second.exit_code == 0, second.output
     assert sorted(p.name for p in out.iterdir()) == ["frame_00001.png", "frame_00002.png", "frame_00003.png"]
     assert "2 frames rendered" in second.output
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["build", "{clip}", "--preset", PRESET, "--out", "{tmp}/x.blend", "--light-position", "2"], "light position is 0..1"),
+        (["build", "{clip}", "--preset", PRESET, "--out", "{tmp}/x.blend", "--samples", "0"], "samples must be"),
+        (["render", "{blend}", "--samples", "0", "--out", "{tmp}/r"], "samples must be"),
+        (["render", "{blend}", "--device", "tpu", "--out", "{tmp}/r"], "unknown device 'tpu'"),
+        (["render", "{blend}", "--shard", "2/2", "--out", "{tmp}/r"], "bad --shard '2/2'"),
+    ],
+)  # fmt: skip
+def test_settings_are_checked_before_blender_starts(tmp_path, clip, blend, args, needle):
+    """Bad build and render settings are one line and exit 2 before any Blender is looked for
+    (the Blender named here does not exist: its error would come first otherwise)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    filled = [a.format(clip=clip, blend=blend, tmp=work) for a in args]
+    result = run_cli("blender", *filled, "--blender", tmp_path / "no-blender", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert list(work.iterdir()) == []
+
+
+def test_a_farm_render_checks_its_options_before_blender(blend, tmp_path):
+    pytest.importorskip("ray")
+    from irep3d.farm import render_chunks
+
+    with pytest.raises(UsageError, match="samples must be"):
+        render_chunks(blend, tmp_path, samples=0, blender=str(tmp_path / "no-blender"))
+
+
+STAND_IN_RENDER = """\
+import json, os, sys
+
+args = json.load(open(sys.argv[sys.argv.index("--") + 1]))
+assert args["job"] == "render" and args["device"] == "gpu", args
+first, last = args["frames"]
+out = args["scenes"][0]["out_dir"]
+print(f"IREP3D_PLAN 0 {first} {last} {last - first + 1} .png", flush=True)
+print("IREP3D_DEVICE OPTIX (Stand-in GPU)", flush=True)
+for n in range(first, last + 1):
+    open(os.path.join(out, args["frame_name"].format(frame=n, ext=".png")), "wb").close()
+    print(f"IREP3D_FRAME 0 {n}", flush=True)
+"""
+
+
+def test_the_gpu_that_rendered_is_reported(blend, tmp_path):
+    """IREP3D_DEVICE (the GPU Cycles renders on) reaches the caller and the CLI's output; a
+    stand-in Blender speaks the render job's protocol (no GPU needed)."""
+    fake = tmp_path / "blender"
+    fake.write_text(f"#!{sys.executable}\n{STAND_IN_RENDER}")
+    fake.chmod(0o755)
+    from irep3d.blender import render_frames
+
+    seen: list[str] = []
+    files = render_frames(
+        blend, tmp_path / "r", (1, 2), device="gpu", blender=str(fake), on_device=seen.append
+    )
+    assert seen == ["OPTIX (Stand-in GPU)"]
+    assert [f.name for f in files] == ["frame_00001.png", "frame_00002.png"]
+    result = run("blender", "render", blend, "--frames", "2-3", "--device", "gpu", "--blender", fake,
+                 "--out", tmp_path / "cli")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Cycles renders on OPTIX (Stand-in GPU)" in result.output
+    assert "2 frames rendered, 0 already there" in result.output

@@ -317,7 +317,7 @@ def test_a_blender_process_dies_with_its_worker():
     import time
 
     worker = subprocess.Popen(
-        [sys.executable, "-c", "from irep3d.blender import _run; "
+        [sys.executable, "-c", "from irep3d.blender.process import _run; "
          "_run(['sh', '-c', 'echo $$; exec sleep 60'], on_line=lambda line: print(line, flush=True))"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip

@@ -60,3 +60,4 @@ def test_a_wheel_install_builds_scenes_and_the_addon_away_from_the_checkout(tmp_
     assert addon.returncode == 0, addon.stderr
     names = zipfile.ZipFile(away / "addon.zip").namelist()
     assert "blender_manifest.toml" in names and "presets/edge-point-light.toml" in names
+    assert "render.py" in names and "jobs.py" in names

@@ -1,7 +1,7 @@
 """`irep3d blender build|render|addon`: displacement scenes and renders in Blender.
 
 Blender runs in a subprocess (a real binary when one is found, else the `bpy` module);
-`irep3d/blender.py` does the work, this module parses options and shows progress.
+the package `irep3d/blender/` does the work, this module parses options and shows progress.
 """
 
 from __future__ import annotations
@@ -247,7 +247,13 @@ def render(
             rendered = done
             bar.update(task, completed=done, total=total)
 
-        common = {"progress": progress, "shard": parse_shard(shard), **options}
+        def on_device(device: str) -> None:
+            if device not in devices:
+                devices.append(device)
+                bar.console.print(f"Cycles renders on {device}")
+
+        devices: list[str] = []
+        common = {"progress": progress, "shard": parse_shard(shard), "on_device": on_device, **options}
         if len(blends) == 1:
             files = render_frames(blends[0], out, frame_range, **common)
         else:

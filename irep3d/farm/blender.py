@@ -80,15 +80,14 @@ def render_chunks(
     default: the output folder; the `.blend` files and their clips must be in it too).
     With `device="gpu"` a worker a GPU, else a worker a node using all of its CPUs.
     """
-    from ..blender import DEVICES, frame_file_name, scene_out_dirs
+    from ..blender import check_render_options, frame_file_name, scene_out_dirs
 
     ray = _ray()
     many = not isinstance(blend, str | os.PathLike)
     blends = list(blend) if many else [blend]
     if not isinstance(chunk, int) or chunk < 1:
         raise UsageError(f"--chunk must be at least 1 frame, not {chunk!r}")
-    if device not in DEVICES:
-        raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
+    resolution, _ = check_render_options(frames, samples, resolution, device)  # before any Blender
     if not blends:
         raise UsageError("no scenes to render: give one or more .blend files or a scenes.json")
     paths = []

@@ -1,0 +1,319 @@
+"""Rendering `.blend` files into frames (`irep3d blender render`), resuming where it stopped.
+
+`render_frames` (one scene) and `render_scenes` (several, in one Blender process) run the
+add-on's `render` job: it opens each scene, checks its clips and plans its frames (one
+progress total), then renders frame by frame with the add-on's `render.render_frame`, as
+the add-on's Render button does: each frame into a hidden temp name in the scene's output
+folder, renamed into place when complete. Frames already there are skipped, so an
+interrupted render resumes. Options are checked here before Blender starts
+(`check_render_options`), and every frame of the range is there when a render returns.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import BlenderError, OutputError, UsageError
+from ..shards import check_shard
+from .addon import _run_job
+from .process import find_blender
+
+DEVICES = ("cpu", "gpu")
+FRAME_NAME = "frame_{frame:05d}{ext}"
+"""The file name of a rendered frame, given to the render job too (`frame_00001.png`)."""
+_MAX_SIZE = 65536
+Progress = Callable[[int, int], None]
+"""`progress(done, total)`: frames rendered so far out of those this run has to render."""
+
+
+def parse_frames(spec: str) -> tuple[int, int]:
+    """`"A-B"` (or `"N"`, one frame) as `(A, B)`; frames are whole numbers >= 0, A <= B."""
+    text = spec.strip()
+    match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", text)
+    if not match:
+        raise UsageError(f"bad --frames {spec!r}; use A-B (e.g. 1-48) or one frame number")
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) is not None else first
+    if first > last:
+        raise UsageError(f"bad --frames {spec!r}: the first frame is after the last; use A-B with A <= B")
+    return first, last
+
+
+def parse_resolution(spec: str) -> tuple[int, int]:
+    """`"WxH"` (e.g. `"1920x1080"`) as `(W, H)` in pixels."""
+    match = re.fullmatch(r"(\d+)\s*[xX×]\s*(\d+)", spec.strip())
+    if not match:
+        raise UsageError(f"bad --resolution {spec!r}; use WIDTHxHEIGHT in pixels, e.g. 1920x1080")
+    width, height = int(match.group(1)), int(match.group(2))
+    _check_resolution((width, height))
+    return width, height
+
+
+def _check_resolution(resolution: Sequence[int]) -> tuple[int, int]:
+    if len(resolution) != 2 or not all(isinstance(v, int) for v in resolution):
+        raise UsageError(f"a resolution is (width, height) in whole pixels, not {resolution!r}")
+    width, height = resolution
+    if not (4 <= width <= _MAX_SIZE and 4 <= height <= _MAX_SIZE):
+        raise UsageError(f"resolution {width}x{height} is out of range; each side must be 4-{_MAX_SIZE} px")
+    return width, height
+
+
+def _check_samples(samples: Any) -> None:
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise UsageError(f"samples must be a whole number >= 1, not {samples!r}")
+
+
+def frame_file_name(frame: int, ext: str = ".png") -> str:
+    """The file name of a rendered frame: `frame_00001.png`."""
+    return FRAME_NAME.format(frame=frame, ext=ext)
+
+
+def check_render_options(
+    frames: tuple[int, int] | None = None,
+    samples: int | None = None,
+    resolution: Sequence[int] | None = None,
+    device: str = "cpu",
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[tuple[int, int] | None, tuple[int, int]]:
+    """Check the options of a render before Blender starts (`UsageError`, one line);
+    returns the resolution and the shard as (width, height) and (i, n)."""
+    if frames is not None:
+        first, last = frames
+        if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
+            raise UsageError(f"bad frame range {frames!r}; use (first, last) with 0 <= first <= last")
+    _check_samples(samples)
+    if resolution is not None:
+        resolution = _check_resolution(tuple(resolution))
+    if device not in DEVICES:
+        raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
+    return resolution, check_shard(shard)
+
+
+def render_frames(
+    blend: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    frames: tuple[int, int] | None = None,
+    samples: int | None = None,
+    resolution: tuple[int, int] | None = None,
+    device: str = "cpu",
+    blender: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    shard: tuple[int, int] = (0, 1),
+    threads: int | None = None,
+    on_device: Callable[[str], None] | None = None,
+) -> list[Path]:
+    """Render frames of a `.blend` into `out_dir`, one image a frame, resuming where it stopped.
+
+    Args:
+        blend: the scene file (e.g. written by `build_scene`).
+        out_dir: where frames go (default: `renders/` next to the `.blend`).
+        frames: `(first, last)`, inclusive (default: the scene's frame range).
+        samples: Cycles samples (default: the scene's).
+        resolution: `(width, height)` in pixels at 100 % (default: the scene's).
+        device: `"cpu"` or `"gpu"` (Cycles on OptiX/CUDA/HIP/oneAPI/Metal; an error if none).
+        blender: a Blender binary (default: see `find_blender`).
+        progress: `progress(done, total)` after each frame; total counts the frames this run
+            renders (frames already present are skipped, not counted).
+        shard: `(i, n)`: render only the i-th of n contiguous slices of the frame range
+            (`--shard i/n`, for Slurm arrays and other farm managers); the n shards together
+            render the whole range.
+        threads: Cycles render threads (default: Blender's, every core here); a farm gives
+            each Blender process the CPUs Ray assigned it.
+        on_device: with `device="gpu"`, `on_device(description)` names the GPU Cycles
+            renders on (e.g. `OPTIX (NVIDIA H200)`) before the first frame.
+
+    Returns every frame file of the range (`frame_00001.png`, ...; `.exr` when the scene
+    writes EXR, else 16-bit PNG), rendered now or before.
+    """
+    path = _check_blend(blend)
+    (out,) = scene_out_dirs([path], out_dir)
+    (files,) = _render(
+        [(path, out)], frames, samples, resolution, device, blender, progress, shard, threads, on_device
+    )
+    return files
+
+
+def render_scenes(
+    blends: Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str] | None = None,
+    frames: tuple[int, int] | None = None,
+    samples: int | None = None,
+    resolution: tuple[int, int] | None = None,
+    device: str = "cpu",
+    blender: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    shard: tuple[int, int] = (0, 1),
+    threads: int | None = None,
+    on_device: Callable[[str], None] | None = None,
+) -> dict[Path, list[Path]]:
+    """Render several `.blend` files in one Blender process, each into its own folder.
+
+    Same options as `render_frames`, applied to every scene (`frames` and `shard` slice each
+    scene's own range). Each scene renders into `out_dir/<blend stem>/` (default:
+    `renders/<stem>/` next to its .blend); a single scene renders into `out_dir` itself,
+    exactly as `render_frames`. Frames already there are skipped, so a re-run resumes.
+    `progress(done, total)` runs over all frames of all scenes that this run renders; total
+    is known before the first frame (Blender plans every scene first, and also checks every
+    scene's clips before rendering any).
+
+    Returns each scene's frame files, keyed by the `.blend`'s absolute path.
+    """
+    paths = [_check_blend(b) for b in blends]
+    if not paths:
+        raise UsageError("no scenes to render: give one or more .blend files or a scenes.json")
+    outs = scene_out_dirs(paths, out_dir)
+    results = _render(
+        list(zip(paths, outs, strict=True)),
+        frames,
+        samples,
+        resolution,
+        device,
+        blender,
+        progress,
+        shard,
+        threads,
+        on_device,
+    )
+    return {path.resolve(): files for path, files in zip(paths, results, strict=True)}
+
+
+def scene_out_dirs(
+    blends: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None
+) -> list[Path]:
+    """Where each scene's frames go: one scene: `out_dir` (default `renders/` next to the
+    .blend); several: `out_dir/<blend stem>/` (default `renders/<stem>/` next to each
+    .blend). Raises `UsageError` when two scenes share a stem (they would share a folder)."""
+    paths = [Path(b).expanduser() for b in blends]
+    root = Path(out_dir).expanduser() if out_dir is not None else None
+    if len(paths) == 1:
+        return [root if root is not None else paths[0].parent / "renders"]
+    stems = [p.stem for p in paths]
+    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
+    if twice:
+        raise UsageError(f"two scenes are named {twice[0]}.blend; each renders into a folder named after it")
+    return [(root if root is not None else p.parent / "renders") / p.stem for p in paths]
+
+
+def _check_blend(blend: str | os.PathLike[str]) -> Path:
+    path = Path(blend).expanduser()
+    if not path.is_file():
+        raise OutputError(f"scene file {path} does not exist")
+    if path.suffix.lower() != ".blend":
+        raise UsageError(f"scene file {path} must end in .blend")
+    return path
+
+
+def _render(
+    scenes: Sequence[tuple[Path, Path]],
+    frames: tuple[int, int] | None,
+    samples: int | None,
+    resolution: tuple[int, int] | None,
+    device: str,
+    blender: str | os.PathLike[str] | None,
+    progress: Progress | None,
+    shard: tuple[int, int],
+    threads: int | None,
+    on_device: Callable[[str], None] | None = None,
+) -> list[list[Path]]:
+    """Render (blend, output folder) pairs in one Blender process; each pair's frame files."""
+    resolution, shard = check_render_options(frames, samples, resolution, device, shard)
+    command = find_blender(blender)
+    outs = []
+    for _, out in scenes:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        outs.append(out.resolve())
+    tag = f"irep3d-{os.getpid()}"
+    args = {
+        "scenes": [
+            {"blend": str(path.resolve()), "out_dir": str(out)}
+            for (path, _), out in zip(scenes, outs, strict=True)
+        ],
+        "frames": list(frames) if frames is not None else None,
+        "samples": samples,
+        "resolution": list(resolution) if resolution is not None else None,
+        "device": device,
+        "tag": tag,
+        "shard": list(shard),
+        "threads": threads,
+        "frame_name": FRAME_NAME,
+    }
+    plans: dict[int, dict[str, Any]] = {}
+    count = {"done": 0, "total": 0}
+
+    def on_line(line: str) -> None:
+        kind, _, rest = line.partition(" ")
+        if kind == "IREP3D_PLAN":
+            index, first, last, todo, ext = rest.split()[:5]
+            plans[int(index)] = {"first": int(first), "last": int(last), "ext": ext}
+            count["total"] += int(todo)
+            if len(plans) == len(scenes) and progress is not None:
+                progress(0, count["total"])
+        elif kind == "IREP3D_DEVICE":
+            if on_device is not None:
+                on_device(rest.strip())
+        elif kind == "IREP3D_FRAME" and len(plans) == len(scenes):
+            index, frame = (int(v) for v in rest.split()[:2])
+            plan = plans[index]
+            if not plan["first"] <= frame <= plan["last"]:
+                raise BlenderError(
+                    f"Blender rendered frame {frame}, outside the planned {plan['first']}-{plan['last']}"
+                )
+            count["done"] += 1
+            if progress is not None:
+                progress(count["done"], count["total"])
+
+    try:
+        _run_job(command, "render", args, on_line)
+    finally:
+        for out in outs:
+            for leftover in out.glob(f".frame_*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+    if len(plans) != len(scenes):
+        raise BlenderError("Blender finished without rendering anything (no IREP3D_PLAN line)")
+    results = []
+    for index, out in enumerate(outs):
+        plan = plans[index]
+        files = [out / frame_file_name(n, plan["ext"]) for n in range(plan["first"], plan["last"] + 1)]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise BlenderError(
+                f"Blender finished but these frames are missing in {out}: {', '.join(missing[:5])}"
+            )
+        results.append(files)
+    return results
+
+
+def scene_frame_ranges(
+    blends: Sequence[str | os.PathLike[str]], blender: str | os.PathLike[str] | None = None
+) -> list[tuple[int, int]]:
+    """(first, last) frame each `.blend` renders by default, read in one Blender process."""
+    paths = [Path(b).expanduser() for b in blends]
+    for path in paths:
+        if not path.is_file():
+            raise OutputError(f"scene file {path} does not exist")
+    ranges: dict[int, tuple[int, int]] = {}
+    for line in _run_job(find_blender(blender), "ranges", {"blends": [str(p.resolve()) for p in paths]}):
+        if line.startswith("IREP3D_RANGE "):
+            index, first, last = (int(v) for v in line.split()[1:4])
+            ranges[index] = (first, last)
+    missing = [str(p) for i, p in enumerate(paths) if i not in ranges]
+    if missing:
+        raise BlenderError(f"cannot read the frame range of {missing[0]}")
+    return [ranges[i] for i in range(len(paths))]
+
+
+def scene_frame_range(
+    blend: str | os.PathLike[str], blender: str | os.PathLike[str] | None = None
+) -> tuple[int, int]:
+    """(first, last) frame a `.blend` renders by default, read in Blender."""
+    (frames,) = scene_frame_ranges([blend], blender)
+    return frames
