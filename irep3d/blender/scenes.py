@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..clip import MANIFEST_NAME, Clip
 from ..errors import BlenderError, Irep3dError, OutputError, UsageError
 from .addon import REPO_ROOT, _presets_module, _run_job
 from .process import find_blender
@@ -48,7 +49,6 @@ colour clip, which a `SceneJob` names as a folder of its own (`colour_dir`)."""
 SCENES_NAME = "scenes.json"
 SCENES_FORMAT = "irep3d-scenes"
 PACK_NAME = "pack.json"
-CLIP_NAME = "clip.json"
 _CLIP_KEYS = {
     "name": None,
     "frames": None,
@@ -134,7 +134,7 @@ def _source_clips(root: Path) -> list[tuple[str, Path]]:
             return [(str(c["name"]), root / str(c["path"])) for c in clips]
         except (KeyError, TypeError):
             raise OutputError(f"{root / PACK_NAME}: each clip needs a name and a path") from None
-    if (root / CLIP_NAME).is_file():
+    if (root / MANIFEST_NAME).is_file():
         return [(root.resolve().name, root)]
     if not root.is_dir():
         raise OutputError(
@@ -178,7 +178,7 @@ def _resolve_colour(colour_from: str, root: Path, clips: Sequence[tuple[str, Pat
     if colour_from in pack:
         return pack[colour_from]
     path = Path(colour_from).expanduser()
-    if (path / CLIP_NAME).is_file():
+    if (path / MANIFEST_NAME).is_file():
         return path
     valid = (
         f"a clip of the pack ({', '.join(list(pack)[:6])}{', ...' if len(pack) > 6 else ''}) or "
@@ -199,11 +199,9 @@ def _clip_manifest(folder: Path) -> dict[str, Any]:
     """What a scene takes from a clip's clip.json (checked in full again inside Blender)."""
     if not folder.is_dir():
         raise OutputError(f"clip folder {folder} does not exist; give a folder written by `irep3d maps`")
-    if not (folder / CLIP_NAME).is_file():
-        raise OutputError(f"{folder} has no {CLIP_NAME}; give a clip folder written by `irep3d maps`")
-    data = _read_json(folder / CLIP_NAME, "a clip.json written by `irep3d maps`")
-    if not isinstance(data, dict):
-        raise OutputError(f"{folder / CLIP_NAME} is not a clip manifest (expected a JSON object)")
+    data = Clip(folder).read_manifest()
+    if data is None:
+        raise OutputError(f"{folder} has no {MANIFEST_NAME}; give a clip folder written by `irep3d maps`")
     return {key: data.get(key, default) for key, default in _CLIP_KEYS.items()}
 
 
