@@ -166,17 +166,17 @@ class ClipResult:
     stats: NormStats | None = None
 
 
-#: On a CPU, per-frame cost is flat from batch 1 to 8 at 256 px but grows with the batch
-#: once a frame's working set is large (StyleGAN3-T 1024 full frame: 4.4 s at batch 1,
-#: 5.4 s at batch 8; memory traffic, bench_generator.py). So a CPU batch holds at most
-#: CPU_BATCH frames and at most CPU_BATCH_BYTES of `frame_bytes`, but always one frame.
+#: On a CPU, per-frame cost is flat over small batches of small frames but grows with the
+#: batch once a frame's working set is large (memory traffic; README.md, "Measured speed").
+#: So a CPU batch holds at most CPU_BATCH frames and at most CPU_BATCH_BYTES of
+#: `frame_bytes`, but always one frame.
 CPU_BATCH = 4
 CPU_BATCH_BYTES = 2**30
 MAX_BATCH = 64  # past this a GPU gains nothing and a resumed run redoes more
 #: Bytes a frame needs at the widest layer, as a multiple of that layer's float32 output:
 #: its input, the modulated convolution's output, the result and the slices of the
-#: filtered leaky ReLU's upsampled grid (256 MiB at a time, resample.py), with headroom.
-#: Measured: StyleGAN3-T 1024 at batch 8 peaks at ~2.3 GB a frame; this gives ~2.6 GB.
+#: filtered leaky ReLU's upsampled grid (256 MiB at a time, resample.py), with headroom
+#: over the measured peak (README.md, "Measured speed").
 PEAK_FACTOR = 6
 
 
