@@ -16,6 +16,13 @@ against a local run:
   empty read-only folder, stops the job with one line naming the root (where this
   process may create mount namespaces: root, or user namespaces; else not checked).
 
+Each node runs with a `sitecustomize` audit hook (WORKDIR/hook, on its PYTHONPATH, so in
+every Python process of that node: Ray workers, job drivers, Blender's bpy subprocesses)
+that logs every file renamed into place (`os.replace`, how irep3d finishes every output) to
+WORKDIR/writes-head.log or WORKDIR/writes-node.log: tests/test_farm_cluster.py reads
+those and the output folders to check which node wrote what, and that it equals the local
+run (a/, b/ and job/ against local/ and job_local/; c/ and d/ against local_frames/).
+
 The ports (the head's GCS, dashboard, Ray client server, and each node's dashboard agent)
 default to Ray's own, fine inside a fresh `unshare --net`; on a shared loopback pass free
 ones. Without RAY_AUTH_MODE in the environment the cluster runs without a token (set it
@@ -66,12 +73,38 @@ FAST_HEALTH = {
     "RAY_health_check_timeout_ms": "500",
     "RAY_health_check_failure_threshold": "3",
 }
+#: Installed as WORKDIR/hook/sitecustomize.py for the nodes (see the module docstring).
+WRITE_HOOK = """\
+import os
+import sys
+
+_LOG = os.environ.get("IREP3D_TEST_WRITES")
+
+
+def _log_rename(event, args):
+    if event == "os.rename" and _LOG:  # os.replace raises this event too
+        with open(_LOG, "a", encoding="utf-8") as log:
+            log.write(os.path.realpath(os.fsdecode(args[1])) + "\\n")
+
+
+if _LOG:
+    sys.addaudithook(_log_rename)
+"""
 MAPS_JOB = ["maps", MODEL, "--layer", "L3_52_64", "--channels", "0,1,2", "--seeds", "1-3", "-k", "4"]
 
 
-def start(log: Path, *args: str, hide: Path | None = None) -> subprocess.Popen:
+def start(log: Path, *args: str, hide: Path | None = None, writes: Path | None = None) -> subprocess.Popen:
     """`irep3d farm ARGS` in a new process group (its session), output to `log`; with
-    `hide`, in a mount namespace of its own where `hide` is an empty read-only folder."""
+    `hide`, in a mount namespace of its own where `hide` is an empty read-only folder; with
+    `writes`, every file the node's processes rename into place is logged there (the hook
+    in `writes.parent / "hook"`, see `WRITE_HOOK`)."""
+    env = dict(os.environ, **FAST_HEALTH)
+    if writes is not None:
+        hook = writes.parent / "hook"
+        hook.mkdir(exist_ok=True)
+        (hook / "sitecustomize.py").write_text(WRITE_HOOK, encoding="utf-8")
+        path = [str(hook), *filter(None, [env.get("PYTHONPATH")])]
+        env.update(IREP3D_TEST_WRITES=str(writes), PYTHONPATH=os.pathsep.join(path))
     command = [IREP3D, "farm", *args]
     if hide is not None:
         script = f"mount -t tmpfs -o ro tmpfs {shlex.quote(str(hide))} && exec {shlex.join(command)}"
@@ -82,7 +115,7 @@ def start(log: Path, *args: str, hide: Path | None = None) -> subprocess.Popen:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=dict(os.environ, **FAST_HEALTH),
+            env=env,
         )
 
 
@@ -162,6 +195,7 @@ def check_hidden_root(work: Path) -> None:
     try:
         farm.render_maps(MODEL, jobs(), work / "e", OPTIONS, shared_root=work)
     except OutputError as exc:
+        (work / "hidden-root-error.txt").write_text(str(exc), encoding="utf-8")
         assert f"cannot write the shared root {work}" in str(exc), str(exc)
     else:
         raise SystemExit("FAIL a node without the shared root did not stop the job")
@@ -196,7 +230,7 @@ def main(work: Path, ports: tuple[int, ...]) -> None:
     head = start(work / "head.log", "up", "--block", "--port", str(gcs), "--num-cpus", "1",
                  "--temp-dir", str(ray_dir), "--node-ip-address", "127.0.0.1", "--dashboard",
                  "--dashboard-port", str(dash), "--ray-client-server-port", str(client),
-                 "--dashboard-agent-listen-port", str(agent1))  # fmt: skip
+                 "--dashboard-agent-listen-port", str(agent1), writes=work / "writes-head.log")  # fmt: skip
     procs = [head]
     try:
         wait_for(lambda: (ray_dir / "session_latest").exists(), "the head", 30)
@@ -205,7 +239,8 @@ def main(work: Path, ports: tuple[int, ...]) -> None:
 
         def second() -> subprocess.Popen:
             proc = start(work / "node.log", "join", "--block", address, "--num-cpus", "1",
-                         "--node-ip-address", "127.0.0.1", "--dashboard-agent-listen-port", str(agent2))  # fmt: skip
+                         "--node-ip-address", "127.0.0.1", "--dashboard-agent-listen-port", str(agent2),
+                         writes=work / "writes-node.log")  # fmt: skip
             procs.append(proc)
             wait_for(lambda: alive_nodes() == 2, "the second node")
             return proc

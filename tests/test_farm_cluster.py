@@ -1,5 +1,9 @@
 """`irep3d farm`: a real two-node cluster (tests/farm_two_nodes.py), and the CLI's one-line errors.
 
+The two-node script runs the checks (each against a local run); the test then checks what
+they left: the output folders, and which node wrote which file (each node logs the files its
+processes rename into place).
+
 The two-node script runs in a private network namespace (`unshare --net`, loopback up)
 where Ray's default ports are free and no token is needed. Where that is not allowed (no
 privileges), it runs on this machine's loopback instead, with free ports and Ray's token
@@ -21,10 +25,10 @@ from typer.testing import CliRunner
 
 from irep3d.cli import app
 from tests.proc_util import free_ports
+from tests.test_farm import FRAMES, png_pixels, tree
 
 SCRIPT = Path(__file__).with_name("farm_two_nodes.py")
 LO_UP = "(ip link set lo up || ifconfig lo up) >/dev/null 2>&1"
-CHECKS = 5  # OK lines the script prints everywhere (+1 where it may hide the shared root)
 runner = CliRunner()
 
 
@@ -81,12 +85,44 @@ def run_script(command: list[str], env: dict[str, str], timeout: float) -> tuple
     return proc.returncode, out, err
 
 
+def written_by(work: Path, node: str) -> set[Path]:
+    """The files the script's `node` (head or node) renamed into place (its write hook's log)."""
+    log = work / f"writes-{node}.log"
+    return {Path(line) for line in log.read_text(encoding="utf-8").splitlines()} if log.exists() else set()
+
+
 @pytest.mark.slow
 def test_two_nodes_maps_jobs_and_blender(tmp_path):
     code, out, err = run_script(*two_node_command(tmp_path), timeout=400)
-    ok = [line for line in out.splitlines() if line.startswith("OK ")]
-    expected = CHECKS + (1 if can_hide(tmp_path) else 0)
-    assert code == 0 and len(ok) == expected, out + err[-4000:]
+    assert code == 0, out + err[-4000:]
+    work = tmp_path.resolve()
+    head, node = written_by(work, "head"), written_by(work, "node")
+    cluster = head | node
+
+    # (a) maps across both nodes: each node wrote frames, together all of them, as the local run.
+    frames = set((work / "a").rglob("*.exr"))
+    assert len(frames) == len(set((work / "local").rglob("*.exr"))) == 4 * 12
+    assert frames <= cluster, "frames the cluster did not write"
+    assert frames & head and frames & node, (len(frames & head), len(frames & node))
+    assert tree(work / "a") == tree(work / "local")
+    # (b) the second node killed mid-run: the rest written by the head, nothing differs.
+    assert set((work / "b").rglob("*.exr")) <= cluster
+    assert tree(work / "b") == tree(work / "local")
+    # A job through the Jobs API: its driver ran on the head and wrote the local command's clip.
+    job = set((work / "job").rglob("*.exr"))
+    assert job and job <= head
+    assert tree(work / "job") == tree(work / "job_local")
+    # (c) Blender chunks across both nodes, (d) with the second node killed: the local pixels.
+    renders = set((work / "c").glob("*.png"))
+    assert len(renders) == FRAMES and renders <= cluster
+    assert renders & head and renders & node, (len(renders & head), len(renders & node))
+    assert png_pixels(work / "c") == png_pixels(work / "local_frames")
+    assert set((work / "d").glob("*.png")) <= cluster
+    assert png_pixels(work / "d") == png_pixels(work / "local_frames")
+    # (e) a node without the shared root stops the job with one line naming the root.
+    if can_hide(work):
+        message = (work / "hidden-root-error.txt").read_text(encoding="utf-8")
+        assert f"cannot write the shared root {work}" in message and "\n" not in message
 
 
 # --------------------------------------------------------------------------- CLI errors
