@@ -61,10 +61,8 @@ def _even(image: np.ndarray) -> np.ndarray:
 
 def _write_mp4(temp: Path, images: Iterator[np.ndarray], fps: float) -> None:
     """Encode 8-bit RGB frames as H.264 (yuv420p) in an MP4 container with PyAV."""
-    try:
-        import av
-    except ImportError:
-        raise UsageError("MP4 previews need PyAV: `pip install av`, or write a .gif instead") from None
+    import av  # a dependency; imported here so that GIF previews do not load FFmpeg
+
     with av.open(str(temp), mode="w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
         stream.pix_fmt = "yuv420p"
@@ -106,7 +104,7 @@ def make_preview(
         on_frame: called as `on_frame(done, total)` after each frame, for progress bars.
 
     Raises:
-        UsageError: unsupported suffix, bad fps or size, PyAV missing for `.mp4`.
+        UsageError: unsupported suffix, bad fps or size.
         OutputError: no frames, a missing frame, an unreadable frame or manifest, or an
             output that cannot be written.
     """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 from pathlib import Path
 
 import av
@@ -105,21 +104,6 @@ def test_raw_clips_are_rescaled_by_percentiles(tmp_path):
     red = images[0][..., 0]
     assert red.min() < 10 and red.max() > 245  # -100..100 spread over 0..255, not clamped to 0/255
     assert 60 < red[:, 16].mean() < 200
-
-
-def test_missing_pyav_is_a_usage_error(tmp_path, monkeypatch):
-    clip = make_clip(tmp_path / "walk")
-    real_import = builtins.__import__
-
-    def no_av(name, *args, **kwargs):
-        if name == "av":
-            raise ImportError("No module named 'av'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_av)
-    with pytest.raises(UsageError, match="pip install av"):
-        make_preview(clip, tmp_path / "walk.mp4")
-    assert not (tmp_path / "walk.mp4").exists()
 
 
 def test_bad_suffix_is_a_usage_error(tmp_path):
