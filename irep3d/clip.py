@@ -70,12 +70,6 @@ class Clip:
     def __repr__(self) -> str:
         return f"Clip({str(self.path)!r}, name={self.name!r})"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Clip) and (self.path, self.name) == (other.path, other.name)
-
-    def __hash__(self) -> int:
-        return hash((self.path, self.name))
-
     # ----------------------------------------------------------------------- frames
 
     @property

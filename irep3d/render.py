@@ -135,6 +135,7 @@ class Plan:
     write_total: int = 0  # EXR files this plan writes (the frames missing when it was made)
 
     def group(self, seeds: Sequence[Keyframe]) -> SeedGroup:
+        """The group of clips walking `seeds`."""
         return next(g for g in self.groups if g.seeds == tuple(seeds))
 
     def set_figures(self, stats: Mapping[str, NormStats]) -> None:
