@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -256,12 +257,21 @@ def _apply(
     return torch.cat(out)
 
 
-def _identity(recipe: Recipe, inputs: list[_Input], fit: bool) -> str:
-    """A fingerprint of what decides the pixels: the recipe and its inputs' manifests."""
+def _identity(recipe: Recipe, inputs: list[_Input], fit: bool, out_dir: Path | None) -> str:
+    """A fingerprint of what decides the pixels: the recipe and its inputs' manifests.
+
+    Inputs are named by their path relative to the output clip, so a folder holding both
+    (a release) resumes after it moved; `out_dir=None` gives the fingerprint of composites
+    written before that, which named them by absolute path."""
+
+    def where(path: Path) -> str:
+        return str(path) if out_dir is None else os.path.relpath(path.resolve(), out_dir.resolve())
+
+    steps = recipe.source if out_dir is None else {k: v for k, v in recipe.source.items() if k != "inputs"}
     data = {
-        "recipe": recipe.source,
+        "recipe": steps,
         "fit": fit,
-        "inputs": {i.name: [str(i.path), len(i.frames), i.manifest.get("normalization")] for i in inputs},
+        "inputs": {i.name: [where(i.path), len(i.frames), i.manifest.get("normalization")] for i in inputs},
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -282,7 +292,9 @@ def run_recipe(
     inputs = _open_inputs(recipe)
     total, (h, w) = _check_inputs(inputs, fit)
     clip = Clip(out_dir).create()
-    fingerprint = _identity(recipe, inputs, fit)
+    fingerprint = _identity(recipe, inputs, fit, out_dir)
+    if (clip.read_manifest() or {}).get("recipe_fingerprint") == _identity(recipe, inputs, fit, None):
+        fingerprint = _identity(recipe, inputs, fit, None)  # an older composite, in place: resume it
     previous = clip.check_identity({"recipe_fingerprint": fingerprint}, what="recipe steps or inputs")
     clip.clean_temps()
     done = clip.finished(total)

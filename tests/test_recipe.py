@@ -154,6 +154,43 @@ def test_rerun_resumes_missing_frames_only(tmp_path):
         run_recipe(other, tmp_path / "o")
 
 
+def test_a_moved_folder_of_inputs_and_composite_resumes(tmp_path):
+    """A release folder (its clips and its composites) moved elsewhere resumes its composites."""
+    a = make_clip(tmp_path / "rel" / "maps" / "a")
+    run_recipe(
+        recipe(tmp_path, [{"op": "grade", "exposure": 1.0}], {"a": a}), tmp_path / "rel" / "comp" / "o"
+    )
+    (tmp_path / "rel").rename(tmp_path / "moved")
+    moved = tmp_path / "moved" / "comp" / "o"
+    before = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in moved.glob("*.exr")}
+    (moved / "o_00002.exr").unlink()
+    calls = []
+    r = recipe(tmp_path, [{"op": "grade", "exposure": 1.0}], {"a": tmp_path / "moved" / "maps" / "a"})
+    run_recipe(r, moved, progress=lambda done, total: calls.append(total))
+    assert calls[-1] == 1  # only the missing frame
+    after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in moved.glob("*.exr")}
+    assert after.keys() == before.keys()
+    assert all(after[n] == before[n] for n in before if n != "o_00002.exr")
+    assert after["o_00002.exr"][0] == before["o_00002.exr"][0]  # the same bytes again
+
+
+def test_a_composite_written_before_relative_inputs_resumes(tmp_path):
+    """Composites fingerprinted their inputs by absolute path before: they still resume."""
+    from irep3d.clip import Clip
+    from irep3d.recipe import _identity, _open_inputs
+
+    a = make_clip(tmp_path / "a")
+    r = recipe(tmp_path, [{"op": "grade", "exposure": 1.0}], {"a": a})
+    run_recipe(r, tmp_path / "o")
+    old = _identity(r, _open_inputs(r), False, None)
+    clip = Clip(tmp_path / "o")
+    clip.write_manifest({**clip.read_manifest(), "recipe_fingerprint": old})
+    (tmp_path / "o" / "o_00001.exr").unlink()
+    calls = []
+    run_recipe(r, tmp_path / "o", progress=lambda done, total: calls.append(total))
+    assert calls[-1] == 1 and clip.read_manifest()["recipe_fingerprint"] == old
+
+
 def test_example_recipes_are_valid():
     for path in sorted((ROOT / "scenes" / "composite").glob("*.toml")):
         r = load_recipe(path)

@@ -260,6 +260,16 @@ def test_release_makes_every_loop_and_a_rerun_touches_nothing(tmp_path):
     again = runner.invoke(app, ["release", str(write(tmp_path)), "--out", str(out)])
     assert again.exit_code == 0, again.output
     assert files(out) == before  # same bytes, same mtimes: nothing redone
+    # The release folder moved elsewhere resumes too: no frame redone, every output the same.
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    again = runner.invoke(app, ["release", str(write(tmp_path)), "--out", str(moved)])
+    assert again.exit_code == 0, again.output
+    after = files(moved)
+    assert after.keys() == before.keys()
+    changed = {k for k in before if after[k][0] != before[k][0]}
+    assert changed == {"composites/hl_01/clip.json", "loops/.irep3d-release-state.json"}  # inputs' new paths
+    assert all(after[k][1] == before[k][1] for k in before if k.endswith((".exr", ".png")))
 
 
 @pytest.mark.slow
