@@ -103,6 +103,29 @@ def test_a_long_walk_on_the_farm_equals_the_local_run(tmp_path):
     assert tree(tmp_path / "farm") == tree(tmp_path / "local")
 
 
+def test_an_audio_walk_on_the_farm_equals_the_local_run(tmp_path):
+    """`--audio` on the farm: every worker reads the track by its absolute path and walks,
+    ψ and gain follow it exactly as here (same frames, same bytes)."""
+    import numpy as np
+    import soundfile
+
+    from irep3d.generator import load_generator
+    from irep3d.maps import maps_options
+
+    rate = 22050
+    track = np.zeros(rate, dtype=np.float32)  # one second, a click at 0.4 s
+    track[int(0.4 * rate) : int(0.4 * rate) + 300] = 0.9
+    soundfile.write(tmp_path / "beat.wav", track, rate)
+    options = maps_options(
+        audio=tmp_path / "beat.wav", fps=12.0, audio_speed=4.0, audio_psi="0.6:1.0", audio_gain=6.0, batch=4
+    )
+    audio_jobs = [ClipJob("L3_52_64_clip01", "L3_52_64", None, [1, 2, 3])]
+    render_clips(load_generator(MODEL, "cpu"), MODEL, audio_jobs, tmp_path / "local", options)
+    results = farm.render_maps(MODEL, audio_jobs, tmp_path / "farm", options)
+    assert [r.frames for r in results] == [12] and [r.written for r in results] == [12]
+    assert tree(tmp_path / "farm") == tree(tmp_path / "local")
+
+
 def test_a_resumed_farm_run_skips_finished_frames(local_pack, tmp_path):
     farm.render_maps(MODEL, jobs(), tmp_path, OPTIONS)
     for j in jobs()[:2]:
