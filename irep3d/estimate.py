@@ -107,7 +107,7 @@ def _scene_look(job: Any) -> tuple[tuple[int, int], int]:
 
 
 def count_release(plan: Any, batch: int = 1) -> Counts:
-    """Count what `plan` (an `irep3d.release.Plan`) makes; `batch` sizes the keyframe pass."""
+    """Count what `plan` (an `irep3d.release.ReleasePlan`) makes; `batch` sizes the keyframe pass."""
     release = plan.release
     counts = Counts()
     keys = min(len(release.seeds), batch)  # keyframes looked at to choose the channels

@@ -64,7 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .clip import MANIFEST_NAME
+from .clip import Clip
 from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY
 from .errors import UsageError
 from .exr_clip import write_text
@@ -75,8 +75,8 @@ __all__ = [
     "Composite",
     "Delivery",
     "Loop",
-    "Plan",
     "Release",
+    "ReleasePlan",
     "SceneVariant",
     "load_release",
     "plan_release",
@@ -469,7 +469,7 @@ def _check_preset(name: str, where: str) -> None:
 
 
 @dataclass(frozen=True)
-class Clip:
+class ReleaseClip:
     """A clip of the release (pack clip or composite): its name, kind and folder."""
 
     name: str  # locked/L7_148_64_clip01, comp/hardlight_01
@@ -483,7 +483,7 @@ class Clip:
 class CompositeJob:
     """One composite to run: its clip, recipe (inputs filled in) and where from."""
 
-    clip: Clip
+    clip: ReleaseClip
     recipe: Any  # irep3d.recipe.Recipe
 
 
@@ -511,7 +511,7 @@ class Loop:
 
 
 @dataclass
-class Plan:
+class ReleasePlan:
     """Everything a release makes, with concrete paths, in the order it is made."""
 
     release: Release
@@ -519,7 +519,7 @@ class Plan:
     frames: int
     fps: float
     jobs: dict[str, list[Any]]  # mode -> ClipJob list
-    clips: dict[str, Clip]  # every pack clip and composite by name
+    clips: dict[str, ReleaseClip]  # every pack clip and composite by name
     composites: list[CompositeJob]
     scenes: list[SceneJobPlan]
     loops: list[Loop]
@@ -550,7 +550,7 @@ def _clip_resolution(info: Any, margin: int, options: Any) -> tuple[int, int]:
     return info.width - 2 * margin, info.height - 2 * margin
 
 
-def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Plan:
+def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> ReleasePlan:
     """Expand a release into concrete jobs under `out`, checked against the network `net`
     (layers, channels per clip) and against itself (patterns, sizes, pairings)."""
     from .generator import layer_info, layer_margin
@@ -563,7 +563,7 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Pla
     options = release.options
     frames = walk_frames(len(release.seeds), options)
     jobs: dict[str, list[Any]] = {}
-    clips: dict[str, Clip] = {}
+    clips: dict[str, ReleaseClip] = {}
     sizes: dict[str, tuple[int, int]] = {}
     for layer in release.layers:
         try:
@@ -580,7 +580,7 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Pla
             raise _bad(f"{where} [pack]", str(exc)) from None
         for job in jobs[mode]:
             name = f"{mode}/{job.name}"
-            clips[name] = Clip(name, "maps", out / "maps" / mode / job.name, sizes[job.layer])
+            clips[name] = ReleaseClip(name, "maps", out / "maps" / mode / job.name, sizes[job.layer])
     pack_names = list(clips)
 
     composites = []
@@ -617,7 +617,7 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Pla
                 )
             else:
                 resolution = resolutions.pop()
-            clip = Clip(
+            clip = ReleaseClip(
                 name, "composite", out / "composites" / f"{comp.name}_{index:02d}", resolution, tuple(chosen)
             )
             clips[name] = clip
@@ -675,14 +675,16 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Pla
                 taken.add(path)
                 quality = delivery.quality.get(codec, DEFAULT_QUALITY[codec])
                 loops.append(Loop(name, kind, source, codec, quality, folder, path))
-    return Plan(release, out, frames, float(options.fps), jobs, clips, composites, scenes, loops, sizes)
+    return ReleasePlan(
+        release, out, frames, float(options.fps), jobs, clips, composites, scenes, loops, sizes
+    )
 
 
 # --------------------------------------------------------------------------- making it
 
 
 def run_release(
-    plan: Plan,
+    plan: ReleasePlan,
     net: Any,
     *,
     ray: str | None = None,
@@ -703,7 +705,7 @@ def run_release(
     return _summarise(plan)
 
 
-def _make_packs(plan: Plan, net: Any, ray: str | None, report: Progress) -> None:
+def _make_packs(plan: ReleasePlan, net: Any, ray: str | None, report: Progress) -> None:
     from .pack import write_pack
     from .render import render_clips
 
@@ -740,7 +742,7 @@ def _make_packs(plan: Plan, net: Any, ray: str | None, report: Progress) -> None
         )
 
 
-def _make_composites(plan: Plan, net: Any, report: Progress) -> None:
+def _make_composites(plan: ReleasePlan, net: Any, report: Progress) -> None:
     from .recipe import run_recipe
 
     device = next(net.parameters()).device
@@ -761,7 +763,7 @@ def _make_composites(plan: Plan, net: Any, report: Progress) -> None:
     report("composite", total, total)
 
 
-def _make_scenes(plan: Plan, ray: str | None, blender: str | None, report: Progress) -> None:
+def _make_scenes(plan: ReleasePlan, ray: str | None, blender: str | None, report: Progress) -> None:
     if not plan.scenes:
         return
     from .blender import build_scenes, render_scenes
@@ -793,7 +795,7 @@ def _fingerprint(loop: Loop, fps: float, audio: str | None = None) -> str:
         for e in os.scandir(folder)
         if e.is_file() and not e.name.startswith(".") and e.name.endswith((".exr", ".png"))
     )
-    manifest = folder / MANIFEST_NAME
+    manifest = Clip(folder).manifest_path
     clip = manifest.read_text(encoding="utf-8") if manifest.is_file() else ""
     data = json.dumps([loop.codec, loop.quality, fps, files, clip, audio])
     return hashlib.sha256(data.encode()).hexdigest()
@@ -802,7 +804,7 @@ def _fingerprint(loop: Loop, fps: float, audio: str | None = None) -> str:
 STATE_NAME = ".irep3d-release-state.json"
 
 
-def _encode(plan: Plan, report: Progress) -> None:
+def _encode(plan: ReleasePlan, report: Progress) -> None:
     """Encode every loop whose file is missing or whose source changed since it was made,
     several loops at once (one encoder thread each: see `irep3d.encode`)."""
     from concurrent.futures import ThreadPoolExecutor
@@ -867,7 +869,7 @@ def _video_size(path: Path) -> tuple[int, int, int]:
         return frames, stream.codec_context.width, stream.codec_context.height
 
 
-def _summarise(plan: Plan) -> Path:
+def _summarise(plan: ReleasePlan) -> Path:
     """release.json (every loop, read back from its file) and contact.png."""
     from .sheet import loops_sheet
 
