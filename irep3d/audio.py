@@ -9,9 +9,9 @@ deliberately small and exact, with soundfile (libsndfile) to decode and NumPy to
 * `rms[f]`: the root mean square of those samples, divided by the 99th percentile of all
   frames' RMS and clipped to [0, 1] (one figure over the whole track, like `--norm global`:
   the loudest 1 % of frames reach 1, silence is 0; a silent track gives 0 everywhere).
-* `onset[f]`: positive spectral flux, the sum over frequency of the rise in magnitude
-  (Hann-windowed FFT of frame f's samples) from frame f−1 to f, divided by its largest
-  value over the track; kept only where it is a local maximum within ±`PEAK_RADIUS`
+* `onset[f]`: positive spectral flux: the rise in magnitude summed over frequency between
+  consecutive Hann windows of about 23 ms, hopping by half a window, the largest of the
+  hops in frame f, divided by its largest value over the track; kept only where it is a local maximum within ±`PEAK_RADIUS`
   frames and at least `ONSET_THRESHOLD`; 0 elsewhere. A click, a drum hit or a note start
   sets the frame where it begins.
 * `kick[f]`: the onsets held and released: at an onset it jumps to the onset's strength,

@@ -16,6 +16,10 @@ Mapping values to colour, `apply_norm` with one of `NORMS`:
   with the visualizer's per-frame normalisation; it flickers by design.
 
 Gain is given in dB, as in the visualizer: gain = 10 ** (gain_db / 20).
+
+`percentile_range` is the one per-channel percentile normaliser: the `global` figures, the
+display range of raw clips (`irep3d.clip.Clip.display_range`) and the contact sheet's
+tiles all use it.
 """
 
 from __future__ import annotations
@@ -240,10 +244,10 @@ def measure_global(x: torch.Tensor | np.ndarray, lo_pct: float = 1.0, hi_pct: fl
     """Robust per-channel range of a whole walk, for the flicker-free `global` norm.
 
     Args:
-        x: [F, c, H, W] every frame of the walk, c selected channels. May be a float16
-            `np.memmap` of several GB: at most `GLOBAL_SAMPLES` values per channel are read
-            (frames spread evenly over the walk, each thinned by a spatial stride), one
-            frame at a time, so the whole array is never loaded.
+        x: [F, c, H, W] frames of the walk, c selected channels: in a render, the thinned
+            samples of the batches spread over the walk (`irep3d.render.figures_from_samples`).
+            At most `GLOBAL_SAMPLES` values per channel are read (frames spread evenly,
+            each thinned by a spatial stride), one frame at a time.
         lo_pct, hi_pct: the percentiles mapped to 0 and 1 (see `percentile_range`).
 
     Non-finite values are ignored (a channel without any finite value gets lo = hi = 0).

@@ -1,8 +1,11 @@
-"""Step 2 of the flow: a network file (or a built-in name) becomes a ready generator.
+"""Steps "generator" and "layer capture" of the flow: a ready network, and its layers.
 
 `load_generator("builtin:sg3t-256")`, `load_generator("ffhq.pkl")` and
 `load_generator("ffhq.safetensors")` all give a `Generator` on the chosen device in eval
-mode. Seeds mean what they mean in NVIDIA's tools: `z = RandomState(seed).randn(1, z_dim)`.
+mode. Seeds mean what they mean in NVIDIA's tools: `z = RandomState(seed).randn(1, z_dim)`
+(`seeds_to_ws`). `layer_table`, `layer_info` and `layer_margin` describe the capturable
+layers; `capture(net, ws, layers)` runs the synthesis network as far as the deepest of
+them and returns their outputs: the one way every stage reads a layer.
 """
 
 from __future__ import annotations

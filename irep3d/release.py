@@ -19,7 +19,8 @@ only when their content changes. An interrupted release, run again, ends byte fo
 where an uninterrupted one does.
 
 Names. Pack clips are `<mode>/<clip>` (`locked/L7_148_64_clip01`); composites
-`comp/<name>_NN`; scenes `scene/<mode>-<clip>__<preset>` (or `scene/comp-<name>__<preset>`).
+`comp/<name>_NN`; scenes `scene/<clip>__<preset>[__colour-<clip>]`, the clips' `/` as `-`
+(`scene/locked-L7_148_64_clip01__edge-point-light__colour-comp-hl_01`).
 Patterns (`fnmatch`: `*`, `?`, `[...]`) in the file choose among these names.
 
 The file (every key but `model` and `[pack].layers` optional; see scenes/release/):

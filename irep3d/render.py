@@ -8,8 +8,9 @@ workers on a cluster, so both write the same bytes:
    `SeedGroup` and share the network: every frame of the walk costs ONE forward pass
    capturing all layers those jobs need (a locked pack of 6 layers × 8 clips runs the
    network once a frame, not 48 times), stopping after the deepest of them.
-2. `choose_channels`: `--channels auto` looks at the walk's first keyframes and takes the
-   most active channels not used by another clip of the layer; clip.json records them.
+2. `choose_channels`: `--channels auto` looks at the walk's first keyframes (with `--audio`,
+   the frames a keyframe interval apart from the start) and takes the most active
+   channels not used by another clip of the layer; clip.json records them.
 3. `measure_figures`: `--norm global` measures its figures on batches of the walk spread
    evenly over it (`figure_batches`: about 32 frames), before any frame is written, so
    every frame gets the same mapping (no flicker). The batches computed for this are kept

@@ -1,6 +1,5 @@
 """The clip folder: frame names, finished frames, reading frames back, clip.json and resume."""
 
-import json
 import time
 from pathlib import Path
 
@@ -128,10 +127,25 @@ def test_values_rescale_a_raw_clip_by_its_percentiles(tmp_path):
     np.testing.assert_allclose(mapped_values[-1][1:, 1:], 1.0, atol=1e-3)  # already 0..1: untouched
 
 
-def test_a_renamed_folder_still_opens_its_frames(tmp_path):
+def test_finished_frames_never_count_temps_or_other_clips(tmp_path):
+    clip = Clip(tmp_path, "walk")
+    for i in (1, 2, 4):
+        write_exr(clip.frame_path(i), np.zeros((4, 4, 3), np.float32))
+    for name in (".walk_00003.exr.4242-1.tmp.exr", ".walk_00005.exr.99-12.tmp.exr", "other_00003.exr"):
+        (tmp_path / name).write_bytes(b"partial")
+    assert clip.finished(5) == {1, 2, 4}
+    assert clip.finished(2) == {1, 2}
+    assert Clip(tmp_path / "absent", "walk").finished(5) == set()
+
+
+def test_a_renamed_folder_finds_its_one_clip(tmp_path):
     clip = Clip(tmp_path / "walk")
     write_frames(clip, 3)
     renamed = tmp_path / "renamed"
     clip.path.rename(renamed)
+    (renamed / "._walk_00001.exr").write_bytes(b"macOS AppleDouble metadata, not a frame")
     assert [p.name for p in Clip(renamed).frames()] == ["walk_00001.exr", "walk_00002.exr", "walk_00003.exr"]
-    assert json.dumps(Clip(renamed).read_manifest()) == "null"
+    assert Clip(renamed).read_manifest() is None
+    write_exr(renamed / "other_00001.exr", np.zeros((4, 6, 3), np.float32))
+    with pytest.raises(OutputError, match="several clips"):
+        Clip(renamed).frames()

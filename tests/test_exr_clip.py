@@ -235,7 +235,7 @@ def test_unwritable_folder_is_one_line_naming_the_path(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_clean_stale_temps_and_finished_frames(tmp_path):
+def test_clean_stale_temps_sweeps_only_temps(tmp_path):
     for i in (1, 2, 4):
         write_exr(Clip(tmp_path, "walk").frame_path(i), ramp(4, 4))
     planted = [
@@ -248,9 +248,6 @@ def test_clean_stale_temps_and_finished_frames(tmp_path):
     (tmp_path / "notes.txt").write_text("kept")
     (tmp_path / "other_00003.exr").write_bytes(b"another clip's frame")
 
-    assert Clip(tmp_path, "walk").finished(5) == {1, 2, 4}  # temps never count
-    assert Clip(tmp_path, "walk").finished(2) == {1, 2}
-    assert Clip(tmp_path / "absent", "walk").finished(5) == set()
     assert clean_stale_temps(tmp_path) == 3
     assert temps(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == [

@@ -135,13 +135,3 @@ def test_gap_in_numbering_is_an_output_error(tmp_path):
     Clip(clip, "walk").frame_path(3).unlink()
     with pytest.raises(OutputError, match="missing frame 3"):
         make_preview(clip, tmp_path / "walk.gif")
-
-
-def test_clip_frames_finds_the_clip_of_a_renamed_folder(tmp_path):
-    clip = make_clip(tmp_path / "walk", frames=3)
-    renamed = clip.rename(tmp_path / "copy")
-    (renamed / "._walk_00001.exr").write_bytes(b"macOS AppleDouble metadata, not a frame")
-    assert [p.name for p in Clip(renamed).frames()] == ["walk_00001.exr", "walk_00002.exr", "walk_00003.exr"]
-    write_exr(renamed / "other_00001.exr", frame(1))
-    with pytest.raises(OutputError, match="several clips"):
-        Clip(renamed).frames()

@@ -406,7 +406,9 @@ def preview(
     clip_dir: ClipDirArg,
     out: Annotated[Path, typer.Option("--out", "-o", help="clip.mp4 or clip.gif")] = Path("clip.mp4"),
     fps: ClipFpsOpt = None,
-    size: Annotated[int | None, typer.Option("--size", help="Scale to SIZE px wide.")] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", help="Downscale so the longer side is at most SIZE px.")
+    ] = None,
 ) -> None:
     """A quick video (mp4) or GIF of a clip, to look at before rendering in 3D."""
     from ..preview import make_preview

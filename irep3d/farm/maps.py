@@ -3,12 +3,12 @@
 
 The workers run the steps of `irep3d.render`, the ones a local run calls in order:
 
-1. `plan` + `choose_channels` on one worker: the automatic channels, each clip.json;
-2. `sample_batch` for every batch of the fixed grid that sets the `global` figures, in
+1.-2. `plan` + `choose_channels` on one worker: the automatic channels, each clip.json;
+3. `measure_figures`, split: `sample_batch` for every batch of the fixed grid that sets the `global` figures, in
    parallel, the samples stored on the shared root; the driver merges them in grid order
    (`figures_from_samples`) into the figures the local run measures, and each worker
    writes the batches it still holds (`write_batches(kept, only_kept=True)`);
-3. `write_batches` + `finish` for shards of all clips with those figures (a locked pack
+4. `write_batches` + `finish` for shards of all clips with those figures (a locked pack
    still costs one forward pass a frame), and a last call that cleans temps and marks
    the manifests complete.
 """
