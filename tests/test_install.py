@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,13 +14,27 @@ import pytest
 from tests.clip_util import make_clip
 
 REPO = Path(__file__).resolve().parents[1]
+BUILD_IGNORE = (
+    ".git",
+    ".venv",
+    "out",
+    "build",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    "tests",
+    "benchmarks",
+)
 
 
 @pytest.mark.slow
 def test_a_wheel_install_builds_scenes_and_the_addon_away_from_the_checkout(tmp_path):
-    wheels, prefix = tmp_path / "wheels", tmp_path / "prefix"
+    wheels, prefix, source = tmp_path / "wheels", tmp_path / "prefix", tmp_path / "source"
+    # Built from a copy: building in the checkout would leave build/ and *.egg-info there
+    # (stale modules in build/lib could even end up in a later wheel).
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(*BUILD_IGNORE))
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)],
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(source)],
         check=True, capture_output=True,
     )  # fmt: skip
     (wheel,) = wheels.glob("irep3d-*.whl")
