@@ -25,7 +25,7 @@ tiles all use it.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +41,7 @@ __all__ = [
     "NORMS",
     "NormStats",
     "apply_norm",
+    "check_channels",
     "db_to_gain",
     "measure_global",
     "parse_channels",
@@ -84,13 +85,18 @@ def parse_channels(spec: str, num_channels: int, layer: str) -> list[int] | None
         raise UsageError(f"bad channel spec {spec!r}: {usage}") from None
     if len(channels) not in (1, 3):
         raise UsageError(f"bad channel spec {spec!r}: {len(channels)} channels given; {usage}")
+    return check_channels(channels, num_channels, layer)
+
+
+def check_channels(channels: Sequence[int], num_channels: int, layer: str) -> list[int]:
+    """`channels` as a list, or UsageError naming the first outside the layer's channels."""
     for c in channels:
         if not 0 <= c < num_channels:
             raise UsageError(
                 f"channel {c} is out of range: layer {layer} has {num_channels} channels "
                 f"(0-{num_channels - 1})"
             )
-    return channels
+    return list(channels)
 
 
 def _pixel_sample(acts: torch.Tensor, samples: int) -> torch.Tensor:

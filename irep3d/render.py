@@ -38,8 +38,7 @@ import torch
 from torch import nn
 
 from .clip import Clip
-from .colour import NormStats, apply_norm, measure_global, pick_channels, to_rgb
-from .errors import UsageError
+from .colour import NormStats, apply_norm, check_channels, measure_global, pick_channels, to_rgb
 from .exr_clip import ExrWriter
 from .generator import capture, layer_info, layer_margin
 from .keyframes import Keyframe
@@ -187,7 +186,7 @@ def plan(
     groups = []
     for seeds, members in _by_seeds(clips, lambda c: c.job.seeds).items():
         total = members[0].total
-        grid = [list(range(b, min(b + batch, total))) for b in range(0, total, batch)]
+        grid = _grid(total, batch)
         todo = set().union(*(c.todo for c in members))
         to_write = {i for i, frames in enumerate(grid) if todo.intersection(frames)}
         groups.append(SeedGroup(seeds, members, total, grid, to_write))
@@ -213,12 +212,7 @@ def _open(
     """Check a job against its layer and its folder's previous run; find what is left."""
     info = layer_info(net, job.layer)
     if job.channels is not None:
-        for ch in job.channels:
-            if not 0 <= ch < info.channels:
-                raise UsageError(
-                    f"channel {ch} is out of range: layer {job.layer} has {info.channels} channels "
-                    f"(0-{info.channels - 1})"
-                )
+        check_channels(job.channels, info.channels, job.layer)
     margin = layer_margin(net, job.layer) if options.crop_margin else 0
     total = walk_frames(len(job.seeds), options)
     clip = Clip(out_dir / job.name).create()
@@ -242,6 +236,11 @@ def _open(
     state.owned = shard_range(0, total - 1, shard)
     state.todo = {f for f in state.owned if f + 1 not in done}
     return state
+
+
+def _grid(total: int, batch: int) -> list[list[int]]:
+    """The fixed batches of a walk of `total` frames: [0, B), [B, 2B), ... (the last shorter)."""
+    return [list(range(b, min(b + batch, total))) for b in range(0, total, batch)]
 
 
 def _by_seeds(items: Sequence, seeds_of: Callable) -> dict[tuple[Keyframe, ...], list]:
@@ -282,7 +281,7 @@ def figure_batches(
     result = []
     for seeds, members in _by_seeds(jobs, lambda job: job.seeds).items():
         total = walk_frames(len(seeds), options)
-        result += [(members, i) for i in _stats_batches(-(-total // batch), batch)]
+        result += [(members, i) for i in _stats_batches(len(_grid(total, batch)), batch)]
     return result
 
 
