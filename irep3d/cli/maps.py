@@ -169,38 +169,14 @@ PrecisionOpt = Annotated[
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
 
 
-#: The arguments of `maps` and `pack` that make their MapsOptions (the same names in both).
-_OPTION_ARGS = (
-    "frames_per_seed",
-    "loop",
-    "fps",
-    "psi",
-    "norm",
-    "gain_db",
-    "size",
-    "crop_margin",
-    "compression",
-    "batch",
-    "precision",
-    "ws",
-    "cutoff",
-    "class_idx",
-    "translate",
-    "rotate",
-    "mix_seeds",
-    "mix_layers",
-    "audio",
-    "audio_speed",
-    "audio_psi",
-    "audio_gain",
-)
-
-
 def _options(args: dict) -> MapsOptions:
-    """The run's MapsOptions from a command's arguments (`locals()`), checked."""
-    from ..maps import maps_options
+    """The run's MapsOptions from a command's arguments (`locals()`), checked: every
+    argument named like a MapsOptions field (`maps` and `pack` use the same names)."""
+    from dataclasses import fields
 
-    return maps_options(**{name: args[name] for name in _OPTION_ARGS})
+    from ..maps import MapsOptions, maps_options
+
+    return maps_options(**{f.name: args[f.name] for f in fields(MapsOptions) if f.name in args})
 
 
 def _run_with_progress(
