@@ -67,7 +67,7 @@ from typing import Any
 from .clip import Clip
 from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY
 from .errors import UsageError
-from .exr_clip import write_text
+from .exr_clip import file_sha256, write_text
 from .resize import parse_size
 from .walk import SEED_MODES
 
@@ -851,14 +851,6 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
             future.result()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _video_size(path: Path) -> tuple[int, int, int]:
     """(frames, width, height) of an encoded loop, read back from the file."""
     import av
@@ -887,7 +879,7 @@ def _summarise(plan: ReleasePlan) -> Path:
                 "fps": plan.fps,
                 "width": width,
                 "height": height,
-                "sha256": _sha256(loop.path),
+                "sha256": file_sha256(loop.path),
             }
         )
     data = {
