@@ -68,6 +68,7 @@ __all__ = [
     "TRANSFERS",
     "display_frame",
     "encode_clip",
+    "probe_video",
     "rendered_frames",
     "srgb_oetf",
 ]
@@ -339,13 +340,15 @@ def _mux_audio(video: Path, track: Path, temp: Path, container_format: str, seco
         )
 
 
-def _encoded_frames(path: Path) -> int:
-    """How many video frames the written file holds (counted from its packets, no decoding)."""
+def probe_video(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """(frames, width, height) of a written video, read back from the file: frames counted
+    from its packets (no decoding), the size from its first video stream."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return sum(1 for packet in container.demux(stream) if packet.size)
+        frames = sum(1 for packet in container.demux(stream) if packet.size)
+        return frames, stream.codec_context.width, stream.codec_context.height
 
 
 def encode_clip(
@@ -430,7 +433,7 @@ def encode_clip(
             _write_pyav(video, suffix[1:], codec, quality, transfer, images, rate, on_frame)
         if audio is not None:
             _mux_audio(video, Path(audio), temp, suffix[1:], done / rate)
-        written = _encoded_frames(temp)
+        written, _, _ = probe_video(temp)
         if done != total or written != total:
             raise OutputError(
                 f"encoded {written} frames of the clip's {total} (sent {done}); {out.name} was not written"

@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any
 
 from .clip import Clip
-from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY
+from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY, probe_video
 from .errors import UsageError
 from .exr_clip import file_sha256, write_text
 from .resize import parse_size
@@ -851,23 +851,13 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
             future.result()
 
 
-def _video_size(path: Path) -> tuple[int, int, int]:
-    """(frames, width, height) of an encoded loop, read back from the file."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = sum(1 for packet in container.demux(stream) if packet.size)
-        return frames, stream.codec_context.width, stream.codec_context.height
-
-
 def _summarise(plan: ReleasePlan) -> Path:
     """release.json (every loop, read back from its file) and contact.png."""
     from .sheet import loops_sheet
 
     rows = []
     for loop in plan.loops:
-        frames, width, height = _video_size(loop.path)
+        frames, width, height = probe_video(loop.path)
         rows.append(
             {
                 "name": loop.name,
