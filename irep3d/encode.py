@@ -58,7 +58,7 @@ import numpy as np
 from .clip import Clip
 from .errors import OutputError, UsageError
 from .exr_clip import atomic_output, read_exr
-from .preview import DEFAULT_FPS
+from .preview import _pad, clip_fps
 
 __all__ = [
     "CODECS",
@@ -93,14 +93,6 @@ def _code_values(rgb: np.ndarray, transfer: str) -> np.ndarray:
     if transfer == "srgb":
         return srgb_oetf(rgb)
     return np.clip(np.nan_to_num(rgb.astype(np.float32), nan=0.0), 0.0, 1.0)
-
-
-def _pad(image: np.ndarray, multiple: int) -> np.ndarray:
-    """Pad height and width up to a multiple of `multiple` by repeating the last row/column."""
-    pad_h, pad_w = -image.shape[0] % multiple, -image.shape[1] % multiple
-    if pad_h or pad_w:
-        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return image
 
 
 def _clip_images(clip: Clip, frames: list[Path], transfer: str, multiple: int) -> Iterator[np.ndarray]:
@@ -163,11 +155,7 @@ def display_frame(folder: str | os.PathLike[str], index: int | None = None) -> n
     if rendered is not None:
         values = next(_render_images([frames[index]], "srgb", 1))
     else:
-        values = read_exr(frames[index])[0].astype(np.float32)
-        if clip.is_raw():  # the clip's own percentiles
-            low, high = clip.display_range(frames)
-            values = (values - low) / (high - low)
-        values = _code_values(values, "srgb")
+        values = _code_values(clip.value(index, frames), "srgb")
     return _quantise(values, 8)
 
 
@@ -397,11 +385,7 @@ def encode_clip(
     rendered = rendered_frames(clip_dir) if Path(clip_dir).is_dir() else None
     clip = Clip(clip_dir)
     frames = rendered if rendered is not None else clip.frames()
-    manifest = (clip.read_manifest() or {}) if rendered is None else {}
-    if fps is None:
-        fps = manifest.get("fps", DEFAULT_FPS)
-    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
-        raise UsageError(f"encode fps must be a number in (0, 1000], got {fps!r}")
+    fps = clip_fps((clip.read_manifest() or {}) if rendered is None else {}, fps, "encode")
     rate = Fraction(fps).limit_denominator(1001)
     if audio is not None:
         from .audio import load_track
