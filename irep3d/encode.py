@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -55,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .blender.render import rendered_frames
 from .clip import Clip
 from .errors import OutputError, UsageError
 from .exr_clip import atomic_output, read_exr
@@ -69,7 +69,6 @@ __all__ = [
     "display_frame",
     "encode_clip",
     "probe_video",
-    "rendered_frames",
     "srgb_oetf",
 ]
 
@@ -99,28 +98,6 @@ def _clip_images(clip: Clip, frames: list[Path], transfer: str, multiple: int) -
     """Yield each frame as float32 code values [H', W', 3] in [0, 1], padded to `multiple`."""
     for values in clip.values(frames=frames):
         yield _pad(_code_values(values, transfer), multiple)
-
-
-_RENDER_RE = re.compile(r"^frame_(\d+)\.(png|exr)$")
-
-
-def rendered_frames(folder: str | os.PathLike[str]) -> list[Path] | None:
-    """The frames `irep3d blender render` wrote into `folder` (`frame_00001.png`, ...), in
-    order, or None when it holds none. The numbers must run on with no gap."""
-    try:
-        names = [e.name for e in os.scandir(folder) if e.is_file()]
-    except OSError as exc:
-        raise OutputError(f"cannot read {folder}: {exc.strerror or exc}") from None
-    found = {int(m[1]): name for name in names if (m := _RENDER_RE.match(name))}
-    if not found:
-        return None
-    first, last = min(found), max(found)
-    gap = next((n for n in range(first, last + 1) if n not in found), None)
-    if gap is not None:
-        raise OutputError(
-            f"{folder} is missing rendered frame {gap} (frames {first}-{last} must all be there)"
-        )
-    return [Path(folder) / found[n] for n in range(first, last + 1)]
 
 
 def _read_png(path: Path) -> np.ndarray:
