@@ -24,7 +24,6 @@ The mappings (one flag each, all optional, combinable) are documented by `walk_p
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
+from .exr_clip import file_sha256  # the track's identity in clip.json (irep3d.maps)
 
 __all__ = [
     "KICK_HALF_LIFE",
@@ -86,15 +86,6 @@ def load_track(path: str | os.PathLike[str]) -> tuple[np.ndarray, int]:
     if data.shape[0] / rate > MAX_SECONDS:
         raise UsageError(f"--audio {path}: the track is longer than {MAX_SECONDS / 60:g} minutes")
     return data.mean(axis=1).astype(np.float32), int(rate)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes (the track's identity in clip.json)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -222,6 +222,18 @@ class Clip:
         low, high = np.nan_to_num(low, nan=0.0), np.nan_to_num(high, nan=1.0)
         return low, np.where(high > low, high, low + 1.0)
 
+    def value(self, index: int, frames: list[Path] | None = None) -> np.ndarray:
+        """Frame `index` (0-based, of `frames`, default `self.frames()`) as float32 [H, W, 3],
+        mapped as `values` maps it: a raw clip by the display range of all of `frames`, not
+        of this frame alone. It divides in float64 where `values` multiplies in float32, so
+        the two may differ in the last bit (contact sheets have always been made this way)."""
+        frames = self.frames() if frames is None else frames
+        rgb = read_exr(frames[index])[0].astype(np.float32)
+        if not self.is_raw():
+            return rgb
+        low, high = self.display_range(frames)
+        return ((rgb - low) / (high - low)).astype(np.float32)
+
     def values(self, raw: bool | None = None, frames: list[Path] | None = None) -> Iterator[np.ndarray]:
         """Each frame as float32 [H, W, 3], in order. A raw clip (`raw`, default: the
         manifest says `norm: none`) is rescaled so its 1st/99th percentiles become 0/1.

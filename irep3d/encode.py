@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import re
 import shutil
 import subprocess
 import tempfile
@@ -55,10 +54,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .blender.render import rendered_frames
 from .clip import Clip
 from .errors import OutputError, UsageError
 from .exr_clip import atomic_output, read_exr
-from .preview import DEFAULT_FPS
+from .preview import _pad, clip_fps
 
 __all__ = [
     "CODECS",
@@ -68,7 +68,7 @@ __all__ = [
     "TRANSFERS",
     "display_frame",
     "encode_clip",
-    "rendered_frames",
+    "probe_video",
     "srgb_oetf",
 ]
 
@@ -94,40 +94,10 @@ def _code_values(rgb: np.ndarray, transfer: str) -> np.ndarray:
     return np.clip(np.nan_to_num(rgb.astype(np.float32), nan=0.0), 0.0, 1.0)
 
 
-def _pad(image: np.ndarray, multiple: int) -> np.ndarray:
-    """Pad height and width up to a multiple of `multiple` by repeating the last row/column."""
-    pad_h, pad_w = -image.shape[0] % multiple, -image.shape[1] % multiple
-    if pad_h or pad_w:
-        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return image
-
-
 def _clip_images(clip: Clip, frames: list[Path], transfer: str, multiple: int) -> Iterator[np.ndarray]:
     """Yield each frame as float32 code values [H', W', 3] in [0, 1], padded to `multiple`."""
     for values in clip.values(frames=frames):
         yield _pad(_code_values(values, transfer), multiple)
-
-
-_RENDER_RE = re.compile(r"^frame_(\d+)\.(png|exr)$")
-
-
-def rendered_frames(folder: str | os.PathLike[str]) -> list[Path] | None:
-    """The frames `irep3d blender render` wrote into `folder` (`frame_00001.png`, ...), in
-    order, or None when it holds none. The numbers must run on with no gap."""
-    try:
-        names = [e.name for e in os.scandir(folder) if e.is_file()]
-    except OSError as exc:
-        raise OutputError(f"cannot read {folder}: {exc.strerror or exc}") from None
-    found = {int(m[1]): name for name in names if (m := _RENDER_RE.match(name))}
-    if not found:
-        return None
-    first, last = min(found), max(found)
-    gap = next((n for n in range(first, last + 1) if n not in found), None)
-    if gap is not None:
-        raise OutputError(
-            f"{folder} is missing rendered frame {gap} (frames {first}-{last} must all be there)"
-        )
-    return [Path(folder) / found[n] for n in range(first, last + 1)]
 
 
 def _read_png(path: Path) -> np.ndarray:
@@ -162,11 +132,7 @@ def display_frame(folder: str | os.PathLike[str], index: int | None = None) -> n
     if rendered is not None:
         values = next(_render_images([frames[index]], "srgb", 1))
     else:
-        values = read_exr(frames[index])[0].astype(np.float32)
-        if clip.is_raw():  # the clip's own percentiles
-            low, high = clip.display_range(frames)
-            values = (values - low) / (high - low)
-        values = _code_values(values, "srgb")
+        values = _code_values(clip.value(index, frames), "srgb")
     return _quantise(values, 8)
 
 
@@ -339,13 +305,15 @@ def _mux_audio(video: Path, track: Path, temp: Path, container_format: str, seco
         )
 
 
-def _encoded_frames(path: Path) -> int:
-    """How many video frames the written file holds (counted from its packets, no decoding)."""
+def probe_video(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """(frames, width, height) of a written video, read back from the file: frames counted
+    from its packets (no decoding), the size from its first video stream."""
     import av
 
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        return sum(1 for packet in container.demux(stream) if packet.size)
+        frames = sum(1 for packet in container.demux(stream) if packet.size)
+        return frames, stream.codec_context.width, stream.codec_context.height
 
 
 def encode_clip(
@@ -394,11 +362,7 @@ def encode_clip(
     rendered = rendered_frames(clip_dir) if Path(clip_dir).is_dir() else None
     clip = Clip(clip_dir)
     frames = rendered if rendered is not None else clip.frames()
-    manifest = (clip.read_manifest() or {}) if rendered is None else {}
-    if fps is None:
-        fps = manifest.get("fps", DEFAULT_FPS)
-    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
-        raise UsageError(f"encode fps must be a number in (0, 1000], got {fps!r}")
+    fps = clip_fps((clip.read_manifest() or {}) if rendered is None else {}, fps, "encode")
     rate = Fraction(fps).limit_denominator(1001)
     if audio is not None:
         from .audio import load_track
@@ -430,7 +394,7 @@ def encode_clip(
             _write_pyav(video, suffix[1:], codec, quality, transfer, images, rate, on_frame)
         if audio is not None:
             _mux_audio(video, Path(audio), temp, suffix[1:], done / rate)
-        written = _encoded_frames(temp)
+        written, _, _ = probe_video(temp)
         if done != total or written != total:
             raise OutputError(
                 f"encoded {written} frames of the clip's {total} (sent {done}); {out.name} was not written"

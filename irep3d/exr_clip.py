@@ -30,6 +30,7 @@ attribute values are silently dropped or mangled (a list of ints vanishes, an in
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import os
 import re
@@ -52,6 +53,7 @@ __all__ = [
     "ExrWriter",
     "atomic_output",
     "clean_stale_temps",
+    "file_sha256",
     "parse_compression",
     "read_exr",
     "write_bytes",
@@ -139,6 +141,15 @@ def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     with atomic_output(final) as temp:
         temp.write_bytes(data)
     return final
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, as hex (a sound track's identity, a delivered loop's checksum)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _remove_temps(clip_dir: Path, pid: int | None = None) -> int:

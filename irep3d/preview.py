@@ -14,9 +14,10 @@ range, so each channel is rescaled by its 1st and 99th percentiles over the whol
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -25,7 +26,7 @@ from .clip import Clip
 from .errors import UsageError
 from .exr_clip import atomic_output
 
-__all__ = ["DEFAULT_FPS", "PREVIEW_SUFFIXES", "make_preview"]
+__all__ = ["DEFAULT_FPS", "PREVIEW_SUFFIXES", "clip_fps", "make_preview"]
 
 PREVIEW_SUFFIXES = (".mp4", ".gif")
 DEFAULT_FPS = 30.0  # when neither the caller nor clip.json gives one
@@ -51,12 +52,26 @@ def _display_frames(
             on_frame(index, len(frames))
 
 
-def _even(image: np.ndarray) -> np.ndarray:
-    """Pad to even width and height by repeating the last row/column (yuv420p needs it)."""
-    pad_h, pad_w = image.shape[0] % 2, image.shape[1] % 2
+def _pad(image: np.ndarray, multiple: int) -> np.ndarray:
+    """Pad height and width up to a multiple of `multiple` by repeating the last row/column
+    (2 for yuv420p's chroma, 4 for HAP's DXT blocks)."""
+    pad_h, pad_w = -image.shape[0] % multiple, -image.shape[1] % multiple
     if pad_h or pad_w:
         image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     return image
+
+
+def clip_fps(manifest: Mapping[str, Any], fps: float | None, what: str) -> float:
+    """The frame rate to use: `fps`, default the manifest's `fps`, else `DEFAULT_FPS`.
+
+    Raises:
+        UsageError: not a number in (0, 1000], naming the command `what` ("preview fps ...").
+    """
+    if fps is None:
+        fps = manifest.get("fps", DEFAULT_FPS)
+    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
+        raise UsageError(f"{what} fps must be a number in (0, 1000], got {fps!r}")
+    return fps
 
 
 def _write_mp4(temp: Path, images: Iterator[np.ndarray], fps: float) -> None:
@@ -68,7 +83,7 @@ def _write_mp4(temp: Path, images: Iterator[np.ndarray], fps: float) -> None:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18", "preset": "fast"}
         for i, image in enumerate(images):
-            image = _even(image)
+            image = _pad(image, 2)
             if i == 0:
                 stream.height, stream.width = image.shape[:2]
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
@@ -116,11 +131,7 @@ def make_preview(
         raise UsageError(f"preview size must be at least 2 pixels, got {size}")
     clip = Clip(clip_dir)
     frames = clip.frames()
-    manifest = clip.read_manifest() or {}
-    if fps is None:
-        fps = manifest.get("fps", DEFAULT_FPS)
-    if isinstance(fps, bool) or not isinstance(fps, int | float) or not 0 < fps <= 1000:
-        raise UsageError(f"preview fps must be a number in (0, 1000], got {fps!r}")
+    fps = clip_fps(clip.read_manifest() or {}, fps, "preview")
     images = _display_frames(clip, frames, size, on_frame)
     with atomic_output(out) as temp:
         if suffix == ".mp4":

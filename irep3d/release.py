@@ -66,9 +66,9 @@ from pathlib import Path
 from typing import Any
 
 from .clip import Clip
-from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY
+from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY, probe_video
 from .errors import UsageError
-from .exr_clip import write_text
+from .exr_clip import file_sha256, write_text
 from .resize import parse_size
 from .walk import SEED_MODES
 
@@ -852,31 +852,13 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
             future.result()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _video_size(path: Path) -> tuple[int, int, int]:
-    """(frames, width, height) of an encoded loop, read back from the file."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = sum(1 for packet in container.demux(stream) if packet.size)
-        return frames, stream.codec_context.width, stream.codec_context.height
-
-
 def _summarise(plan: ReleasePlan) -> Path:
     """release.json (every loop, read back from its file) and contact.png."""
     from .sheet import loops_sheet
 
     rows = []
     for loop in plan.loops:
-        frames, width, height = _video_size(loop.path)
+        frames, width, height = probe_video(loop.path)
         rows.append(
             {
                 "name": loop.name,
@@ -888,7 +870,7 @@ def _summarise(plan: ReleasePlan) -> Path:
                 "fps": plan.fps,
                 "width": width,
                 "height": height,
-                "sha256": _sha256(loop.path),
+                "sha256": file_sha256(loop.path),
             }
         )
     data = {

@@ -16,7 +16,8 @@ The modules, by what they do:
 * `scenes`: building `.blend` files of clips and presets (`build_scene`, `build_scenes`,
   `pack_scene_jobs`), `scenes.json` and each scene's build identity (`read_scenes`);
 * `render`: rendering `.blend` files into frames (`render_frames`, `render_scenes`), their
-  options, output folders and frame names, and the scenes' frame ranges.
+  options, output folders and frame names (`rendered_frames` lists a folder's), and the
+  scenes' frame ranges.
 """
 
 from .addon import REPO_ROOT, build_addon_zip
@@ -30,6 +31,7 @@ from .render import (
     parse_resolution,
     render_frames,
     render_scenes,
+    rendered_frames,
     scene_frame_range,
     scene_frame_ranges,
     scene_out_dirs,
@@ -70,6 +72,7 @@ __all__ = [
     "read_scenes",
     "render_frames",
     "render_scenes",
+    "rendered_frames",
     "scene_frame_range",
     "scene_frame_ranges",
     "scene_out_dirs",

@@ -26,6 +26,8 @@ from .process import find_blender
 DEVICES = ("cpu", "gpu")
 FRAME_NAME = "frame_{frame:05d}{ext}"
 """The file name of a rendered frame, given to the render job too (`frame_00001.png`)."""
+_FRAME_HEAD = FRAME_NAME.partition("{")[0]  # "frame_"
+_FRAME_RE = re.compile(rf"^{re.escape(_FRAME_HEAD)}(\d+)\.(?:png|exr)$")  # FRAME_NAME, any number
 _MAX_SIZE = 65536
 Progress = Callable[[int, int], None]
 """`progress(done, total)`: frames rendered so far out of those this run has to render."""
@@ -71,6 +73,25 @@ def _check_samples(samples: Any) -> None:
 def frame_file_name(frame: int, ext: str = ".png") -> str:
     """The file name of a rendered frame: `frame_00001.png`."""
     return FRAME_NAME.format(frame=frame, ext=ext)
+
+
+def rendered_frames(folder: str | os.PathLike[str]) -> list[Path] | None:
+    """The frames a render wrote into `folder` (`frame_00001.png`, ...), in order, or None
+    when it holds none. The numbers must run on with no gap (OutputError)."""
+    try:
+        names = [e.name for e in os.scandir(folder) if e.is_file()]
+    except OSError as exc:
+        raise OutputError(f"cannot read {folder}: {exc.strerror or exc}") from None
+    found = {int(m[1]): name for name in names if (m := _FRAME_RE.match(name))}
+    if not found:
+        return None
+    first, last = min(found), max(found)
+    gap = next((n for n in range(first, last + 1) if n not in found), None)
+    if gap is not None:
+        raise OutputError(
+            f"{folder} is missing rendered frame {gap} (frames {first}-{last} must all be there)"
+        )
+    return [Path(folder) / found[n] for n in range(first, last + 1)]
 
 
 def check_render_options(
@@ -274,7 +295,7 @@ def _render(
         _run_job(command, "render", args, on_line)
     finally:
         for out in outs:
-            for leftover in out.glob(f".frame_*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
+            for leftover in out.glob(f".{_FRAME_HEAD}*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
                 with contextlib.suppress(OSError):
                     leftover.unlink()
     if len(plans) != len(scenes):
