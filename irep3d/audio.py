@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
-from .exr_clip import file_sha256  # the track's identity in clip.json (irep3d.maps)
 
 __all__ = [
     "KICK_HALF_LIFE",
@@ -42,7 +41,6 @@ __all__ = [
     "Envelopes",
     "analyse",
     "envelopes",
-    "file_sha256",
     "gain_curve",
     "load_track",
     "parse_audio_psi",

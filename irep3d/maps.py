@@ -265,7 +265,7 @@ def clip_identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
     data["mix_seeds"] = list(options.mix_seeds) if options.mix_seeds else None
     data["mix_layers"] = list(options.mix_layers) if options.mix_seeds and options.mix_layers else None
     if options.audio is not None:
-        from .audio import file_sha256
+        from .exr_clip import file_sha256
 
         data["audio_sha256"] = file_sha256(options.audio)
         data["audio_speed"] = options.audio_speed
