@@ -142,10 +142,9 @@ def _quantise(values: np.ndarray, bits: int) -> np.ndarray:
     return (values * peak + 0.5).astype(np.uint8 if bits == 8 else np.uint16)
 
 
-def _write_pyav(
+def _write_prores(
     temp: Path,
     container_format: str,
-    codec: str,
     quality: str,
     transfer: str,
     images: Iterator[np.ndarray],
@@ -157,7 +156,7 @@ def _write_pyav(
     from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
     profile = PRORES_PROFILES[quality]
-    encoder, pix_fmt, bits = "prores_ks", "yuv444p10le" if profile == 4 else "yuv422p10le", 16
+    pix_fmt = "yuv444p10le" if profile == 4 else "yuv422p10le"
     options = {"profile": str(profile), "vendor": "apl0"}
     trc = ColorTrc.BT709 if transfer == "srgb" else ColorTrc.UNSPECIFIED
     tags = {
@@ -167,7 +166,7 @@ def _write_pyav(
         "dst_color_primaries": ColorPrimaries.BT709,
     }
     with av.open(str(temp), mode="w", format=container_format) as container:
-        stream = container.add_stream(encoder, rate=rate)
+        stream = container.add_stream("prores_ks", rate=rate)
         stream.pix_fmt = pix_fmt
         stream.options = options
         context = stream.codec_context
@@ -176,9 +175,7 @@ def _write_pyav(
         for index, values in enumerate(images):
             if index == 0:
                 stream.height, stream.width = values.shape[:2]
-            rgb = av.VideoFrame.from_ndarray(
-                _quantise(values, bits), format="rgb24" if bits == 8 else "rgb48le"
-            )
+            rgb = av.VideoFrame.from_ndarray(_quantise(values, 16), format="rgb48le")
             frame = rgb.reformat(format=pix_fmt, **tags)
             frame.pts = index
             container.mux(stream.encode(frame))
@@ -391,7 +388,7 @@ def encode_clip(
         elif codec == "h264":
             _write_h264(video, suffix[1:], quality, transfer, images, rate, on_frame)
         else:
-            _write_pyav(video, suffix[1:], codec, quality, transfer, images, rate, on_frame)
+            _write_prores(video, suffix[1:], quality, transfer, images, rate, on_frame)
         if audio is not None:
             _mux_audio(video, Path(audio), temp, suffix[1:], done / rate)
         written, _, _ = probe_video(temp)
