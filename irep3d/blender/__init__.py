@@ -16,7 +16,7 @@ The modules, by what they do:
 * `scenes`: building `.blend` files of clips and presets (`build_scene`, `build_scenes`,
   `pack_scene_jobs`), `scenes.json` and each scene's build identity (`read_scenes`);
 * `render`: rendering `.blend` files into frames (`render_frames`, `render_scenes`), their
-  options, output folders and frame names, and the scenes' frame ranges.
+  options, scene files, output folders and frame names, and the scenes' frame ranges.
 """
 
 from .addon import REPO_ROOT, build_addon_zip
@@ -24,8 +24,11 @@ from .process import BLENDER_ENV, find_blender
 from .render import (
     DEVICES,
     FRAME_NAME,
+    check_blends,
+    check_frame_range,
     check_render_options,
     frame_file_name,
+    make_out_dirs,
     parse_frames,
     parse_resolution,
     render_frames,
@@ -61,9 +64,12 @@ __all__ = [
     "build_addon_zip",
     "build_scene",
     "build_scenes",
+    "check_blends",
+    "check_frame_range",
     "check_render_options",
     "find_blender",
     "frame_file_name",
+    "make_out_dirs",
     "pack_scene_jobs",
     "parse_frames",
     "parse_resolution",
