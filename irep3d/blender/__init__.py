@@ -33,7 +33,6 @@ from .render import (
     parse_resolution,
     render_frames,
     render_scenes,
-    scene_frame_range,
     scene_frame_ranges,
     scene_out_dirs,
 )
@@ -76,7 +75,6 @@ __all__ = [
     "read_scenes",
     "render_frames",
     "render_scenes",
-    "scene_frame_range",
     "scene_frame_ranges",
     "scene_out_dirs",
 ]

@@ -327,11 +327,3 @@ def scene_frame_ranges(
     if missing:
         raise BlenderError(f"cannot read the frame range of {missing[0]}")
     return [ranges[i] for i in range(len(paths))]
-
-
-def scene_frame_range(
-    blend: str | os.PathLike[str], blender: str | os.PathLike[str] | None = None
-) -> tuple[int, int]:
-    """(first, last) frame a `.blend` renders by default, read in Blender."""
-    (frames,) = scene_frame_ranges([blend], blender)
-    return frames
