@@ -191,7 +191,7 @@ def build_displacement_scene(
     _light(collection, half, look)
     _render_settings(scene, clip, look)
     _world(scene, look)
-    camera = _camera(scene, collection, half, look)
+    camera = _camera(collection, half, look)
     scene.camera = camera
     scene.frame_set(scene.frame_start)
     return scene
@@ -447,9 +447,7 @@ def _light(collection: bpy.types.Collection, half: Vector, look: Preset) -> bpy.
     return light
 
 
-def _camera(
-    scene: bpy.types.Scene, collection: bpy.types.Collection, half: Vector, look: Preset
-) -> bpy.types.Object:
+def _camera(collection: bpy.types.Collection, half: Vector, look: Preset) -> bpy.types.Object:
     data = _tag(bpy.data.cameras.new("irep3d_camera"), "camera")
     data.lens = look.camera_lens
     data.sensor_width = 36.0

@@ -41,13 +41,14 @@ device = "auto"                   # auto | cpu | cuda
                                   # size, inputs = {id = "pattern"}, pairing = "zip" | "product"
 [[scenes]]                        # clips = "pattern", presets = [...], colour_from = "pattern",
                                   # samples, resolution = [w, h], strength, midlevel,
-                                  # height_source, detail, light_position, light_height
+                                  # height_source, detail, light_position, light_height,
+                                  # format = "png" | "exr": as `blender build`
 [[deliveries]]                    # codecs = ["hap", "h264", "prores"], loops = ["pattern", ...],
                                   # quality = {h264 = "18"}
 ```
 
 Layout under DIR: `maps/<mode>/` (pack folders with pack.json), `composites/<name>/`,
-`scenes/*.blend` + `scenes.json`, `renders/<scene>/frame_NNNNN.png`, `loops/` (the
+`scenes/*.blend` + `scenes.json`, `renders/<scene>/frame_NNNNN.png` (or .exr), `loops/` (the
 deliveries), `release.json`, `contact.png`.
 """
 
@@ -65,6 +66,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .blender.scenes import OUTPUT_FORMATS, SETTING_NAMES, _check_settings
 from .clip import Clip
 from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY, probe_video
 from .errors import UsageError
@@ -121,17 +123,9 @@ _PACK = {
     "batch",
 }
 _COMPOSITE = {"name", "recipe", "inputs", "pairing", "steps", "ramps", "output", "size", "description"}
-_SCENE_SETTINGS = {
-    "strength": "displacement_strength",
-    "midlevel": "midlevel",
-    "height_source": "height_source",
-    "detail": "subdivision_detail",
-    "light_position": "light_position",
-    "light_height": "light_height",
-    "samples": "samples",
-    "resolution": "resolution",
-}
-_SCENE = {"clips", "presets", "colour_from", *_SCENE_SETTINGS}
+_SCENE = {"clips", "presets", "colour_from", *SETTING_NAMES}
+_SCENE_FORMATS = tuple(name for name in OUTPUT_FORMATS if name != "video")
+"""A scene's `format` in a release: frames only, which [[deliveries]] encode into loops."""
 _DELIVERY = {"codecs", "loops", "quality"}
 PAIRINGS = ("zip", "product")
 
@@ -419,19 +413,36 @@ def _scene(table: Mapping[str, Any], where: str) -> SceneVariant:
     for preset in presets:
         _check_preset(preset, f"{where}.presets")
     settings = {}
-    for key, name in _SCENE_SETTINGS.items():
+    for key, name in SETTING_NAMES.items():
         if key in t:
             value = t[key]
             settings[name] = tuple(value) if isinstance(value, list) else value
+    if "format" in t:
+        _scene_format(t["format"], f"{where}.format")
     if settings:
-        from .blender.scenes import _check_settings
-
         try:
             settings = _check_settings(settings)
         except UsageError as exc:
             raise _bad(where, str(exc)) from None
     colour = _patterns(t["colour_from"], f"{where}.colour_from") if "colour_from" in t else ()
     return SceneVariant(_patterns(t["clips"], f"{where}.clips"), presets, colour, settings)
+
+
+def _scene_format(value: Any, where: str) -> None:
+    """Check a scene's `format` as `blender build --format` takes it, less video: a video
+    scene renders one file, where a release encodes its loops from the frames itself."""
+    try:
+        fmt = _check_settings({"output_format": value}).get("output_format")
+    except UsageError:
+        fmt = None
+    if fmt == OUTPUT_FORMATS["video"]:
+        raise _bad(
+            where,
+            f"{value!r} does not fit a release: its scenes render frames, which [[deliveries]] "
+            f"encode into loops; use {' or '.join(_SCENE_FORMATS)}",
+        )
+    if fmt is None:
+        raise _bad(where, f"unknown format {value!r}; valid: {', '.join(_SCENE_FORMATS)}")
 
 
 def _delivery(table: Mapping[str, Any], where: str) -> Delivery:

@@ -128,6 +128,15 @@ def ffmpeg_frames(path: Path) -> int:
         (('seeds = "0-1"', 'seeds = "1-x"'), "[walk].seeds"),
         (("description", "descrption"), "unknown key 'descrption'"),
         (("fps = 12.0", 'fps = 12.0\npsi = "0.5:3"'), "[walk]/[pack]: bad --psi"),
+        (
+            ("samples = 1", 'samples = 1\nformat = "video"'),
+            "[[scenes]] #1.format: 'video' does not fit a release: its scenes render frames, which "
+            "[[deliveries]] encode into loops; use png or exr",
+        ),
+        (
+            ("samples = 1", 'samples = 1\nformat = "tiff"'),
+            "[[scenes]] #1.format: unknown format 'tiff'; valid: png, exr",
+        ),
     ],
 )
 def test_a_bad_release_file_is_one_line_before_any_work(tmp_path, change, expected):
@@ -183,6 +192,17 @@ def test_plan_names_every_clip_composite_and_loop(tmp_path):
     assert counts.network_frames == 3 * (6 + 2)  # 6 frames + 2 keyframes to choose channels, a walk
     assert counts.exr_files == 5 * 6 and counts.loops == 10 and counts.cycles_frames == 6
     assert counts.render_pixel_samples == 6 * 48 * 28 * 1
+
+
+def test_a_scene_format_of_the_file_reaches_its_scene_jobs(tmp_path):
+    """`format` as `blender build --format`: an EXR scene renders frame_NNNNN.exr, which the
+    release encodes like PNG renders; no format keeps the preset's."""
+    release = load_release(write(tmp_path, SMALL.replace("samples = 1", 'samples = 1\nformat = "exr"', 1)))
+    plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
+    (scene,) = plan.scenes
+    assert scene.job.settings == {"samples": 1, "resolution": [48, 28], "output_format": "EXR"}
+    (plain,) = load_release(write(tmp_path, name="plain.toml")).scenes
+    assert "output_format" not in plain.settings
 
 
 def test_walk_controls_of_the_file_reach_every_clip(tmp_path):

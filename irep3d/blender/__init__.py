@@ -16,8 +16,8 @@ The modules, by what they do:
 * `scenes`: building `.blend` files of clips and presets (`build_scene`, `build_scenes`,
   `pack_scene_jobs`), `scenes.json` and each scene's build identity (`read_scenes`);
 * `render`: rendering `.blend` files into frames (`render_frames`, `render_scenes`), their
-  options, output folders and frame names (`rendered_frames` lists a folder's), and the
-  scenes' frame ranges.
+  options, scene files, output folders and frame names (`rendered_frames` lists a
+  folder's), and the scenes' frame ranges.
 """
 
 from .addon import REPO_ROOT, build_addon_zip
@@ -25,14 +25,16 @@ from .process import BLENDER_ENV, find_blender
 from .render import (
     DEVICES,
     FRAME_NAME,
+    check_blends,
+    check_frame_range,
     check_render_options,
     frame_file_name,
+    make_out_dirs,
     parse_frames,
     parse_resolution,
     render_frames,
     render_scenes,
     rendered_frames,
-    scene_frame_range,
     scene_frame_ranges,
     scene_out_dirs,
 )
@@ -41,6 +43,7 @@ from .scenes import (
     OUTPUT_FORMATS,
     PACK_NAME,
     SCENES_NAME,
+    SETTING_NAMES,
     SETTINGS_KEYS,
     SceneJob,
     build_scene,
@@ -59,13 +62,17 @@ __all__ = [
     "REPO_ROOT",
     "SCENES_NAME",
     "SETTINGS_KEYS",
+    "SETTING_NAMES",
     "SceneJob",
     "build_addon_zip",
     "build_scene",
     "build_scenes",
+    "check_blends",
+    "check_frame_range",
     "check_render_options",
     "find_blender",
     "frame_file_name",
+    "make_out_dirs",
     "pack_scene_jobs",
     "parse_frames",
     "parse_resolution",
@@ -73,7 +80,6 @@ __all__ = [
     "render_frames",
     "render_scenes",
     "rendered_frames",
-    "scene_frame_range",
     "scene_frame_ranges",
     "scene_out_dirs",
 ]

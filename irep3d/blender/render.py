@@ -94,6 +94,14 @@ def rendered_frames(folder: str | os.PathLike[str]) -> list[Path] | None:
     return [Path(folder) / found[n] for n in range(first, last + 1)]
 
 
+def check_frame_range(frames: tuple[int, int]) -> tuple[int, int]:
+    """Check a `(first, last)` frame range (`UsageError`, one line): whole frames, 0 <= first <= last."""
+    first, last = frames
+    if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
+        raise UsageError(f"bad frame range {frames!r}; use (first, last) with 0 <= first <= last")
+    return first, last
+
+
 def check_render_options(
     frames: tuple[int, int] | None = None,
     samples: int | None = None,
@@ -104,9 +112,7 @@ def check_render_options(
     """Check the options of a render before Blender starts (`UsageError`, one line);
     returns the resolution and the shard as (width, height) and (i, n)."""
     if frames is not None:
-        first, last = frames
-        if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
-            raise UsageError(f"bad frame range {frames!r}; use (first, last) with 0 <= first <= last")
+        check_frame_range(frames)
     _check_samples(samples)
     if resolution is not None:
         resolution = _check_resolution(tuple(resolution))
@@ -151,7 +157,7 @@ def render_frames(
     Returns every frame file of the range (`frame_00001.png`, ...; `.exr` when the scene
     writes EXR, else 16-bit PNG), rendered now or before.
     """
-    path = _check_blend(blend)
+    (path,) = check_blends([blend])
     (out,) = scene_out_dirs([path], out_dir)
     (files,) = _render(
         [(path, out)], frames, samples, resolution, device, blender, progress, shard, threads, on_device
@@ -184,9 +190,7 @@ def render_scenes(
 
     Returns each scene's frame files, keyed by the `.blend`'s absolute path.
     """
-    paths = [_check_blend(b) for b in blends]
-    if not paths:
-        raise UsageError("no scenes to render: give one or more .blend files or a scenes.json")
+    paths = check_blends(blends)
     outs = scene_out_dirs(paths, out_dir)
     results = _render(
         list(zip(paths, outs, strict=True)),
@@ -220,13 +224,33 @@ def scene_out_dirs(
     return [(root if root is not None else p.parent / "renders") / p.stem for p in paths]
 
 
-def _check_blend(blend: str | os.PathLike[str]) -> Path:
-    path = Path(blend).expanduser()
-    if not path.is_file():
-        raise OutputError(f"scene file {path} does not exist")
-    if path.suffix.lower() != ".blend":
-        raise UsageError(f"scene file {path} must end in .blend")
-    return path
+def check_blends(blends: Sequence[str | os.PathLike[str]]) -> list[Path]:
+    """The scene files to render as paths, checked before Blender starts: at least one, each
+    an existing file ending in .blend (`OutputError`/`UsageError`, one line)."""
+    paths = []
+    for blend in blends:
+        path = Path(blend).expanduser()
+        if not path.is_file():
+            raise OutputError(f"scene file {path} does not exist")
+        if path.suffix.lower() != ".blend":
+            raise UsageError(f"scene file {path} must end in .blend")
+        paths.append(path)
+    if not paths:
+        raise UsageError("no scenes to render: give one or more .blend files or a scenes.json")
+    return paths
+
+
+def make_out_dirs(outs: Sequence[Path]) -> list[Path]:
+    """Create each scene's output folder (and its parents); their absolute paths.
+    `OutputError` (one line) when one cannot be made."""
+    made = []
+    for out in outs:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+        made.append(out.resolve())
+    return made
 
 
 def _render(
@@ -244,13 +268,7 @@ def _render(
     """Render (blend, output folder) pairs in one Blender process; each pair's frame files."""
     resolution, shard = check_render_options(frames, samples, resolution, device, shard)
     command = find_blender(blender)
-    outs = []
-    for _, out in scenes:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
-        outs.append(out.resolve())
+    outs = make_out_dirs([out for _, out in scenes])
     tag = f"irep3d-{os.getpid()}"
     args = {
         "scenes": [
@@ -330,11 +348,3 @@ def scene_frame_ranges(
     if missing:
         raise BlenderError(f"cannot read the frame range of {missing[0]}")
     return [ranges[i] for i in range(len(paths))]
-
-
-def scene_frame_range(
-    blend: str | os.PathLike[str], blender: str | os.PathLike[str] | None = None
-) -> tuple[int, int]:
-    """(first, last) frame a `.blend` renders by default, read in Blender."""
-    (frames,) = scene_frame_ranges([blend], blender)
-    return frames

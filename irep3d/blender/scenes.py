@@ -46,6 +46,19 @@ SETTINGS_KEYS = (
 )
 """The fields of the add-on's `scene.SceneSettings` (None = the preset's value), except its
 colour clip, which a `SceneJob` names as a folder of its own (`colour_dir`)."""
+SETTING_NAMES = {
+    "strength": "displacement_strength",
+    "midlevel": "midlevel",
+    "height_source": "height_source",
+    "detail": "subdivision_detail",
+    "light_position": "light_position",
+    "light_height": "light_height",
+    "samples": "samples",
+    "resolution": "resolution",
+    "format": "output_format",
+}
+"""The names the user gives the scene settings (`blender build --strength`, ...; a release's
+`[[scenes]]` keys), mapped to the `SETTINGS_KEYS` they set."""
 SCENES_NAME = "scenes.json"
 SCENES_FORMAT = "irep3d-scenes"
 PACK_NAME = "pack.json"

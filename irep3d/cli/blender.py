@@ -121,20 +121,28 @@ def build(
     with every preset (one Blender process; scenes already built from the same inputs are kept)."""
     from dataclasses import replace
 
-    from ..blender import PACK_NAME, build_scene, build_scenes, pack_scene_jobs, parse_resolution
+    from ..blender import (
+        PACK_NAME,
+        SETTING_NAMES,
+        build_scene,
+        build_scenes,
+        pack_scene_jobs,
+        parse_resolution,
+    )
     from ..errors import UsageError
 
-    settings = {
-        "displacement_strength": strength,
+    options = {  # by their names without the dashes: --strength, ..., --format
+        "strength": strength,
         "midlevel": midlevel,
         "height_source": height_source,
-        "subdivision_detail": detail,
+        "detail": detail,
         "light_position": light_position,
         "light_height": light_height,
         "samples": samples,
         "resolution": parse_resolution(resolution) if resolution is not None else None,
-        "output_format": output_format,
+        "format": output_format,
     }
+    settings = {SETTING_NAMES[name]: value for name, value in options.items()}
     source = source.expanduser()
     is_pack = (source / PACK_NAME).is_file()
     many = is_pack or len([p for item in preset for p in item.split(",") if p.strip()]) > 1

@@ -80,7 +80,14 @@ def render_chunks(
     default: the output folder; the `.blend` files and their clips must be in it too).
     With `device="gpu"` a worker a GPU, else a worker a node using all of its CPUs.
     """
-    from ..blender import check_render_options, frame_file_name, scene_out_dirs
+    from ..blender import (
+        check_blends,
+        check_frame_range,
+        check_render_options,
+        frame_file_name,
+        make_out_dirs,
+        scene_out_dirs,
+    )
 
     ray = _ray()
     many = not isinstance(blend, str | os.PathLike)
@@ -88,22 +95,9 @@ def render_chunks(
     if not isinstance(chunk, int) or chunk < 1:
         raise UsageError(f"--chunk must be at least 1 frame, not {chunk!r}")
     resolution, _ = check_render_options(frames, samples, resolution, device)  # before any Blender
-    if not blends:
-        raise UsageError("no scenes to render: give one or more .blend files or a scenes.json")
-    paths = []
-    for item in blends:
-        path = Path(item).expanduser()
-        if not path.is_file():
-            raise OutputError(f"scene file {path} does not exist")
-        if path.suffix.lower() != ".blend":
-            raise UsageError(f"scene file {path} must end in .blend")
-        paths.append(path)
+    paths = check_blends(blends)
     outs = scene_out_dirs(paths, out_dir)
-    for out in outs:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"cannot write to {out}: {exc.strerror or exc}") from None
+    make_out_dirs(outs)
     if shared_root is None:  # the output root: --out, else the folder all outputs share
         shared_root = out_dir if out_dir is not None else os.path.commonpath([str(o.resolve()) for o in outs])
     placed = [_shared(out, shared_root) for out in outs]
@@ -127,10 +121,7 @@ def render_chunks(
             ranges = [frames] * len(paths)
         calls, already, total = [], 0, 0
         for blend_str, out_str, (first, last) in zip(blend_strs, out_strs, ranges, strict=True):
-            if not (isinstance(first, int) and isinstance(last, int) and 0 <= first <= last):
-                raise UsageError(
-                    f"bad frame range {(first, last)!r}; use (first, last) with 0 <= first <= last"
-                )
+            check_frame_range((first, last))
             names = {frame_file_name(n, ext) for n in range(first, last + 1) for ext in (".png", ".exr")}
             already += sum(1 for entry in os.scandir(out_str) if entry.name in names)
             total += last - first + 1
