@@ -53,6 +53,7 @@ class Counts:
     loops: int = 0  # encoded files
     exr_pixels: int = 0  # pixels of every EXR frame, summed
     render_pixels: int = 0
+    render_exr_pixels: int = 0  # of those, the pixels of scenes that render EXR (else 16-bit PNG)
     render_pixel_samples: int = 0
     render_samples: int = 0  # samples of every Cycles frame, summed
     loop_pixels: dict[str, int] = field(default_factory=dict)  # codec -> pixels encoded
@@ -127,6 +128,8 @@ def count_release(plan: Any, batch: int = 1) -> Counts:
         sizes[scene.name] = (w, h)
         counts.cycles_frames += plan.frames
         counts.render_pixels += plan.frames * w * h
+        if scene.job.settings.get("output_format") == "EXR":
+            counts.render_exr_pixels += plan.frames * w * h
         counts.render_pixel_samples += plan.frames * w * h * samples
         counts.render_samples += plan.frames * samples
     counts.loops = len(plan.loops)
@@ -291,7 +294,8 @@ def estimate_release(plan: Any, costs: Costs | None = None) -> Estimate:
     cores = max(1, os.cpu_count() or 1)
     disk = {
         "EXR (clips and composites)": counts.exr_pixels * costs.exr_bytes_px,
-        "rendered frames": counts.render_pixels * costs.png_bytes_px,
+        "rendered frames": (counts.render_pixels - counts.render_exr_pixels) * costs.png_bytes_px
+        + counts.render_exr_pixels * costs.exr_bytes_px,  # EXR renders: half RGB, like a clip's
         "loops": sum(px * costs.encode_bytes_px.get(codec, 0.0) for codec, px in counts.loop_pixels.items()),
     }
     maps_pixels = sum(

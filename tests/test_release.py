@@ -201,6 +201,8 @@ def test_a_scene_format_of_the_file_reaches_its_scene_jobs(tmp_path):
     plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
     (scene,) = plan.scenes
     assert scene.job.settings == {"samples": 1, "resolution": [48, 28], "output_format": "EXR"}
+    counts = count_release(plan, batch=4)
+    assert counts.render_exr_pixels == counts.render_pixels == 6 * 48 * 28  # sized as EXR on disk
     (plain,) = load_release(write(tmp_path, name="plain.toml")).scenes
     assert "output_format" not in plain.settings
 
