@@ -48,6 +48,7 @@ __all__ = [
     "audio_positions",
     "check_walk",
     "clip_identity",
+    "clip_resolution",
     "default_batch",
     "frame_bytes",
     "free_memory",
@@ -292,6 +293,14 @@ def _mix_span(net: nn.Module, options: MapsOptions) -> tuple[int, int]:
     if not 0 <= first <= last < num_ws:
         raise UsageError(f"--mix-layers {first}-{last} is out of range: this network has ws 0-{num_ws - 1}")
     return first, last
+
+
+def clip_resolution(width: int, height: int, margin: int, options: MapsOptions) -> tuple[int, int]:
+    """(width, height) of a clip's frames: its layer's `width` × `height` less the `margin`
+    cropped on each side, unless `--size` sets it."""
+    if options.size is None:
+        return width - 2 * margin, height - 2 * margin
+    return (options.size, options.size) if isinstance(options.size, int) else tuple(options.size)
 
 
 def walk_frames(num_keys: int, options: MapsOptions) -> int:

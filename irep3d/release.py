@@ -556,17 +556,11 @@ def _size(value: Any) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else size
 
 
-def _clip_resolution(info: Any, margin: int, options: Any) -> tuple[int, int]:
-    if options.size:
-        return _size(options.size if isinstance(options.size, int) else "x".join(map(str, options.size)))
-    return info.width - 2 * margin, info.height - 2 * margin
-
-
 def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> ReleasePlan:
     """Expand a release into concrete jobs under `out`, checked against the network `net`
     (layers, channels per clip) and against itself (patterns, sizes, pairings)."""
     from .generator import layer_info, layer_margin
-    from .maps import check_walk, walk_frames
+    from .maps import check_walk, clip_resolution, walk_frames
     from .pack import pack_jobs
     from .recipe import recipe_from_dict
 
@@ -583,7 +577,7 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Rel
         except Exception as exc:  # LayerError: name the key
             raise _bad(f"{where} [pack].layers", str(exc)) from None
         margin = layer_margin(net, layer) if options.crop_margin else 0
-        sizes[layer] = _clip_resolution(info, margin, options)
+        sizes[layer] = clip_resolution(info.width, info.height, margin, options)
     for mode in release.modes:
         try:
             jobs[mode] = pack_jobs(net, release.layers, release.clips_per_layer, release.seeds, mode)

@@ -50,6 +50,7 @@ from .maps import (
     audio_positions,
     check_walk,
     clip_identity,
+    clip_resolution,
     default_batch,
     key_ws,
     walk_frames,
@@ -489,11 +490,7 @@ def _manifest(plan: Plan, clip: ClipState, complete: bool) -> dict:
 
     options = plan.options
     _, h, w = clip.layer_shape
-    h, w = h - 2 * clip.margin, w - 2 * clip.margin
-    if options.size is None:
-        size = [w, h]
-    else:
-        size = [options.size, options.size] if isinstance(options.size, int) else list(options.size)
+    size = list(clip_resolution(w, h, clip.margin, options))
     data = clip_identity(clip.job, options, plan.model)
     data.update(
         {
