@@ -61,7 +61,16 @@ from .errors import UsageError
 from .exr_clip import ExrWriter, read_exr
 from .resize import parse_size, reframe, resize
 
-__all__ = ["OPS", "Recipe", "Step", "load_recipe", "recipe_from_dict", "run_recipe", "single_op_recipe"]
+__all__ = [
+    "OPS",
+    "Recipe",
+    "Step",
+    "load_recipe",
+    "read_toml",
+    "recipe_from_dict",
+    "run_recipe",
+    "single_op_recipe",
+]
 
 # op name -> (number of inputs, allowed parameters)
 OPS: dict[str, tuple[int, frozenset[str]]] = {
@@ -177,18 +186,24 @@ def recipe_from_dict(data: Mapping[str, Any], base: Path, where: str = "recipe")
     return Recipe(inputs, tuple(steps), output, size, ramps, str(data.get("description", "")), dict(data))
 
 
+def read_toml(path: str | Path, what: str) -> dict[str, Any]:
+    """A TOML file (a recipe, a release) as data; a missing, unreadable or invalid file is
+    one UsageError line naming it as `what`."""
+    path = Path(path)
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {what} {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read a recipe TOML file; errors name the file and say what is valid."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"recipe {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read recipe {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"recipe {path} is not valid TOML: {exc}") from None
-    return recipe_from_dict(data, path.parent, where=str(path))
+    return recipe_from_dict(read_toml(path, "recipe"), path.parent, where=str(path))
 
 
 @dataclass

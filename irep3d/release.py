@@ -60,7 +60,6 @@ import itertools
 import json
 import os
 import threading
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -241,16 +240,10 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
     """
     from .keyframes import parse_keyframes
     from .maps import maps_options
+    from .recipe import read_toml
 
     file = Path(path).expanduser()
-    try:
-        data = tomllib.loads(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"release file {file} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read release file {file}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{file}: not valid TOML: {exc}") from None
+    data = read_toml(file, "release file")
     where = file.name
     _check_keys(data, _TOP, where)
     base = file.resolve().parent
@@ -365,7 +358,7 @@ def _tables(data: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, 
 
 
 def _composite(table: Mapping[str, Any], base: Path, where: str) -> Composite:
-    from .recipe import recipe_from_dict
+    from .recipe import read_toml, recipe_from_dict
 
     t = _check_keys(table, _COMPOSITE, where)
     name = t.get("name")
@@ -386,9 +379,9 @@ def _composite(table: Mapping[str, Any], base: Path, where: str) -> Composite:
             raise _bad(where, "give either recipe = 'file.toml' or steps inline, not both")
         path = (base / str(t["recipe"])).resolve()
         try:
-            recipe = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise _bad(f"{where}.recipe", f"cannot read recipe {path}: {exc}") from None
+            recipe = read_toml(path, "recipe")
+        except UsageError as exc:
+            raise _bad(f"{where}.recipe", str(exc)) from None
         recipe_base = path.parent
     else:
         recipe = {k: t[k] for k in ("steps", "ramps", "output") if k in t}

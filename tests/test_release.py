@@ -137,6 +137,11 @@ def ffmpeg_frames(path: Path) -> int:
             ("samples = 1", 'samples = 1\nformat = "tiff"'),
             "[[scenes]] #1.format: unknown format 'tiff'; valid: png, exr",
         ),
+        (
+            (f'recipe = "{RECIPES / "hardlight-pair.toml"}"', 'recipe = "nowhere.toml"'),
+            ".recipe: recipe ",  # ... nowhere.toml does not exist
+        ),
+        (("[walk]", "[walk\n"), "is not valid TOML"),
     ],
 )
 def test_a_bad_release_file_is_one_line_before_any_work(tmp_path, change, expected):
