@@ -67,9 +67,13 @@ def build(args: dict[str, Any]) -> None:
                 settings["colour_clip"] = item["colour_dir"]
             bpy.ops.wm.read_factory_settings(use_empty=True)
             scene.build_displacement_scene(item["clip_dir"], preset, scene.SceneSettings(**settings))
-            scene.save_blend(item["blend"])
         except (presets.PresetError, scene.ClipError) as exc:
             fail(exc)
+        try:
+            scene.save_blend(item["blend"])
+        except (OSError, RuntimeError) as exc:  # bpy reports a failed save (a full disk) as RuntimeError
+            reason = str(exc).strip().removeprefix("Error:").strip()
+            fail(f"cannot write {item['final']}: {reason}")
         say("SAVED", index)
 
 

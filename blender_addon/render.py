@@ -3,27 +3,37 @@
 What `irep3d blender render` runs in its Blender process (`jobs.py`) and what the add-on's
 Render animation button runs, so both behave the same:
 
-* `check_inputs`: Blender renders a missing texture as pink and calls it success, so every
-  image the file reads, and every frame of every image sequence (the height and colour
-  clips), must exist before the first frame renders;
-* `todo_frames`: the frames whose file is not there yet (a re-run resumes; a finished frame
-  is never rendered again);
-* `render_frame`: one frame, rendered into a hidden temp name next to its file and renamed
-  into place once complete, so a frame file is never half-written;
+* `check_inputs`: Blender renders a missing texture as pink, and a damaged frame as a flat
+  plane, and calls it success, so every image the file reads, and every frame of every
+  image sequence (the height and colour clips), must exist and be whole before the first
+  frame renders;
+* `todo_frames`: the frames whose file is not there yet, or is damaged (a re-run resumes; a
+  finished frame is never rendered again);
+* `render_frame`: one frame, rendered into a hidden temp name next to its file, checked to
+  be a whole image, and renamed into place: a frame file is never half-written, and a write
+  that failed (a full disk) is an error naming the file, not a finished frame;
 * `configure` (the CLI's renders only): the job's samples, resolution, device and threads,
   frames as 16-bit PNG unless the scene writes EXR, and no metadata in the files, so a frame
   rendered again (a resumed or farmed render) is the same bytes.
 
-bpy and the standard library only: the add-on's other modules are not needed here.
+bpy, the standard library and `integrity` (irep3d's whole-file checks, a standard-library
+module the installed add-on carries a copy of) only: the add-on's other modules are not
+needed here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 from collections.abc import Callable, Iterable
 
 import bpy
+
+try:  # the installed add-on (extension zip, a wheel's share/) carries a copy of the module
+    from . import integrity
+except ImportError:  # a checkout: irep3d's own, next to blender_addon/
+    from irep3d import integrity
 
 __all__ = [
     "EXR_FORMATS",
@@ -91,10 +101,17 @@ def check_inputs() -> None:
         for node in material.node_tree.nodes if material.node_tree else []:
             image = getattr(node, "image", None)
             if image is not None and image.source == "SEQUENCE" and not image.packed_file:
-                gone = [f for f in sequence_files(image, node.image_user) if not os.path.exists(f)]
+                files = sequence_files(image, node.image_user)
+                gone = [f for f in files if not os.path.exists(f)]
                 if gone:
                     raise RenderError(
                         f"the clip of image {image.name!r} is missing {len(gone)} frames, e.g. {gone[0]}"
+                    )
+                damage = integrity.first_damage(files)
+                if damage:
+                    raise RenderError(
+                        f"the clip of image {image.name!r} has a damaged frame: {damage}; run the "
+                        "command that made the clip again: it renders damaged frames anew"
                     )
 
 
@@ -115,8 +132,9 @@ def scene_frame_files(scene: bpy.types.Scene) -> dict[int, str]:
 
 
 def todo_frames(frames: Iterable[int], final: Callable[[int], str]) -> list[int]:
-    """The frames whose file (`final(frame)`) is not there yet."""
-    return [n for n in frames if not os.path.exists(final(n))]
+    """The frames whose file (`final(frame)`) is not there yet, or is not a whole image
+    (one a full disk cut short before frames were checked: rendered again)."""
+    return [n for n in frames if not os.path.exists(final(n)) or integrity.image_problem(final(n))]
 
 
 def temp_name(final: str, tag: str) -> str:
@@ -134,30 +152,45 @@ def writes_metadata(render: bpy.types.RenderSettings) -> bool:
 
 
 def render_frame(scene: bpy.types.Scene, frame: int, final: str, tag: str) -> str:
-    """Render `frame` of `scene` into `final`, through a temp name renamed into place when
-    complete (`temp_name`). A PNG loses its text chunks (Cycles' render timings) unless the
-    scene asks for metadata. The scene's output path is left as it was. Returns `final`."""
+    """Render `frame` of `scene` into `final`, through a temp name renamed into place once
+    it is a whole image (`temp_name`, `integrity.image_problem`). A PNG loses its text
+    chunks (Cycles' render timings) unless the scene asks for metadata. The scene's output
+    path is left as it was. Returns `final`.
+
+    Raises `RenderError`, naming `final`, when the frame could not be written whole: Blender
+    only logs a failed write (a full disk leaves an empty or cut file) and carries on.
+    """
     temp = temp_name(final, tag)
     render = scene.render
-    os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+    try:
+        os.makedirs(os.path.dirname(final) or ".", exist_ok=True)
+    except OSError as exc:
+        raise RenderError(f"cannot write frame {frame} to {final}: {exc.strerror or exc}") from None
     scene.frame_set(frame)
     saved = render.filepath
     # A still is written to exactly this name (no '#' to substitute, the extension given).
     render.filepath = temp
+    written: list[str] = []
     try:
         bpy.ops.render.render(write_still=True, scene=scene.name)
         written = [p for p in (temp, render.frame_path(frame=frame)) if os.path.exists(p)]
         if not written:
-            raise RenderError(f"Blender did not write frame {frame} ({temp})")
+            raise RenderError(f"cannot write frame {frame} to {final}: Blender wrote no file")
         if final.lower().endswith(".png") and not writes_metadata(render):
             strip_png_text(written[0])
+        problem = integrity.image_problem(written[0])
+        if problem:
+            raise RenderError(
+                f"cannot write frame {frame} to {final}: the file Blender wrote {problem} (is the disk full?)"
+            )
         os.replace(written[0], final)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    except OSError as exc:
+        raise RenderError(f"cannot write frame {frame} to {final}: {exc.strerror or exc}") from None
     finally:
         render.filepath = saved
+        for path in {temp, *written} - {final}:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
     return final
 
 

@@ -36,6 +36,11 @@ from mathutils import Vector
 
 from .presets import OUTPUT_FORMATS, Preset, PresetError, override
 
+try:  # the installed add-on (extension zip, a wheel's share/) carries a copy of the module
+    from . import integrity
+except ImportError:  # a checkout: irep3d's own, next to blender_addon/
+    from irep3d import integrity
+
 __all__ = [
     "COLLECTION_NAME",
     "TAG",
@@ -141,6 +146,16 @@ def read_clip(clip_dir: str | Path) -> dict[str, Any]:
         raise ClipError(
             f"clip {folder} lacks {len(missing)} of its {frames} frames (first missing: {missing[0]}); "
             "re-run `irep3d maps` to finish it"
+        )
+    if data.get("complete") is False:
+        raise ClipError(
+            f"clip {folder} is incomplete (its {MANIFEST_NAME} says so); re-run `irep3d maps` to finish it"
+        )
+    damage = integrity.first_damage(folder / n for n in names)
+    if damage:
+        raise ClipError(
+            f"clip {folder} has a damaged frame: {damage}; run the command that made the clip "
+            "again: it renders damaged frames anew"
         )
     resolution = data.get("resolution") or [1, 1]
     if not (isinstance(resolution, list) and len(resolution) == 2 and all(_positive(v) for v in resolution)):

@@ -37,6 +37,7 @@ import numpy as np
 
 from .errors import OutputError, UsageError
 from .exr_clip import clean_stale_temps, read_exr, write_text
+from .integrity import exr_problem, first_damage
 
 __all__ = ["CLIP_FORMAT", "CLIP_VERSION", "MANIFEST_NAME", "Clip", "frame_name"]
 
@@ -95,9 +96,11 @@ class Clip:
         return clean_stale_temps(self.path)
 
     def finished(self, total: int) -> set[int]:
-        """The 1-based frame numbers (up to `total`) whose final file exists.
+        """The 1-based frame numbers (up to `total`) whose final file exists and is whole.
 
-        Writes are atomic, so an existing final name is a complete frame; temps never count.
+        Writes are atomic, so a final name is a complete frame when it is written; one
+        damaged since (a copy cut short, a failing disk: `irep3d.integrity`) does not count,
+        so a resumed run renders it again. Temps never count.
         """
         try:
             names = {entry.name for entry in os.scandir(self.path) if entry.is_file()}
@@ -105,13 +108,30 @@ class Clip:
             return set()
         except OSError as exc:
             raise OutputError(f"cannot read folder {self.path}: {exc.strerror or exc}") from None
-        return {i for i in range(1, total + 1) if frame_name(self.name, i) in names}
+        return {
+            i
+            for i in range(1, total + 1)
+            if frame_name(self.name, i) in names and exr_problem(self.frame_path(i)) is None
+        }
+
+    def remake_hint(self) -> str:
+        """What a user runs to finish or repair this clip: the command that made it, again
+        (it resumes, and renders missing and damaged frames anew)."""
+        manifest = self.read_manifest() or {}
+        if "recipe_fingerprint" in manifest:
+            return "run the same `irep3d composite` (or `irep3d release`) command again"
+        if "layer" in manifest:
+            return "run the same `irep3d maps` (or `pack`, `release`) command again"
+        return "run the command that made the clip again"
 
     def frames(self) -> list[Path]:
-        """The frame files, in time order (1, 2, … with no gap).
+        """The frame files of a finished clip, in time order (1, 2, … with no gap), each
+        checked to be a whole EXR file (`irep3d.integrity`: a few KB read a frame).
 
         Raises:
-            OutputError: no such folder, no frames, several clips mixed, or a missing frame.
+            OutputError: no such folder, no frames, several clips mixed, a missing frame, a
+                clip its manifest calls incomplete (`complete: false`, or another frame
+                count), or a damaged frame; the line says which and what to run.
         """
         folder = self.path
         try:
@@ -131,7 +151,24 @@ class Clip:
         missing = next((i for i in range(1, len(found) + 1) if i not in found), None)
         if missing is not None:
             raise OutputError(f"{folder} is missing frame {missing} (frames must run 1, 2, … with no gap)")
-        return [folder / found[i] for i in range(1, len(found) + 1)]
+        paths = [folder / found[i] for i in range(1, len(found) + 1)]
+        self._check_whole(paths)
+        return paths
+
+    def _check_whole(self, paths: list[Path]) -> None:
+        """Refuse a clip its manifest calls incomplete, or with a damaged frame (OutputError)."""
+        manifest = self.read_manifest() or {}
+        total = manifest.get("frames")
+        counted = isinstance(total, int) and not isinstance(total, bool)
+        if manifest.get("complete") is False or (counted and total != len(paths)):
+            done = len(self.finished(total)) if counted else len(paths)
+            raise OutputError(
+                f"clip {self.path} is incomplete: {done} of its {total} frames are finished; "
+                f"{self.remake_hint()} to finish it"
+            )
+        damage = first_damage(paths)
+        if damage:
+            raise OutputError(f"damaged frame {damage}; {self.remake_hint()}: it renders damaged frames anew")
 
     def is_raw(self) -> bool:
         """Whether the frames hold raw activations of any range (`norm: none`)."""

@@ -37,14 +37,31 @@ frame count never changes); a shorter one simply ends early (silence after it). 
 track starts with frame 1, as `irep3d maps --audio` measured it.
 
 Sizes: frames are padded (by repeating the last row and column) to even sizes for h264
-and prores (chroma subsampling) and to multiples of 4 for HAP (4×4 DXT blocks).
+and prores (chroma subsampling) and to multiples of 4 for HAP (4×4 DXT blocks). What each
+codec can deliver (`MAX_SIDE`, `FFMPEG_MAX_AREA`, checked on the padded size by `check_size`
+before any frame is read) was measured with the encoders above on two constant frames
+(imageio-ffmpeg's ffmpeg n9.0.2, PyAV 18.1 with libavcodec 62.28):
+
+| codec | largest side | refused above it by | largest frames encoded |
+| --- | --- | --- | --- |
+| `h264` | 16384 | libx264: "invalid width x height (16386x2)" | 16384x2, 2x16384, 16384x16128 (6.2 GB, 16 s) |
+| `prores` | 65534 | the mov muxer: "Resolution 65536x2 too large for mov/mp4" | 65534x3960, 3960x65534, 16384x16128 (4444: 1.8 GB, 41 s) |
+| `hap` | 65532 | the mov muxer, as prores | 65532x3960, 3960x65532, 16384x16128 (hap_q: 6 GB, 22 s) |
+
+and for all three, FFmpeg itself (`av_image_check_size`: 8 bytes a pixel plus 1024 a row,
+times height + 128 rows, must fit a signed 32-bit int) refuses a frame unless
+(width + 128) × (height + 128) < 2^28: 16384x16128 and 65534x3960 encode, 16384x16130 and
+65534x3962 are refused ("Picture size 16384x16129 is invalid"), so the largest square is
+16255 px a side (16254 once even, 16252 for HAP) and `--size 16384` delivers nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -53,21 +70,27 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import OpenEXR
 
 from .blender.render import rendered_frames
 from .clip import Clip
 from .errors import OutputError, UsageError
-from .exr_clip import atomic_output, read_exr
+from .exr_clip import atomic_output, clean_stale_temps, final_path, read_exr, temp_file
 from .preview import _pad, clip_fps
 
 __all__ = [
     "CODECS",
     "CODEC_SUFFIXES",
+    "FFMPEG_MAX_AREA",
     "HAP_FORMATS",
+    "MAX_SIDE",
     "PRORES_PROFILES",
     "TRANSFERS",
+    "check_size",
+    "clean_stale_videos",
     "display_frame",
     "encode_clip",
+    "padded_size",
     "probe_video",
     "srgb_oetf",
 ]
@@ -79,6 +102,63 @@ PRORES_PROFILES = {"proxy": 0, "lt": 1, "standard": 2, "hq": 3, "4444": 4}  # pr
 HAP_FORMATS = ("hap", "hap_q", "hap_alpha")  # ffmpeg hap encoder `-format`
 DEFAULT_QUALITY = {"h264": "16", "prores": "hq", "hap": "hap"}
 _PAD_MULTIPLE = {"h264": 2, "prores": 2, "hap": 4}
+#: The largest width or height each codec delivers, after padding (measured: see the module).
+MAX_SIDE = {"h264": 16384, "prores": 65534, "hap": 65532}
+#: FFmpeg refuses a frame unless (width + 128) * (height + 128) stays below this (all codecs).
+FFMPEG_MAX_AREA = 1 << 28
+
+
+def padded_size(codec: str, width: int, height: int) -> tuple[int, int]:
+    """(width, height) of `codec`'s frames for a clip of `width`×`height`: rounded up to even
+    (h264, prores) or to a multiple of 4 (hap), as the encoder pads them."""
+    multiple = _PAD_MULTIPLE[codec]
+    return -(-width // multiple) * multiple, -(-height // multiple) * multiple
+
+
+def _largest_square(codec: str) -> int:
+    """The side of the largest square frame `codec` delivers."""
+    side = min(MAX_SIDE[codec], math.isqrt(FFMPEG_MAX_AREA - 1) - 128)
+    return side - side % _PAD_MULTIPLE[codec]
+
+
+def check_size(codec: str, width: int, height: int) -> None:
+    """Refuse frames of `width`×`height` that `codec` cannot deliver, before any work.
+
+    Raises:
+        UsageError: one line naming the size (and the padded size), the codec and its limit.
+    """
+    pw, ph = padded_size(codec, width, height)
+    if pw > MAX_SIDE[codec] or ph > MAX_SIDE[codec]:
+        limit = f"at most {MAX_SIDE[codec]} px a side"
+    elif (pw + 128) * (ph + 128) >= FFMPEG_MAX_AREA:
+        square = _largest_square(codec)
+        limit = f"FFmpeg takes (width + 128) x (height + 128) < 2^28, at most {square}x{square}"
+    else:
+        return
+    size = f"{width}x{height}" + (f" (padded to {pw}x{ph})" if (pw, ph) != (width, height) else "")
+    raise UsageError(f"{codec} cannot encode {size} frames: {limit}; choose a smaller size")
+
+
+def _frame_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) of an EXR or PNG frame from its header alone (no pixels read); None
+    when the header cannot be read, which reading the frame then reports."""
+    try:
+        if path.suffix == ".png":
+            from PIL import Image
+
+            with Image.open(path) as image:
+                return image.size
+        start, end = OpenEXR.File(str(path), header_only=True).header()["dataWindow"]
+        return int(end[0] - start[0] + 1), int(end[1] - start[1] + 1)
+    except (OSError, RuntimeError, KeyError, ValueError):
+        return None
+
+
+def _check_frame_size(codec: str, frames: list[Path]) -> None:
+    """`check_size` for a clip or render folder, on its first frame's header."""
+    size = _frame_size(frames[0]) if frames else None
+    if size is not None:
+        check_size(codec, *size)
 
 
 def srgb_oetf(linear: np.ndarray) -> np.ndarray:
@@ -225,8 +305,12 @@ def _write_h264(
     loops at once.
     """
     trc = "bt709" if transfer == "srgb" else "unknown"
+    # The tags travel on the filtered frames (setparams): FFmpeg 7+ takes the encoder's
+    # colour fields from them, and the output options alone (kept for older binaries) left
+    # primaries and transfer unspecified in the stream and in the container's colr atom.
+    tags = f"colorspace=bt709:color_primaries=bt709:color_trc={trc}:range=tv"
     args = [
-        "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+        "-vf", f"scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,setparams={tags}",
         "-c:v", "libx264", "-preset", "medium", "-crf", quality, "-threads", "1",
         "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", trc, "-color_range", "tv",
         "-fps_mode", "passthrough", "-f", container_format,
@@ -259,7 +343,13 @@ def _write_ffmpeg(
         *output_args, str(temp),
     ]  # fmt: skip
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,  # Ctrl-C reaches irep3d alone, which stops ffmpeg (finally:)
+        )
         try:
             assert process.stdin is not None
             for image in itertools.chain([first], images):
@@ -280,10 +370,7 @@ def _write_ffmpeg(
                 process.wait()
         if code != 0:
             log.seek(0)
-            lines = log.read().decode(errors="replace").strip().splitlines()
-            raise OutputError(
-                f"ffmpeg ({name}) failed with exit code {code}: {lines[-1] if lines else 'no output'}"
-            )
+            raise _ffmpeg_failed(name, code, log.read(), temp)
 
 
 def _mux_audio(video: Path, track: Path, temp: Path, container_format: str, seconds: Fraction) -> None:
@@ -296,10 +383,29 @@ def _mux_audio(video: Path, track: Path, temp: Path, container_format: str, seco
     ]  # fmt: skip
     result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     if result.returncode != 0:
-        lines = result.stderr.decode(errors="replace").strip().splitlines()
-        raise OutputError(
-            f"ffmpeg (audio) failed with exit code {result.returncode}: {lines[-1] if lines else 'no output'}"
-        )
+        raise _ffmpeg_failed("audio", result.returncode, result.stderr, temp)
+
+
+def _ffmpeg_failed(name: str, code: int, stderr: bytes, output: Path) -> OutputError:
+    """The one line for an ffmpeg run that failed writing `output` (a temp or scratch file
+    of the video the user asked for, which the line names): ffmpeg's last line, without
+    its `[muxer @ 0x…]` prefixes, says why (e.g. "Error closing file: No space left on device")."""
+    final = final_path(output)
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    why = re.sub(r"^(\[[^\]]*\]\s*)+", "", lines[-1]) if lines else "no output"
+    return OutputError(f"cannot write {final}: ffmpeg ({name}) failed with exit code {code}: {why}")
+
+
+def clean_stale_videos(folder: str | os.PathLike[str]) -> int:
+    """Delete what killed encodes left in `folder` (a release's `loops/`): temp videos of
+    processes that no longer run, and the `.encode-*` scratch folders that earlier versions
+    made. How many were removed."""
+    removed = clean_stale_temps(folder, dead_only=True)
+    for scratch in Path(folder).glob(".encode-*"):
+        if scratch.is_dir():
+            shutil.rmtree(scratch, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def probe_video(path: str | os.PathLike[str]) -> tuple[int, int, int]:
@@ -339,11 +445,17 @@ def encode_clip(
         audio: a sound file to mux with the video (see the module: AAC in .mp4, PCM in
             .mov, cut to the video's length).
 
+    A temp video that a killed encode of the same `out` left behind (its process gone) is
+    removed first; a failure or Ctrl-C (or an exception from `progress`) stops the encoder
+    and removes the temp.
+
     Raises:
         UsageError: unknown codec, transfer or quality, wrong suffix, bad fps, no ffmpeg for
-            HAP, an `audio` file that is not a sound file.
-        OutputError: no frames, a missing or unreadable frame, frames of different sizes,
-            an encoder failure, or an output that cannot be written.
+            HAP, an `audio` file that is not a sound file, a frame size the codec cannot
+            deliver (`check_size`).
+        OutputError: no frames, a missing, damaged or unreadable frame, an incomplete clip
+            (`Clip.frames`), frames of different sizes, an encoder failure, or an output
+            that cannot be written.
     """
     out = Path(out)
     if codec not in CODECS:
@@ -359,6 +471,7 @@ def encode_clip(
     rendered = rendered_frames(clip_dir) if Path(clip_dir).is_dir() else None
     clip = Clip(clip_dir)
     frames = rendered if rendered is not None else clip.frames()
+    _check_frame_size(codec, frames)  # a size the codec cannot deliver: one line, nothing read yet
     fps = clip_fps((clip.read_manifest() or {}) if rendered is None else {}, fps, "encode")
     rate = Fraction(fps).limit_denominator(1001)
     if audio is not None:
@@ -378,11 +491,9 @@ def encode_clip(
         images = _render_images(frames, transfer, _PAD_MULTIPLE[codec])
     else:
         images = _clip_images(clip, frames, transfer, _PAD_MULTIPLE[codec])
-    with (
-        atomic_output(out) as temp,
-        tempfile.TemporaryDirectory(dir=out.parent, prefix=".encode-") as scratch,
-    ):
-        video = temp if audio is None else Path(scratch) / f"video{suffix}"
+    clean_stale_temps(out.parent, name=out.name, dead_only=True)  # a killed encode's leftovers
+    with atomic_output(out) as temp, temp_file(out) as scratch:
+        video = temp if audio is None else scratch  # with sound: video first, then muxed into temp
         if codec == "hap":
             _write_hap(video, quality, images, rate, on_frame)
         elif codec == "h264":

@@ -12,8 +12,10 @@ __all__ = [
     "BlenderError",
     "FarmError",
     "Irep3dError",
+    "Irep3dWarning",
     "LayerError",
     "ModelFileError",
+    "OptionError",
     "OutputError",
     "UnsafeModelError",
     "UsageError",
@@ -22,6 +24,11 @@ __all__ = [
 
 class Irep3dError(Exception):
     """Base class: a problem the user can fix, described in one line."""
+
+
+class Irep3dWarning(UserWarning):
+    """Base class of the warnings irep3d gives (Python's `warnings`): something the user
+    should know that does not stop the work. The CLI shows each as one line on stderr."""
 
 
 class ModelFileError(Irep3dError):
@@ -42,6 +49,30 @@ class LayerError(Irep3dError):
 
 class UsageError(Irep3dError):
     """An option value that is out of range or malformed."""
+
+
+class OptionError(UsageError):
+    """A bad value of one named option of a clip (`irep3d.maps.MapsOptions`), said for both
+    places a user writes it: the message names the command-line flag, as the CLI shows it
+    (`--frames-per-seed must be at least 1, not 0`); `key` is the option's key in a release
+    file (`frames_per_seed`, the flag without `--`, `_` for `-`) and `problem` the same
+    complaint without the option's name (`must be at least 1, not 0`), so a release says
+    `demo.toml [walk].frames_per_seed: must be at least 1, not 0`.
+    """
+
+    def __init__(self, key: str, problem: str, message: str | None = None) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(message if message is not None else f"{self.flag} {problem}")
+
+    def __reduce__(self) -> tuple[type[OptionError], tuple[str, str, str]]:
+        # Rebuilt from all three parts: a farm worker's error pickles back to the driver whole.
+        return type(self), (self.key, self.problem, str(self))
+
+    @property
+    def flag(self) -> str:
+        """The option's command-line flag: `--frames-per-seed` for `frames_per_seed`."""
+        return "--" + self.key.replace("_", "-")
 
 
 class OutputError(Irep3dError):

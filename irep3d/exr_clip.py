@@ -45,6 +45,7 @@ import numpy as np
 import OpenEXR
 
 from .errors import OutputError, UsageError
+from .integrity import exr_problem
 
 __all__ = [
     "ATTRIBUTE_PREFIX",
@@ -54,8 +55,10 @@ __all__ = [
     "atomic_output",
     "clean_stale_temps",
     "file_sha256",
+    "final_path",
     "parse_compression",
     "read_exr",
+    "temp_file",
     "write_bytes",
     "write_exr",
     "write_text",
@@ -101,6 +104,27 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}-{next(_TEMP_COUNTER)}.tmp{path.suffix}")
 
 
+def final_path(path: str | os.PathLike[str]) -> Path:
+    """The file a temp path (`.<name>.<pid>-<n>.tmp<suffix>`) is written for; any other path
+    as it is. Errors about a temp name the file the user asked for."""
+    path = Path(path)
+    match = _TEMP_RE.match(path.name)
+    return path.with_name(match["final"]) if match else path
+
+
+@contextlib.contextmanager
+def temp_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a hidden temp path next to `path` (`.<name>.<pid>-<n>.tmp<suffix>`), removed
+    when the block ends, however it ends: scratch space that a killed process leaves under
+    a name `clean_stale_temps` recognises."""
+    temp = _temp_path(Path(path))
+    try:
+        yield temp
+    finally:
+        with contextlib.suppress(OSError):
+            temp.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp path to write; on success it replaces `path`, on any failure it is removed.
@@ -114,16 +138,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
-    temp = _temp_path(final)
     try:
-        yield temp
-        os.replace(temp, final)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
-        raise
+        with temp_file(final) as temp:
+            yield temp
+            os.replace(temp, final)
+    except OSError as exc:
+        raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
@@ -152,18 +172,37 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def _remove_temps(clip_dir: Path, pid: int | None = None) -> int:
-    """Delete temp files in `clip_dir` (only those of process `pid` if given); how many."""
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (a temp of a live process is in use)."""
     try:
-        entries = list(os.scandir(clip_dir))
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _remove_temps(
+    folder: Path, pid: int | None = None, name: str | None = None, dead_only: bool = False
+) -> int:
+    """Delete temp files in `folder`: only those of process `pid`, of the final file `name`,
+    or of processes no longer running (`dead_only`), where given; how many."""
+    try:
+        entries = list(os.scandir(folder))
     except FileNotFoundError:
         return 0
     except OSError as exc:
-        raise OutputError(f"cannot read folder {clip_dir}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
     removed = 0
     for entry in entries:
         match = _TEMP_RE.match(entry.name)
-        if match is None or (pid is not None and int(match["pid"]) != pid):
+        if (
+            match is None
+            or (pid is not None and int(match["pid"]) != pid)
+            or (name is not None and match["final"] != name)
+            or (dead_only and _alive(int(match["pid"])))
+        ):
             continue
         try:
             os.unlink(entry.path)
@@ -175,12 +214,17 @@ def _remove_temps(clip_dir: Path, pid: int | None = None) -> int:
     return removed
 
 
-def clean_stale_temps(clip_dir: str | os.PathLike[str]) -> int:
-    """Delete the temp files an interrupted run left in `clip_dir`; returns how many.
+def clean_stale_temps(
+    folder: str | os.PathLike[str], name: str | None = None, dead_only: bool = False
+) -> int:
+    """Delete the temp files an interrupted run left in `folder`; returns how many.
 
-    Call it before writing into a folder, never while a writer is active on it.
+    Without options: every temp, so call it before writing into a folder, never while a
+    writer is active on it (a clip folder). `name`: only the temps of that final file;
+    `dead_only`: only the temps of processes that no longer run here, so a folder that
+    other processes may be writing into at the same time (videos) can be swept any time.
     """
-    return _remove_temps(Path(clip_dir))
+    return _remove_temps(Path(folder), name=name, dead_only=dead_only)
 
 
 # --------------------------------------------------------------------------- EXR files
@@ -277,8 +321,11 @@ def read_exr(path: str | os.PathLike[str], alpha: bool = False) -> tuple[np.ndar
         exr = OpenEXR.File(str(path))
         header = exr.header()
         channels = exr.channels()
-    except RuntimeError as exc:
-        raise OutputError(f"cannot read EXR {path}: {exc}") from None
+    except Exception as exc:  # the bindings raise RuntimeError, ValueError, ... for a bad file
+        problem = exr_problem(path)
+        raise OutputError(
+            f"damaged EXR frame {path}: it {problem}" if problem else f"cannot read EXR {path}: {exc}"
+        ) from None
     for name in ("RGB", "RGBA"):
         if name in channels:
             pixels = np.asarray(channels[name].pixels, dtype=np.float16)

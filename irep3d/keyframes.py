@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UsageError
+from .errors import OptionError, UsageError
 from .generator import seed_to_z, seeds_to_ws
 from .walk import MAX_SEEDS, parse_seeds
 
@@ -175,13 +175,17 @@ def check_keys(
     """Raise UsageError for keyframes, cutoff or class that `keys_to_ws` cannot use with `net`."""
     num_ws = net.synthesis.num_ws
     if truncation_cutoff is not None and not 1 <= truncation_cutoff <= num_ws:
-        raise UsageError(
-            f"--cutoff must be from 1 to {num_ws} (this network's number of ws), not {truncation_cutoff}"
+        raise OptionError(
+            "cutoff", f"must be from 1 to {num_ws} (this network's number of ws), not {truncation_cutoff}"
         )
     if class_idx is not None and net.c_dim == 0:
-        raise UsageError("--class needs a conditional network; this one has no classes")
+        raise OptionError("class", "needs a conditional network; this one has no classes")
     if net.c_dim > 0 and (class_idx is None or not 0 <= class_idx < net.c_dim):
-        raise UsageError(f"this network is conditional: give --class from 0 to {net.c_dim - 1}")
+        raise OptionError(
+            "class",
+            f"must be from 0 to {net.c_dim - 1}: this network is conditional",
+            f"this network is conditional: give --class from 0 to {net.c_dim - 1}",
+        )
     rows = [k for k in keys if isinstance(k, str)]
     if rows and keyfile is None:
         raise UsageError("keyframes name rows of a keyframe file: give one with --ws FILE.npz")

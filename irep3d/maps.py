@@ -11,7 +11,9 @@ batches to the machine (`default_batch`). `irep3d.render` renders the clips.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from .colour import NORMS, NormStats
-from .errors import UsageError
+from .errors import OptionError, UsageError
 from .exr_clip import parse_compression
 from .generator import layer_table
 from .keyframes import KeyFile, Keyframe, check_keys, keys_to_ws, truncate
@@ -91,48 +93,88 @@ class MapsOptions:
     audio_gain: float = 0.0  # dB added to gain_db at full kick (onsets, decaying)
 
     def check(self) -> None:
-        """Raise UsageError for values no clip can be made with."""
+        """Raise an OptionError (a UsageError naming the option) for values no clip can be made with."""
         if self.frames_per_seed < 1:
-            raise UsageError(f"--frames-per-seed must be at least 1, not {self.frames_per_seed}")
+            raise OptionError("frames_per_seed", f"must be at least 1, not {self.frames_per_seed}")
         if self.norm not in NORMS:
-            raise UsageError(f"unknown --norm {self.norm!r}; use one of: {', '.join(NORMS)}")
+            raise OptionError(
+                "norm",
+                f"unknown value {self.norm!r}; use one of: {', '.join(NORMS)}",
+                f"unknown --norm {self.norm!r}; use one of: {', '.join(NORMS)}",
+            )
         if self.fps <= 0:
-            raise UsageError(f"--fps must be positive, not {self.fps}")
+            raise OptionError("fps", f"must be positive, not {self.fps}")
         if self.size is not None:
-            parse_size(format_size(self.size, self.size_mode))
+            with _option("size"):
+                parse_size(format_size(self.size, self.size_mode))
         if self.batch is not None and self.batch < 1:
-            raise UsageError(f"--batch must be at least 1, not {self.batch}")
-        parse_compression(self.compression)
-        check_precision(self.precision)
+            raise OptionError("batch", f"must be at least 1, not {self.batch}")
+        with _option("compression"):
+            parse_compression(self.compression)
+        with _option("precision"):
+            check_precision(self.precision)
         if self.class_idx is not None and self.class_idx < 0:
-            raise UsageError(f"--class must be 0 or more, not {self.class_idx}")
+            raise OptionError("class", f"must be 0 or more, not {self.class_idx}")
         if self.psi_to is not None:
-            parse_psi(f"{self.psi!r}:{self.psi_to!r}")
+            with _option("psi"):
+                parse_psi(f"{self.psi!r}:{self.psi_to!r}")
         if self.translate is not None:
-            parse_translate(f"{self.translate[0]!r},{self.translate[1]!r}")
+            with _option("translate"):
+                parse_translate(f"{self.translate[0]!r},{self.translate[1]!r}")
         if self.mix_layers is not None and self.mix_seeds is None:
-            raise UsageError("--mix-layers needs --mix-seeds (the second walk those layers follow)")
+            raise OptionError(
+                "mix_layers",
+                "needs mix_seeds (the second walk those layers follow)",
+                "--mix-layers needs --mix-seeds (the second walk those layers follow)",
+            )
         if self.mix_seeds is not None and not self.mix_seeds:
-            raise UsageError("--mix-seeds is empty: give seeds like 3,17,42")
+            raise OptionError("mix_seeds", "is empty: give seeds like 3,17,42")
         self._check_audio()
 
     def _check_audio(self) -> None:
         from .audio import parse_audio_psi
 
         if self.audio is None:
-            if self.audio_speed or self.audio_psi is not None or self.audio_gain:
-                raise UsageError("--audio-speed, --audio-psi and --audio-gain need --audio TRACK.wav")
+            given = {
+                "audio_speed": self.audio_speed,
+                "audio_psi": self.audio_psi,
+                "audio_gain": self.audio_gain,
+            }
+            used = [key for key, value in given.items() if value not in (0.0, None)]
+            if used:
+                raise OptionError(
+                    used[0],
+                    "needs audio, a sound file for the walk to follow",
+                    "--audio-speed, --audio-psi and --audio-gain need --audio TRACK.wav",
+                )
             return
         if self.loop:
-            raise UsageError("--audio makes an open clip of the track's length: use --no-loop with it")
+            raise OptionError(
+                "audio",
+                "makes an open clip of the track's length: set loop = false with it",
+                "--audio makes an open clip of the track's length: use --no-loop with it",
+            )
         if not (np.isfinite(self.audio_speed) and 0 <= self.audio_speed <= 100):
-            raise UsageError(f"bad --audio-speed {self.audio_speed}: use a number from 0 (even pace) to 100")
+            raise OptionError(
+                "audio_speed",
+                f"must be a number from 0 (even pace) to 100, not {self.audio_speed}",
+                f"bad --audio-speed {self.audio_speed}: use a number from 0 (even pace) to 100",
+            )
         if not (np.isfinite(self.audio_gain) and -60 <= self.audio_gain <= 60):
-            raise UsageError(f"bad --audio-gain {self.audio_gain}: use dB from -60 to 60, e.g. 6")
+            raise OptionError(
+                "audio_gain",
+                f"must be dB from -60 to 60 (e.g. 6), not {self.audio_gain}",
+                f"bad --audio-gain {self.audio_gain}: use dB from -60 to 60, e.g. 6",
+            )
         if self.audio_psi is not None:
-            parse_audio_psi(f"{self.audio_psi[0]!r}:{self.audio_psi[1]!r}")
+            with _option("audio_psi"):
+                parse_audio_psi(f"{self.audio_psi[0]!r}:{self.audio_psi[1]!r}")
             if self.psi_to is not None:
-                raise UsageError("--audio-psi sets ψ from the track: drop the --psi sweep (or --audio-psi)")
+                raise OptionError(
+                    "audio_psi",
+                    "sets ψ from the track: drop the psi sweep (or audio_psi)",
+                    "--audio-psi sets ψ from the track: drop the --psi sweep (or --audio-psi)",
+                )
 
     @property
     def animated(self) -> bool:
@@ -352,34 +394,59 @@ def maps_options(
     """`MapsOptions` from the values a user writes (`maps`/`pack` flags, a release file):
     size `2048` or `"1920x1080:fill"`, a keyframe file's path, ψ `0.7` or `"0.5:1.0"`,
     translate `"X,Y"`, mix seeds and layers as specs, a sound file (`audio`, which makes the
-    clip open) and `audio_psi` `"0.5:1.0"`; checked (UsageError, one line)."""
+    clip open) and `audio_psi` `"0.5:1.0"`; checked: a bad value is an `OptionError`, one line
+    naming the flag, whose `key` and `problem` let a release file name its key instead."""
     from .keyframes import load_keyfile, parse_keyframes
     from .walk import parse_psi, parse_span, parse_translate
 
     if size is not None:
-        kwargs["size"], kwargs["size_mode"] = parse_size(size)
+        with _option("size"):
+            kwargs["size"], kwargs["size_mode"] = parse_size(size)
     if ws is not None:
-        kwargs["ws"] = load_keyfile(ws)
-    kwargs["psi"], kwargs["psi_to"] = parse_psi(str(psi))
+        with _option("ws"):
+            kwargs["ws"] = load_keyfile(ws)
+    with _option("psi"):
+        kwargs["psi"], kwargs["psi_to"] = parse_psi(str(psi))
     if audio is not None:
-        from .audio import analyse
-
         kwargs["audio"] = str(Path(audio).expanduser().absolute())  # farm workers run elsewhere
         kwargs["loop"] = False  # an audio clip runs once, over the track
-        analyse(audio, kwargs.get("fps", 30.0))  # a file that is not audio: one line, now
     if audio_psi is not None:
         from .audio import parse_audio_psi
 
-        kwargs["audio_psi"] = parse_audio_psi(audio_psi)
+        with _option("audio_psi"):
+            kwargs["audio_psi"] = parse_audio_psi(audio_psi)
     if translate is not None:
-        kwargs["translate"] = parse_translate(translate)
+        with _option("translate"):
+            kwargs["translate"] = parse_translate(translate)
     if mix_seeds is not None:
-        kwargs["mix_seeds"] = tuple(parse_keyframes(mix_seeds, kwargs.get("ws")))
+        with _option("mix_seeds"):
+            kwargs["mix_seeds"] = tuple(parse_keyframes(mix_seeds, kwargs.get("ws")))
     if mix_layers is not None:
-        kwargs["mix_layers"] = parse_span(mix_layers)
+        with _option("mix_layers"):
+            kwargs["mix_layers"] = parse_span(mix_layers)
     options = MapsOptions(**kwargs)
     options.check()
+    if audio is not None:  # after the values: analysing a track needs a valid fps
+        from .audio import analyse
+
+        with _option("audio"):
+            analyse(audio, options.fps)  # a file that is not audio: one line, now
     return options
+
+
+@contextmanager
+def _option(key: str) -> Iterator[None]:
+    """Re-raise a value parser's UsageError (`walk.parse_psi`, `resize.parse_size`, ...) as
+    an `OptionError` about option `key`. The parsers word their message for the flag; said
+    of a release file's key, the flag reads as the key (`bad psi '0.5:3': ...`)."""
+    try:
+        yield
+    except OptionError:
+        raise
+    except UsageError as exc:
+        message = str(exc)
+        flag = re.escape("--" + key.replace("_", "-"))
+        raise OptionError(key, re.sub(rf"(?<![\w-]){flag}(?![\w-])", key, message), message) from exc
 
 
 def check_walk(net: nn.Module, jobs: Sequence[ClipJob], options: MapsOptions) -> None:
@@ -388,11 +455,14 @@ def check_walk(net: nn.Module, jobs: Sequence[ClipJob], options: MapsOptions) ->
         check_keys(net, job.seeds, options.ws, options.cutoff, options.class_idx)
     if options.mix_seeds:
         check_keys(net, list(options.mix_seeds), options.ws, options.cutoff, options.class_idx)
-        _mix_span(net, options)
+        with _option("mix_layers"):
+            _mix_span(net, options)
     if (options.translate or options.rotate) and getattr(net, "architecture", "") != "stylegan3":
-        raise UsageError(
-            "--translate and --rotate move StyleGAN3's input (its Fourier features); "
-            f"this network is {getattr(net, 'architecture', 'not StyleGAN3')}"
+        network = f"this network is {getattr(net, 'architecture', 'not StyleGAN3')}"
+        raise OptionError(
+            "translate" if options.translate else "rotate",
+            f"moves StyleGAN3's input (its Fourier features); {network}",
+            f"--translate and --rotate move StyleGAN3's input (its Fourier features); {network}",
         )
 
 

@@ -13,10 +13,19 @@ Two formats are understood:
   plus the architecture and constructor arguments in the safetensors metadata, in a format
   that cannot carry code at all.
 
+Whatever the format, the weights must be exactly those of the network the stored
+configuration describes: every name present, every shape right, nothing extra. That network is
+built on PyTorch's meta device (shapes, no memory) and compared with the file's shapes before
+a generator is built, and for a ``.safetensors`` file before any weight is read, so a small
+file whose configuration asks for a huge network is refused at once instead of allocating it.
+Weights holding NaN or infinite values are said once per file, as a
+:class:`NonFiniteWeightsWarning` (Python's ``warnings``; the CLI shows it as one line).
+
 Every problem with a file read surfaces as :class:`~irep3d.errors.ModelFileError` (or its
 subclass :class:`~irep3d.errors.UnsafeModelError` when a pickle asks for something outside the
-allow-list), with a one-line message that names the file and says what would be valid; a file
-that cannot be written, as :class:`~irep3d.errors.OutputError`.
+allow-list; :class:`~irep3d.errors.ArchitectureError` when the configuration uses options
+irep3d cannot build), with a one-line message that names the file and says what would be
+valid; a file that cannot be written, as :class:`~irep3d.errors.OutputError`.
 """
 
 from __future__ import annotations
@@ -38,13 +47,14 @@ import safetensors
 import safetensors.torch
 import torch
 
-from irep3d.errors import Irep3dError, ModelFileError, UnsafeModelError
+from irep3d.errors import ArchitectureError, Irep3dError, Irep3dWarning, ModelFileError, UnsafeModelError
 from irep3d.exr_clip import atomic_output
 
 __all__ = [
     "ALLOWED_PICKLE_GLOBALS",
     "ARCHITECTURES",
     "NetworkSpec",
+    "NonFiniteWeightsWarning",
     "read_network",
     "read_nvidia_pickle",
     "read_safetensors",
@@ -80,6 +90,37 @@ _ARCHITECTURE_MARKERS = {
 _EXPECTED = (
     "expected an NVIDIA StyleGAN2/StyleGAN3 network pickle (.pkl) or a .safetensors file written by irep3d"
 )
+
+# What a file's configuration may ask for: the constructor arguments that decide how much
+# work building the network is (module count, filter taps, the host-side bias and filter
+# arrays), bounded so that building it on the meta device to check the weights' shapes stays
+# cheap whatever a file says. NVIDIA's released networks sit far inside (512-1024 channels,
+# 14 layers, 6 taps at 2x upsampling). Top-level arguments, then those in `mapping_kwargs`.
+_INIT_LIMITS: dict[str, tuple[int, int]] = {
+    "z_dim": (1, 2**16),
+    "c_dim": (0, 2**16),
+    "w_dim": (1, 2**16),
+    "img_resolution": (4, 2**14),
+    "img_channels": (1, 2**10),
+    "channel_base": (1, 2**24),
+    "channel_max": (1, 2**16),
+    "num_layers": (1, 64),  # StyleGAN3's synthesis layers
+    "num_critical": (0, 63),
+    "first_stopband": (1, 2**14),  # below 1, the first layers' sampling rates (and taps) run away
+    "last_stopband_rel": (1, 2**4),  # below 1 (stopband under the cutoff), the rates fall again
+    "filter_size": (1, 16),
+    "lrelu_upsampling": (1, 4),
+}
+_MAPPING_LIMITS: dict[str, tuple[int, int]] = {
+    "num_layers": (1, 64),
+    "embed_features": (1, 2**16),
+    "layer_features": (1, 2**16),
+}
+
+
+class NonFiniteWeightsWarning(Irep3dWarning):
+    """A network file whose weights hold NaN or infinite values. It loads, but every frame
+    computed through those weights is NaN (black or garbage). Issued once per file read."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,15 +223,23 @@ def read_nvidia_pickle(path: str | os.PathLike[str]) -> NetworkSpec:
     except _ContentError as e:
         raise ModelFileError(f"{name}: is corrupt: the generator {key!r}: {e}") from e
     architecture = _detect_architecture(state_dict, name)
+    shapes = {key: tuple(t.shape) for key, t in state_dict.items()}
+    _check_network(architecture, init_kwargs, shapes, name, "the file is corrupt")
+    _warn_non_finite(state_dict, name)
     return NetworkSpec(architecture, init_kwargs, state_dict, name)
 
 
 def read_safetensors(path: str | os.PathLike[str]) -> NetworkSpec:
     """Read a network written by :func:`write_safetensors`.
 
+    The header (metadata, tensor names and shapes) is checked against the network the
+    metadata describes before any weight is read.
+
     Raises:
         ModelFileError: missing, unreadable, not a safetensors file, not one of irep3d's
-            (no ``format: irep3d-network`` metadata), of a newer format version, or corrupt.
+            (no ``format: irep3d-network`` metadata), of a newer format version, corrupt, or
+            with weights that are not those of the network its metadata describes.
+        ArchitectureError: the metadata asks for options irep3d cannot build.
     """
     name = os.fspath(path)
     if _sniff(name) != "safetensors":
@@ -201,7 +250,13 @@ def read_safetensors(path: str | os.PathLike[str]) -> NetworkSpec:
         with safetensors.safe_open(name, framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
             names = f.keys()
-            tensors = {key: f.get_tensor(key) for key in names}
+            shapes = {key: tuple(f.get_slice(key).get_shape()) for key in names}
+            architecture, init_kwargs = _safetensors_config(metadata, name)
+            _detect_architecture(shapes, name, architecture)
+            _check_network(architecture, init_kwargs, shapes, name, "the file is corrupt or was edited")
+            tensors = {key: f.get_tensor(key) for key in shapes}
+    except Irep3dError:
+        raise
     except OSError as e:
         raise ModelFileError(f"{name}: cannot read the file ({_oneline(e)})") from e
     except Exception as e:  # the library's own error types vary by version
@@ -210,6 +265,13 @@ def read_safetensors(path: str | os.PathLike[str]) -> NetworkSpec:
             "expected a .safetensors file written by irep3d"
         ) from e
 
+    state_dict = {key: _as_float32(t, key, name) for key, t in tensors.items()}
+    _warn_non_finite(state_dict, name)
+    return NetworkSpec(architecture, init_kwargs, state_dict, name)
+
+
+def _safetensors_config(metadata: Mapping[str, str], name: str) -> tuple[str, dict[str, Any]]:
+    """The architecture and constructor arguments an irep3d safetensors header stores."""
     if metadata.get("format") != _FORMAT_NAME:
         raise ModelFileError(
             f"{name}: is a safetensors file but not an irep3d network (its metadata lacks "
@@ -233,15 +295,7 @@ def read_safetensors(path: str | os.PathLike[str]) -> NetworkSpec:
         raise ModelFileError(f"{name}: the init_kwargs metadata is not valid JSON ({e})") from e
     if not isinstance(init_kwargs, dict):
         raise ModelFileError(f"{name}: the init_kwargs metadata is not a JSON object")
-
-    state_dict = {key: _as_float32(t, key, name) for key, t in tensors.items()}
-    detected = _detect_architecture(state_dict, name)
-    if detected != architecture:
-        raise ModelFileError(
-            f"{name}: the metadata says {architecture!r} but the weights are a {detected!r} "
-            "generator; the file is corrupt"
-        )
-    return NetworkSpec(architecture, init_kwargs, state_dict, name)
+    return architecture, init_kwargs
 
 
 def write_safetensors(spec: NetworkSpec, path: str | os.PathLike[str]) -> None:
@@ -251,9 +305,15 @@ def write_safetensors(spec: NetworkSpec, path: str | os.PathLike[str]) -> None:
     which then replaces ``path`` in one step, so a reader never sees a half-written file and an
     interrupted write leaves the previous file (if any) intact.
 
+    The file gets the mode any new file of the user's gets (``0o666`` less the umask), so a
+    farm's shared storage can read it: the bytes are written here rather than by
+    ``safetensors.torch.save_file``, which writes through a temp file of its own, readable by
+    its owner only, and named so that no sweep of irep3d's temp files would find it.
+
     Raises:
         ModelFileError: the spec cannot be stored (unknown architecture, init_kwargs that are
-            not JSON, weights that do not match the architecture).
+            not JSON, weights that are not those of the network init_kwargs describe).
+        ArchitectureError: init_kwargs ask for options irep3d cannot build.
         OutputError: the file cannot be written (the message names it).
     """
     name = os.fspath(path)
@@ -267,6 +327,8 @@ def write_safetensors(spec: NetworkSpec, path: str | os.PathLike[str]) -> None:
         init_json = json.dumps(spec.init_kwargs, allow_nan=False)
     except (TypeError, ValueError) as e:
         raise ModelFileError(f"{name}: cannot write: init_kwargs are not plain JSON ({e})") from e
+    shapes = {key: tuple(t.shape) for key, t in spec.state_dict.items()}
+    _check_network(spec.architecture, spec.init_kwargs, shapes, name, "nothing was written")
     metadata = {
         "format": _FORMAT_NAME,
         "format_version": _FORMAT_VERSION,
@@ -279,13 +341,12 @@ def write_safetensors(spec: NetworkSpec, path: str | os.PathLike[str]) -> None:
         for key, t in spec.state_dict.items()
     }
 
-    with atomic_output(name) as tmp:
-        try:
-            safetensors.torch.save_file(tensors, os.fspath(tmp), metadata=metadata)
-        except safetensors.SafetensorError as e:  # how it reports I/O failures (disk full, ...)
-            raise OSError(_oneline(e)) from None
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+    data = safetensors.torch.save(tensors, metadata=metadata)
+    del tensors
+    with atomic_output(name) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 # --------------------------------------------------------------------------------------
@@ -310,19 +371,23 @@ def _sniff(name: str) -> str:
         raise ModelFileError(f"{name}: cannot read the file ({_oneline(e)})") from e
     if not head:
         raise ModelFileError(f"{name}: the file is empty; {_EXPECTED}")
-    # Pickles of protocol 2 and later (everything NVIDIA wrote) open with the PROTO opcode.
-    if head[0] == 0x80:
-        return "pickle"
-    # safetensors: an 8-byte little-endian header length, then a JSON object.
+    # safetensors: an 8-byte little-endian header length, then a JSON object. Asked first: a
+    # header length whose low byte is 0x80 (one file in 32, the length being a multiple of 8)
+    # opens like a pickle; no pickle opens like this (its first bytes read as a length far
+    # beyond the file).
     if len(head) > 8 and head[8:9] == b"{":
         header_len = int.from_bytes(head[:8], "little")
         if 0 < header_len <= size - 8:
             return "safetensors"
+    # Pickles of protocol 2 and later (everything NVIDIA wrote) open with the PROTO opcode.
+    if head[0] == 0x80:
+        return "pickle"
     return "other"
 
 
-def _detect_architecture(state_dict: Mapping[str, Any], name: str) -> str:
-    """Tell StyleGAN3 from StyleGAN2 by a weight only each has; anything else is refused."""
+def _detect_architecture(state_dict: Mapping[str, Any], name: str, stated: str | None = None) -> str:
+    """Tell StyleGAN3 from StyleGAN2 by a weight only each has; anything else is refused, and
+    so are weights of the other architecture than the one the metadata `stated`."""
     found = [arch for arch, key in _ARCHITECTURE_MARKERS.items() if key in state_dict]
     if len(found) != 1:
         raise ModelFileError(
@@ -330,7 +395,127 @@ def _detect_architecture(state_dict: Mapping[str, Any], name: str) -> str:
             "of the weights 'synthesis.input.freqs' (StyleGAN3) or 'synthesis.b4.const' "
             f"(StyleGAN2); it has {'both' if found else 'neither'})"
         )
+    if stated is not None and found[0] != stated:
+        raise ModelFileError(
+            f"{name}: the metadata says {stated!r} but the weights are a {found[0]!r} "
+            "generator; the file is corrupt"
+        )
     return found[0]
+
+
+# --------------------------------------------------------------------------------------
+# Do the weights fit the configuration?
+# --------------------------------------------------------------------------------------
+
+
+def _check_network(
+    architecture: str,
+    init_kwargs: Mapping[str, Any],
+    shapes: Mapping[str, tuple[int, ...]],
+    name: str,
+    hint: str,
+) -> None:
+    """Refuse weights that are not exactly those of the network `init_kwargs` describe.
+
+    The network is built on the meta device: its modules and the shapes of its parameters
+    and buffers, without the memory (its few host-side filter taps and biases are bounded by
+    :data:`_INIT_LIMITS`, checked first). `shapes` are the file's, by name; `hint` ends the
+    message (what the mismatch means for the caller: a corrupt file, nothing written).
+
+    Raises:
+        ModelFileError: a configuration value out of range, a configuration that builds no
+            network, or the first weight that is missing, extra or of another shape.
+        ArchitectureError: options irep3d cannot build.
+    """
+    _check_init_limits(init_kwargs, name, hint)
+    expected = _network_shapes(architecture, init_kwargs, name, hint)
+    problem = _first_difference(expected, shapes)
+    if problem is not None:
+        raise ModelFileError(
+            f"{name}: the weights are not those of the {architecture} network its configuration "
+            f"describes: {problem}; {hint}"
+        )
+
+
+def _check_init_limits(init_kwargs: Mapping[str, Any], name: str, hint: str) -> None:
+    """Refuse configuration values far outside any trained network (:data:`_INIT_LIMITS`)."""
+    mapping = init_kwargs.get("mapping_kwargs")
+    tables = [("", init_kwargs, _INIT_LIMITS)]
+    if isinstance(mapping, Mapping):
+        tables.append(("mapping_kwargs.", mapping, _MAPPING_LIMITS))
+    for prefix, values, limits in tables:
+        for key, (low, high) in limits.items():
+            value = values.get(key)
+            if value is None:  # absent, or None = the network's default
+                continue
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not (number and low <= value <= high):
+                raise ModelFileError(
+                    f"{name}: the configuration's {prefix}{key} is {value!r}; irep3d builds networks "
+                    f"with {key} from {low} to {high}; {hint}"
+                )
+    layers, critical = init_kwargs.get("num_layers"), init_kwargs.get("num_critical")
+    if isinstance(layers, int) and isinstance(critical, int) and critical >= layers:
+        raise ModelFileError(
+            f"{name}: the configuration's num_critical ({critical}) is not below its num_layers "
+            f"({layers}); {hint}"
+        )
+
+
+def _network_shapes(
+    architecture: str, init_kwargs: Mapping[str, Any], name: str, hint: str
+) -> dict[str, tuple[int, ...]]:
+    """The shape of every parameter and buffer of the network `init_kwargs` describe, in
+    network order, from a build on the meta device (no memory)."""
+    from irep3d.generator import _generator_class  # imports this module: here, not at the top
+
+    generator_class = _generator_class(architecture)
+    try:
+        # NumPy's complaints (an overflow in a nonsensical cutoff schedule) are not the user's
+        # to read: such a configuration is refused below, or by its shapes.
+        with torch.device("meta"), np.errstate(all="ignore"):
+            net = generator_class(**init_kwargs)
+    except ArchitectureError as e:
+        raise ArchitectureError(f"{name}: {e}") from None
+    except TypeError as e:  # a constructor argument the network does not take
+        raise ArchitectureError(f"{name}: unsupported configuration: {_oneline(e)}") from None
+    except Exception as e:  # any other failure: values no network can be built from
+        raise ModelFileError(
+            f"{name}: the configuration describes no network irep3d can build ({_oneline(e)}); {hint}"
+        ) from None
+    return {key: tuple(t.shape) for key, t in net.state_dict().items()}
+
+
+def _first_difference(
+    expected: Mapping[str, tuple[int, ...]], found: Mapping[str, tuple[int, ...]]
+) -> str | None:
+    """The first weight (in network order) that is missing or of another shape, else the
+    first extra one, in words with the count of all differences; None when they agree."""
+    differ = [key for key in expected if key not in found or tuple(found[key]) != expected[key]]
+    extra = [key for key in found if key not in expected]
+    if not differ and not extra:
+        return None
+    if not differ:
+        what = f"{extra[0]!r} (shape {list(found[extra[0]])}) is not a weight of that network"
+    elif differ[0] in found:
+        key = differ[0]
+        what = f"{key!r} has shape {list(found[key])}, the network's is {list(expected[key])}"
+    else:
+        what = f"{differ[0]!r} (shape {list(expected[differ[0]])}) is missing"
+    count = len(differ) + len(extra)
+    return what + (f" ({count} weights differ in all)" if count > 1 else "")
+
+
+def _warn_non_finite(state_dict: Mapping[str, torch.Tensor], name: str) -> None:
+    """Say once, as a :class:`NonFiniteWeightsWarning`, that weights hold NaN or infinities."""
+    bad = [key for key, t in state_dict.items() if not bool(torch.isfinite(t).all())]
+    if bad:
+        warnings.warn(
+            f"{name}: {len(bad)} of its {len(state_dict)} weights hold NaN or infinite values "
+            f"(first: {bad[0]}); what the network computes from them is NaN",
+            NonFiniteWeightsWarning,
+            stacklevel=3,
+        )
 
 
 def _oneline(e: BaseException) -> str:

@@ -36,8 +36,10 @@ def pack_jobs(
     """The clip jobs of a pack, layer by layer; channels are chosen when rendering.
 
     `locked`: every clip walks `seeds`; `unique`: clip j (over all layers) walks its own
-    sequence (`walk.seed_sequences`). Raises UsageError for an empty layer list, an unknown
-    layer, or a layer with fewer than 3 channels a clip.
+    sequence, the seeds continued past `seeds` (`walk.seed_sequences`), so no unique clip
+    walks the locked sequence: a locked and a unique pack of the same seeds (a release with
+    both modes) never hold the same clip twice. Raises UsageError for an empty layer list,
+    an unknown layer, or a layer with fewer than 3 channels a clip.
     """
     if not layers:
         raise UsageError("no layers given; name comma-separated layers (see `irep3d layers MODEL`)")

@@ -37,7 +37,8 @@ device = "auto"                   # auto | cpu | cuda
 [pack]                            # layers, clips_per_layer, modes = ["locked", "unique"], size
                                   # (2048 or "1920x1080:fill"), crop_margin, norm, gain_db,
                                   # precision, compression, batch: as `irep3d pack`
-[[composites]]                    # name, recipe = "file.toml" (or steps/ramps/output inline),
+[[composites]]                    # name, recipe = "file.toml" or a shipped recipe's name
+                                  # ("hardlight-pair"), or steps/ramps/output inline,
                                   # size, inputs = {id = "pattern"}, pairing = "zip" | "product"
 [[scenes]]                        # clips = "pattern", presets = [...], colour_from = "pattern",
                                   # samples, resolution = [w, h], strength, midlevel,
@@ -67,8 +68,8 @@ from typing import Any
 
 from .blender.scenes import OUTPUT_FORMATS, SETTING_NAMES, _check_settings
 from .clip import Clip
-from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY, probe_video
-from .errors import UsageError
+from .encode import CODEC_SUFFIXES, CODECS, DEFAULT_QUALITY, check_size, probe_video
+from .errors import OptionError, UsageError
 from .exr_clip import file_sha256, write_text
 from .resize import parse_size
 from .walk import SEED_MODES
@@ -306,8 +307,8 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
             kwargs[key] = _spec(walk[key], f"{where} [walk].{key}")
     try:
         options = maps_options(**kwargs)
-    except UsageError as exc:  # the flag's wording, pointed at the file's tables
-        raise _bad(f"{where} [walk]/[pack]", str(exc)) from None
+    except OptionError as exc:
+        raise _option_error(where, exc) from None
     try:
         seeds = parse_keyframes(seeds_value, options.ws)
     except UsageError as exc:
@@ -348,6 +349,12 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
     )
 
 
+def _option_error(where: str, exc: OptionError) -> UsageError:
+    """A walk or pack option's error said of its key in its table, not of the command
+    line's flag: `demo.toml [walk].frames_per_seed: must be at least 1, not 0`."""
+    return _bad(f"{where} [{'pack' if exc.key in _PACK else 'walk'}].{exc.key}", exc.problem)
+
+
 def _tables(data: Mapping[str, Any], key: str, where: str) -> list[Mapping[str, Any]]:
     value = data.get(key, [])
     if isinstance(value, Mapping):
@@ -377,7 +384,7 @@ def _composite(table: Mapping[str, Any], base: Path, where: str) -> Composite:
     if "recipe" in t:
         if any(k in t for k in ("steps", "ramps", "output")):
             raise _bad(where, "give either recipe = 'file.toml' or steps inline, not both")
-        path = (base / str(t["recipe"])).resolve()
+        path = _recipe_file(t["recipe"], base, f"{where}.recipe")
         try:
             recipe = read_toml(path, "recipe")
         except UsageError as exc:
@@ -396,6 +403,30 @@ def _composite(table: Mapping[str, Any], base: Path, where: str) -> Composite:
         raise _bad(f"{where}.inputs", f"the recipe uses input {missing[0]!r}; name it in inputs")
     recipe_from_dict(recipe, recipe_base, where=where)  # steps, ops and parameters checked now
     return Composite(name=name, recipe=recipe, base=recipe_base, inputs=inputs, pairing=pairing)
+
+
+def _recipe_file(value: Any, base: Path, where: str) -> Path:
+    """The recipe file a composite's `recipe` names: a path relative to the release file
+    when that exists, else a shipped recipe by name (`"hardlight-pair"`, with or without
+    `.toml`: `scenes/composite/` of the checkout or of an installed wheel, `REPO_ROOT`), so
+    a release file copied anywhere still finds the shipped recipes."""
+    from .blender.addon import REPO_ROOT
+
+    shipped = REPO_ROOT / "scenes" / "composite"
+    names = ", ".join(sorted(p.stem for p in shipped.glob("*.toml")))
+    if not isinstance(value, str) or not value:
+        raise _bad(where, f"must be a recipe .toml path (relative to this file) or a shipped recipe: {names}")
+    path = (base / Path(value).expanduser()).resolve()
+    if path.exists():
+        return path
+    name = value.removesuffix(".toml")
+    if Path(value).name == value and (shipped / f"{name}.toml").is_file():
+        return shipped / f"{name}.toml"
+    raise _bad(
+        where,
+        f"{value!r} is neither a file relative to this release file ({path}) nor a shipped recipe; "
+        f"shipped recipes: {names}",
+    )
 
 
 def _scene(table: Mapping[str, Any], where: str) -> SceneVariant:
@@ -575,6 +606,8 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Rel
         try:
             jobs[mode] = pack_jobs(net, release.layers, release.clips_per_layer, release.seeds, mode)
             check_walk(net, jobs[mode], options)
+        except OptionError as exc:  # a [walk] or [pack] value this network cannot take
+            raise _option_error(where, exc) from None
         except UsageError as exc:
             raise _bad(f"{where} [pack]", str(exc)) from None
         for job in jobs[mode]:
@@ -658,9 +691,13 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Rel
                 )
                 scenes.append(SceneJobPlan(name, (h,) if c is None else (h, c), job, out / "renders" / stem))
 
+    from .estimate import _scene_look  # the size a scene renders at: its settings, else its preset's
+
     sources = {name: (clip.kind, clip.source, clip.folder) for name, clip in clips.items()}
+    frame_sizes = {name: clip.resolution for name, clip in clips.items()}  # each loop's frames
     for scene in scenes:
         sources[scene.name] = ("scene", scene.source, scene.renders)
+        frame_sizes[scene.name] = _scene_look(scene.job)[0]
     loops: list[Loop] = []
     taken: set[Path] = set()
     for i, delivery in enumerate(release.deliveries):
@@ -668,6 +705,10 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Rel
         for name in _match(delivery.loops, list(sources), f"{dwhere}.loops"):
             kind, source, folder = sources[name]
             for codec in delivery.codecs:
+                try:  # before any work: no codec takes every size (--size goes to 16384)
+                    check_size(codec, *frame_sizes[name])
+                except UsageError as exc:
+                    raise _bad(f"{dwhere}.codecs", f"loop {name}: {exc}") from None
                 path = out / "loops" / f"{_flat(name)}.{codec}{CODEC_SUFFIXES[codec][0]}"
                 if path in taken:
                     continue
@@ -805,12 +846,13 @@ STATE_NAME = ".irep3d-release-state.json"
 
 def _encode(plan: ReleasePlan, report: Progress) -> None:
     """Encode every loop whose file is missing or whose source changed since it was made,
-    several loops at once (one encoder thread each: see `irep3d.encode`)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from .encode import encode_clip
+    several loops at once (one encoder thread each: see `irep3d.encode`). A Ctrl-C or one
+    loop's failure stops them all within a frame (`irep3d.workers.run_all`)."""
+    from .encode import clean_stale_videos, encode_clip
+    from .workers import Checkpoint, run_all
 
     state_path = plan.out / "loops" / STATE_NAME
+    clean_stale_videos(state_path.parent)  # what a killed release left: temp videos, scratch folders
     try:
         state = json.loads(state_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -825,12 +867,18 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
             done += frames
             report("encode", done, total)
 
-    def make(loop: Loop) -> None:
+    def make(loop: Loop, checkpoint: Checkpoint) -> None:
+        checkpoint()
         key = loop.path.name
         fingerprint = _fingerprint(loop, plan.fps, plan.release.options.audio)
         if loop.path.is_file() and state.get(key) == fingerprint:
             advance(plan.frames)
             return
+
+        def frame_encoded(_done: int, _total: int) -> None:
+            advance(1)
+            checkpoint()  # stopping: the encoder is killed and its temp file removed
+
         encode_clip(
             loop.frames_dir,
             loop.path,
@@ -838,16 +886,14 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
             fps=plan.fps,
             quality=loop.quality,
             audio=plan.release.options.audio,  # an audio-driven walk: its track goes along
-            progress=lambda n, _total: advance(1),
+            progress=frame_encoded,
         )
         with lock:
             state[key] = fingerprint
             write_text(state_path, json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     report("encode", 0, total)
-    with ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1)) as pool:
-        for future in [pool.submit(make, loop) for loop in plan.loops]:
-            future.result()
+    run_all(make, plan.loops, workers=os.cpu_count() or 1)
 
 
 def _summarise(plan: ReleasePlan) -> Path:

@@ -36,12 +36,15 @@ _LABEL_SIZE = 12
 _TITLE_SIZE = 14
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    """Pillow's default font at `size` px (scalable since Pillow 10.1; bitmap before)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # old Pillow or no FreeType: the fixed bitmap font
-        return ImageFont.load_default()
+#: The labels' and titles' font, shipped with irep3d (package data; licence beside it).
+#: Pillow's built-in font has ASCII only (a title's "é" was a box), and a font looked up on
+#: the system would differ between machines, and so would the sheets' bytes.
+FONT = Path(__file__).resolve().parent / "fonts" / "DejaVuSans.ttf"
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans (`FONT`) at `size` px: Latin, Greek and Cyrillic, the same everywhere."""
+    return ImageFont.truetype(str(FONT), size)
 
 
 def sheet_size(channels: int, tile: int, columns: int | None = None, title: bool = False) -> tuple[int, int]:

@@ -228,13 +228,18 @@ def seed_sequences(seeds: list[int | str], clips: int, mode: str) -> list[list[i
     """Seeds for each of `clips` clips.
 
     - `"locked"`: every clip walks the same `seeds` (clips differ in layer or channels).
-    - `"unique"`: clip j walks `[s + j·len(seeds) for s in seeds]` (mod 2**32), so a range
-      continues naturally: `100-115` gives clip 0 seeds 100..115, clip 1 116..131, and so
-      on; every clip keeps the same shape of walk with fresh seeds. Keyframes that are not
-      seeds (rows of a keyframe file, "w3") stay where they are in every clip.
+    - `"unique"`: clip j (0-based) walks `[s + (j + 1)·n for s in seeds]` with n =
+      len(seeds) (mod 2**32): the range continues *past* the locked walk, so `100-115`
+      gives clip 0 seeds 116..131, clip 1 132..147, and so on. No unique clip walks the
+      locked sequence or another unique clip's (their offsets n, 2n, ... differ while
+      clips·n < 2**32, far beyond any pack), so a release with both modes never ships the
+      same loop twice (a unique clip01 that walked the locked seeds would equal the locked
+      clip01: same seeds, same channels). Every clip keeps the shape of the walk with
+      fresh seeds. Keyframes that are not seeds (rows of a keyframe file, "w3") stay where
+      they are in every clip, so a unique walk needs at least one seed.
 
     Raises:
-        UsageError: unknown mode, no seeds, or clips < 1.
+        UsageError: unknown mode, no seeds, clips < 1, or a unique walk with no seed to vary.
     """
     if mode not in SEED_MODES:
         raise UsageError(f"unknown seed mode {mode!r}: use one of {', '.join(SEED_MODES)}")
@@ -244,8 +249,13 @@ def seed_sequences(seeds: list[int | str], clips: int, mode: str) -> list[list[i
         raise UsageError("no seeds given: use seeds like 3,17,42 or 100-115")
     if mode == "locked":
         return [list(seeds) for _ in range(clips)]
+    if not any(isinstance(s, int) for s in seeds):
+        raise UsageError(
+            "unique seed sequences vary the seeds, and these keyframes are all keyframe-file rows (the same "
+            "in every clip): add a seed such as 0, or use locked"
+        )
     step = len(seeds)
-    return [[(s + j * step) % 2**32 if isinstance(s, int) else s for s in seeds] for j in range(clips)]
+    return [[(s + (j + 1) * step) % 2**32 if isinstance(s, int) else s for s in seeds] for j in range(clips)]
 
 
 # --------------------------------------------------------------------------- animated controls

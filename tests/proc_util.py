@@ -45,3 +45,54 @@ def stop_group(proc: subprocess.Popen) -> None:
             time.sleep(0.5)  # the group's other processes end after their leader
         except subprocess.TimeoutExpired:
             continue
+
+
+# The `irep3d` command as a user runs it in a terminal: Ctrl-C raises KeyboardInterrupt even
+# when the test runner was started with SIGINT ignored (a background job).
+_TERMINAL = (
+    "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from irep3d.cli import main; sys.argv[0] = 'irep3d'; main()"
+)
+TAG_VARIABLE = "IREP3D_TEST_TAG"
+
+
+def start_cli(*args: object, tag: str, cwd: Path | None = None) -> subprocess.Popen:
+    """Start the real `irep3d` process; every process it starts inherits `tag` in its
+    environment, so `tagged_processes(tag)` finds any it leaves behind."""
+    return subprocess.Popen(
+        [sys.executable, "-c", _TERMINAL, *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=dict(os.environ, **{TAG_VARIABLE: tag}),
+    )
+
+
+def tagged_processes(tag: str) -> list[tuple[int, str]]:
+    """(pid, command line) of every running process (zombies aside) whose environment holds `tag`."""
+    found = []
+    needle = f"{TAG_VARIABLE}={tag}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if needle not in (entry / "environ").read_bytes().split(b"\0"):
+                continue
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if state not in ("Z", "X"):
+            found.append((int(entry.name), command.strip()))
+    return found
+
+
+def wait_for(condition, seconds: float = 120, step: float = 0.02) -> bool:
+    """Poll `condition()` until it is true or `seconds` pass; whether it became true."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())

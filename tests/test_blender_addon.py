@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.blender_util import (
     ADDON_DIR,
@@ -443,22 +444,26 @@ def test_render_button_resumes_and_keeps_finished_frames(clip, addon, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     sc.render.filepath = str(out / "f_")
-    (out / "f_0002.png").write_bytes(b"finished")  # a frame already there is never rendered again
+    Image.new("RGB", (32, 24), (9, 9, 9)).save(out / "f_0002.png")  # finished: never rendered again
+    finished = (out / "f_0002.png").read_bytes()
     assert bpy.ops.irep3d.render_animation() == {"FINISHED"}
     assert sorted(p.name for p in out.iterdir()) == ["f_0001.png", "f_0002.png", "f_0003.png"]  # no temps
-    assert (out / "f_0002.png").read_bytes() == b"finished"
+    assert (out / "f_0002.png").read_bytes() == finished
     assert sc.render.filepath == str(out / "f_")  # the output path is left as it was
     first = bpy.data.images.load(str(out / "f_0001.png"))
     assert tuple(first.size) == (32, 24)
     bpy.data.images.remove(first)
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    (out / "f_0003.png").unlink()  # resume: only the missing frame again
+    whole = (out / "f_0003.png").read_bytes()
+    (out / "f_0003.png").write_bytes(whole[: len(whole) // 2])  # resume: a damaged frame again
     assert bpy.ops.irep3d.render_animation("INVOKE_DEFAULT") == {"FINISHED"}  # no window: at once
     assert sorted(p.name for p in out.iterdir()) == ["f_0001.png", "f_0002.png", "f_0003.png"]
     assert {n: out.joinpath(n).stat().st_mtime_ns for n in ("f_0001.png", "f_0002.png")} == {
         n: mtimes[n] for n in ("f_0001.png", "f_0002.png")
     }
+    again = (out / "f_0003.png").read_bytes()
+    assert len(again) > len(whole) // 2 and again.endswith(b"IEND\xaeB`\x82")  # rendered whole again
 
 
 def test_render_button_refuses_a_clip_with_missing_frames(clip, addon, tmp_path):

@@ -68,7 +68,7 @@ def test_maps_and_pack_walk_keyframes_from_a_file(tmp_path):
                  "--ws", str(tmp_path / "proj.npz"), "--seeds", "w1,4", "-k", "2", "--out", str(tmp_path / "p"))  # fmt: skip
     assert result.exit_code == 0, result.output
     pack = json.loads((tmp_path / "p" / "pack.json").read_text())
-    assert [c["seeds"] for c in pack["clips"]] == [["w1", 4], ["w1", 6]]
+    assert [c["seeds"] for c in pack["clips"]] == [["w1", 6], ["w1", 8]]  # rows stay, seeds continue past 4
 
 
 def test_maps_animated_controls_are_recorded(tmp_path):
@@ -128,7 +128,14 @@ def test_channels_and_preview(tmp_path):
         (["maps", MODEL, "--layer", "L99"], "unknown layer 'L99'; this network has: input, L0_36_64"),
         (["maps", MODEL, "--layer", "L3_52_64", "--channels", "1,2,64"], "has 64 channels"),
         (["maps", MODEL, "--layer", "L3_52_64", "--seeds", "3-x"], "bad seed spec"),
-        (["maps", MODEL, "--layer", "L3_52_64", "--norm", "wild"], "none, global, fixed, frame"),
+        (
+            ["maps", MODEL, "--layer", "L3_52_64", "--norm", "wild"],
+            "unknown --norm 'wild'; use one of: none, global",
+        ),
+        (["maps", MODEL, "--layer", "L3_52_64", "-k", "0"], "--frames-per-seed must be at least 1, not 0"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--fps", "0"], "--fps must be positive, not 0.0"),
+        (["pack", MODEL, "--layers", "L3_52_64", "--batch", "0"], "--batch must be at least 1, not 0"),
+        (["maps", MODEL, "--layer", "L3_52_64", "--psi", "x"], "bad --psi 'x': use a number"),
         (["maps", MODEL, "--layer", "L3_52_64", "--precision", "fp8"], "auto, fp32, fp16, bf16"),
         (
             ["maps", MODEL, "--layer", "L3_52_64", "--size", "1920x"],
@@ -149,10 +156,32 @@ def test_channels_and_preview(tmp_path):
         (["maps", "builtin:sg2-256", "--layer", "b8.conv0", "--rotate", "1"], "move StyleGAN3's input"),
         (["pack", MODEL, "--layers", "L3_52_64", "--clips-per-layer", "22"], "not enough for 22 clips"),
         (["pack", MODEL, "--layers", "L3_52_64", "--seeds-mode", "both"], "locked, unique"),
+        (
+            [
+                "pack",
+                MODEL,
+                "--layers",
+                "L3_52_64",
+                "--seeds-mode",
+                "unique",
+                "--seeds",
+                "w0",
+                "--ws",
+                "{npz}",
+            ],
+            "these keyframes are all keyframe-file rows",
+        ),
         (["preview", "/nonexistent/clip", "--out", "x.gif"], "/nonexistent/clip"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, needle):
+    if "{npz}" in args:
+        import numpy as np
+
+        from irep3d.generator import load_generator, seeds_to_ws
+
+        np.savez(tmp_path / "w.npz", w=seeds_to_ws(load_generator(MODEL, "cpu"), [8]).numpy())
+        args = [str(tmp_path / "w.npz") if a == "{npz}" else a for a in args]
     result = run(*args, *(["--out", str(tmp_path / "o")] if args[0] != "preview" else []))
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
@@ -198,3 +227,12 @@ def test_pack_shards_together_equal_the_whole(tmp_path):
 def test_bad_shard_is_one_line(tmp_path, shard):
     result = run("maps", MODEL, "--layer", "L3_52_64", "--out", str(tmp_path), "--shard", shard)
     assert result.exit_code == 2 and "use i/n" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["maps", "pack"])
+def test_help_shows_the_keyframe_shapes_in_square_brackets(command):
+    """rich reads `[n, num_ws, w_dim]` as a style tag: unescaped, `--help` showed `w  or , or z ;`."""
+    result = run(command, "--help")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.replace("│", " ").split())  # the help box's borders and line breaks
+    assert "one array w [n, num_ws, w_dim] or [n, w_dim], or z [n, z_dim]; --seeds names its rows" in text

@@ -149,3 +149,40 @@ def test_a_renamed_folder_finds_its_one_clip(tmp_path):
     write_exr(renamed / "other_00001.exr", np.zeros((4, 6, 3), np.float32))
     with pytest.raises(OutputError, match="several clips"):
         Clip(renamed).frames()
+
+
+def cut(path: Path, keep: float = 0.5) -> None:
+    """Cut a file short, as a full disk or a killed copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_a_damaged_frame_is_not_finished_and_is_named_when_read(tmp_path):
+    clip = Clip(tmp_path / "walk")
+    write_frames(clip, 6)
+    clip.write_manifest({"layer": "L7_148_64", "frames": 6, "complete": True})
+    cut(clip.frame_path(3))
+    clip.frame_path(5).write_bytes(b"not an EXR at all")
+    assert clip.finished(6) == {1, 2, 4, 6}  # a resumed run renders 3 and 5 again
+    with pytest.raises(OutputError) as caught:
+        clip.frames()
+    message = str(caught.value)
+    assert message.startswith(f"damaged frame {clip.frame_path(3)}, which is truncated")
+    assert "(and 1 more)" in message and "`irep3d maps`" in message
+
+
+@pytest.mark.parametrize(
+    ("manifest", "done"),
+    [({"frames": 6, "complete": False}, 4), ({"frames": 9, "complete": True}, 4)],
+    ids=["complete-false", "fewer-files-than-frames"],
+)
+def test_an_incomplete_clip_is_refused_naming_what_is_done(tmp_path, manifest, done):
+    clip = Clip(tmp_path / "walk")
+    write_frames(clip, 4)
+    clip.write_manifest({"recipe_fingerprint": "f00d", **manifest})
+    with pytest.raises(OutputError) as caught:
+        clip.frames()
+    assert str(caught.value) == (
+        f"clip {clip.path} is incomplete: {done} of its {manifest['frames']} frames are finished; "
+        "run the same `irep3d composite` (or `irep3d release`) command again to finish it"
+    )

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 from typer.testing import CliRunner
 
 from irep3d.cli import app
 from irep3d.clip import Clip
-from irep3d.encode import CODECS, encode_clip, srgb_oetf
+from irep3d.encode import CODECS, check_size, encode_clip, srgb_oetf
 from irep3d.errors import OutputError, UsageError
 from irep3d.exr_clip import write_exr
 
@@ -177,3 +180,115 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, codec, target, message):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output, result.output
+
+
+# --------------------------------------------------------------------------- sizes, tags, full disks
+
+
+@pytest.mark.parametrize(
+    ("codec", "size", "message"),
+    [
+        (
+            "h264",
+            (16385, 2),
+            "h264 cannot encode 16385x2 (padded to 16386x2) frames: at most 16384 px a side",
+        ),
+        ("h264", (2, 16386), "h264 cannot encode 2x16386 frames: at most 16384 px a side"),
+        ("prores", (65535, 2), "prores cannot encode 65535x2 (padded to 65536x2) frames: at most 65534 px"),
+        ("hap", (65533, 4), "hap cannot encode 65533x4 (padded to 65536x4) frames: at most 65532 px a side"),
+    ],
+)
+def test_a_size_the_codec_cannot_deliver_is_one_line_before_any_encoding(tmp_path, codec, size, message):
+    """Each codec's side limit (measured: see irep3d.encode), on the padded size, from the
+    first frame's header: a UsageError before an encoder starts or the output folder exists."""
+    width, height = size
+    clip = make_clip(
+        tmp_path / "wide", frames=lambda i: np.full((height, width, 3), 0.5, np.float32), count=2
+    )
+    out = tmp_path / "out" / f"wide{SUFFIX[codec]}"
+    with pytest.raises(UsageError) as error:
+        encode_clip(clip, out, codec)
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+    assert not out.parent.exists()  # nothing started
+
+
+@pytest.mark.parametrize(
+    ("codec", "width", "height", "ok"),
+    [
+        ("h264", 16384, 16128, True),  # encoded here: 6.2 GB, 16 s
+        ("h264", 16384, 16129, False),  # padded to 16130: FFmpeg's "Picture size ... is invalid"
+        ("h264", 16384, 16384, False),  # `--size 16384`: nothing delivers it
+        ("h264", 16254, 16254, True),
+        ("h264", 16255, 16255, False),
+        ("prores", 65534, 3960, True),
+        ("prores", 3960, 65534, True),
+        ("prores", 65534, 3962, False),
+        ("hap", 65532, 3960, True),
+        ("hap", 16252, 16252, True),
+        ("hap", 16253, 16253, False),  # padded to 16256
+    ],
+)
+def test_size_limits_are_the_measured_ones(codec, width, height, ok):
+    if ok:
+        check_size(codec, width, height)
+    else:
+        with pytest.raises(UsageError, match=rf"{codec} cannot encode {width}x{height} .*2\^28"):
+            check_size(codec, width, height)
+
+
+@pytest.mark.parametrize("name", ["tags.mp4", "tags.mov"])
+@pytest.mark.parametrize(("transfer", "trc"), [("srgb", ColorTrc.BT709), ("none", ColorTrc.UNSPECIFIED)])
+def test_h264_tags_matrix_primaries_transfer_and_range(tmp_path, name, transfer, trc):
+    """As the module says: BT.709 matrix and primaries, limited range, the BT.709 transfer
+    for sRGB-encoded light and "unspecified" for data; read back from the file."""
+    clip = make_clip(tmp_path / "grey", frames=lambda i: np.full((16, 16, 3), 0.2, np.float32), count=2)
+    out = encode_clip(clip, tmp_path / name, "h264", transfer=transfer)
+    with av.open(str(out)) as container:
+        context = container.streams.video[0].codec_context
+        tags = (context.colorspace, context.color_primaries, context.color_trc, context.color_range)
+    assert tags == (Colorspace.ITU709, ColorPrimaries.BT709, trc, ColorRange.MPEG)
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path, size: str = "4k"):
+    """A tmpfs of `size` mounted on `folder` (the tests run as root), unmounted after."""
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("codec", ["hap", "h264"])
+def test_a_full_disk_names_the_video_that_was_not_written(tmp_path, codec):
+    noise = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    clip = make_clip(tmp_path / "noise", frames=lambda i: np.roll(noise, i, axis=1), count=6)
+    with full_disk(tmp_path / "full") as full:
+        out = full / f"loop{SUFFIX[codec]}"
+        with pytest.raises(OutputError) as error:
+            encode_clip(clip, out, codec)
+        assert list(full.iterdir()) == []  # no temp, no half-written video
+    message = str(error.value)
+    assert message.startswith(f"cannot write {out}: ffmpeg ({codec}) failed"), message
+    assert message.endswith("No space left on device") and "\n" not in message and "@ 0x" not in message
+
+
+def test_a_release_sweeps_what_killed_encodes_left(tmp_path):
+    """Temp videos of processes that are gone, and the scratch folders earlier versions made,
+    are removed; a temp of a running process (another encode into the same folder) is not."""
+    from irep3d.encode import clean_stale_videos
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".a.h264.mp4.{dead.pid}-1.tmp.mp4"
+    running = tmp_path / f".b.prores.mov.{os.getpid()}-7.tmp.mov"
+    scratch = tmp_path / ".encode-k7er8w1q"
+    for path in (stale, running):
+        path.write_bytes(b"partial")
+    scratch.mkdir()
+    (scratch / "video.mp4").write_bytes(b"partial")
+    kept = tmp_path / "a.h264.mp4"
+    kept.write_bytes(b"a finished loop")
+    assert clean_stale_videos(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([running.name, kept.name])

@@ -330,32 +330,3 @@ def test_blender_chunks_of_several_scenes_equal_local_renders(two_scenes, tmp_pa
     assert png_pixels(tmp_path / "farm" / two_scenes[1].stem) == png_pixels(
         tmp_path / "local" / two_scenes[1].stem
     )
-
-
-def test_a_blender_process_dies_with_its_worker():
-    """Blender runs with PR_SET_PDEATHSIG: a worker killed mid-chunk leaves no render going."""
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    worker = subprocess.Popen(
-        [sys.executable, "-c", "from irep3d.blender.process import _run; "
-         "_run(['sh', '-c', 'echo $$; exec sleep 60'], on_line=lambda line: print(line, flush=True))"],
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    child = int(worker.stdout.readline())
-    os.kill(worker.pid, signal.SIGKILL)
-    worker.wait()
-
-    def alive() -> bool:
-        try:
-            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return False
-        return state not in ("Z", "X")  # a zombie is dead, only not yet reaped
-
-    deadline = time.monotonic() + 5
-    while alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(), "the child outlived the worker that started it"

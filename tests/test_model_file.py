@@ -8,11 +8,16 @@ constructor arguments, fails here.
 from __future__ import annotations
 
 import builtins
+import errno
 import json
 import os
 import pickle
 import re
+import stat
+import subprocess
 import sys
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +26,11 @@ import pytest
 import safetensors.torch
 import torch
 
-from irep3d.errors import ModelFileError, OutputError, UnsafeModelError
+from irep3d.errors import ArchitectureError, ModelFileError, OutputError, UnsafeModelError
 from irep3d.model_file import (
     ALLOWED_PICKLE_GLOBALS,
     NetworkSpec,
+    NonFiniteWeightsWarning,
     read_network,
     read_nvidia_pickle,
     read_safetensors,
@@ -396,6 +402,12 @@ def test_safetensors_overwrite_and_content_dispatch(sg3t: tuple, tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pkl", "weights.pkl"]
 
 
+def _full_disk(fd: int) -> None:
+    """Stands in for `os.fsync` on a disk that filled up under the write (NFS and quotas
+    report it at the flush)."""
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
 def test_safetensors_write_is_atomic(sg3t: tuple, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     meta, state = sg3t
     spec = read_network(write_nvidia_pickle(tmp_path / "a.pkl", meta["init_kwargs"], state))
@@ -403,12 +415,8 @@ def test_safetensors_write_is_atomic(sg3t: tuple, tmp_path: Path, monkeypatch: p
     write_safetensors(spec, out)
     before = out.read_bytes()
 
-    def failing_save(tensors: Any, filename: str, metadata: Any = None) -> None:
-        Path(filename).write_bytes(b"half a file")
-        raise RuntimeError("disk full")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
-    with pytest.raises(RuntimeError, match="disk full"):
+    monkeypatch.setattr(os, "fsync", _full_disk)
+    with pytest.raises(OutputError):
         write_safetensors(spec, out)
 
     assert out.read_bytes() == before  # the old file is untouched
@@ -425,13 +433,10 @@ def test_safetensors_write_failure_is_one_output_error(
     with pytest.raises(OutputError, match=r"cannot write .*file/net\.safetensors"):
         write_safetensors(spec, tmp_path / "file" / "net.safetensors")  # its folder is a file
 
-    def full_disk(tensors: Any, filename: str, metadata: Any = None) -> None:
-        Path(filename).write_bytes(b"half a file")
-        raise safetensors.SafetensorError("Error while serializing: I/O error: No space left on device")
-
-    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
-    with pytest.raises(OutputError, match=r"cannot write .*net\.safetensors: .*No space left"):
+    monkeypatch.setattr(os, "fsync", _full_disk)
+    with pytest.raises(OutputError, match=r"cannot write .*net\.safetensors: .*No space left") as info:
         write_safetensors(spec, tmp_path / "net.safetensors")
+    assert "\n" not in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pkl", "file"]
 
 
@@ -445,6 +450,11 @@ def test_safetensors_write_refuses_bad_spec(sg3t: tuple, tmp_path: Path) -> None
         write_safetensors(NetworkSpec("stylegan9", dict(meta["init_kwargs"]), tensors), out)
     with pytest.raises(ModelFileError, match="not a 'stylegan2'"):
         write_safetensors(NetworkSpec("stylegan2", dict(meta["init_kwargs"]), tensors), out)
+    wrong = dict(tensors, **{"synthesis.L2_36_32.weight": torch.zeros(3, 3, 3, 3)})
+    with pytest.raises(
+        ModelFileError, match=r"'synthesis\.L2_36_32\.weight' has shape .*nothing was written"
+    ):
+        write_safetensors(NetworkSpec("stylegan3", dict(meta["init_kwargs"]), wrong), out)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -467,6 +477,27 @@ def test_safetensors_of_a_newer_format_version(tmp_path: Path) -> None:
     assert "version" in str(_benign_error(path))
 
 
+def test_safetensors_whose_header_length_opens_like_a_pickle(sg3t: tuple, tmp_path: Path) -> None:
+    """The header length is a multiple of 8, so one file in 32 starts with 0x80, the byte
+    a pickle starts with; it is still read as the safetensors file it is."""
+    meta, state = sg3t
+    path = tmp_path / "net.safetensors"
+    for pad in range(0, 256, 8):
+        metadata = {
+            "format": "irep3d-network",
+            "format_version": "1",
+            "architecture": "stylegan3",
+            "init_kwargs": json.dumps(meta["init_kwargs"]),
+            "note": "x" * pad,
+        }
+        safetensors.torch.save_file(_tensors(state), str(path), metadata=metadata)
+        if path.read_bytes()[0] == 0x80:
+            break
+    assert path.read_bytes()[0] == 0x80
+    assert_matches(read_network(path), meta, state)
+    assert_matches(read_safetensors(path), meta, state)
+
+
 def test_truncated_safetensors(sg3t: tuple, tmp_path: Path) -> None:
     meta, state = sg3t
     spec = read_network(write_nvidia_pickle(tmp_path / "a.pkl", meta["init_kwargs"], state))
@@ -475,3 +506,165 @@ def test_truncated_safetensors(sg3t: tuple, tmp_path: Path) -> None:
     data = out.read_bytes()
     out.write_bytes(data[: len(data) // 2])
     _benign_error(out)
+
+
+# --------------------------------------------------------------------------------------
+# Weights that disagree with the configuration
+# --------------------------------------------------------------------------------------
+
+
+def _tensors(state: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {key: torch.from_numpy(value.copy()) for key, value in state.items()}
+
+
+def _edited_safetensors(path: Path, tensors: dict[str, torch.Tensor], init_kwargs: dict[str, Any]) -> Path:
+    """A file with irep3d's metadata around whatever weights and configuration it is given:
+    what a damaged or hand-edited .safetensors looks like."""
+    metadata = {
+        "format": "irep3d-network",
+        "format_version": "1",
+        "architecture": "stylegan3",
+        "init_kwargs": json.dumps(init_kwargs),
+    }
+    safetensors.torch.save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pickle"])
+def test_weight_of_the_wrong_shape_is_refused(sg3t: tuple, tmp_path: Path, fmt: str) -> None:
+    meta, state = sg3t
+    tensors = _tensors(state)
+    tensors["synthesis.L2_36_32.weight"] = torch.zeros(3, 3, 3, 3)
+    if fmt == "safetensors":
+        path = _edited_safetensors(tmp_path / "net.safetensors", tensors, meta["init_kwargs"])
+    else:
+        path = write_nvidia_pickle(tmp_path / "net.pkl", meta["init_kwargs"], tensors)
+
+    message = str(_benign_error(path))
+
+    assert "'synthesis.L2_36_32.weight' has shape [3, 3, 3, 3], the network's is [32, 32, 3, 3]" in message
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        ("drop", "'synthesis.L2_36_32.bias' (shape [32]) is missing"),
+        ("add", "'synthesis.L2_36_32.extra' (shape [2, 2]) is not a weight of that network"),
+    ],
+)
+def test_missing_or_extra_weight_is_refused(sg3t: tuple, tmp_path: Path, edit: str, needle: str) -> None:
+    meta, state = sg3t
+    tensors = _tensors(state)
+    if edit == "drop":
+        del tensors["synthesis.L2_36_32.bias"]
+    else:
+        tensors["synthesis.L2_36_32.extra"] = torch.zeros(2, 2)
+    path = _edited_safetensors(tmp_path / "net.safetensors", tensors, meta["init_kwargs"])
+    assert needle in str(_benign_error(path))
+
+
+def test_metadata_asking_for_a_huge_network_is_refused_without_building_it(
+    sg3t: tuple, tmp_path: Path
+) -> None:
+    """A small file whose metadata describes a network of many GB: refused from the header,
+    in a process that could not even hold that network (its address space capped at 2 GiB)."""
+    meta, state = sg3t
+    huge = dict(meta["init_kwargs"], channel_base=2**24, channel_max=2**16, img_resolution=4096)
+    path = _edited_safetensors(tmp_path / "huge.safetensors", _tensors(state), huge)
+    assert path.stat().st_size < 2**20
+    capped = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+        "from irep3d.cli import main\n"
+        "sys.argv = ['irep3d', 'layers', sys.argv[1]]\n"
+        "main()\n"
+    )
+
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", capped, str(path)], capture_output=True, text=True, timeout=120
+    )
+
+    assert time.monotonic() - started < 60
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "'synthesis.input.weight' has shape [32, 32], the network's is [65536, 65536]" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (
+            {"channel_max": 2**40},
+            "channel_max is 1099511627776; irep3d builds networks with channel_max from 1 to 65536",
+        ),
+        ({"img_resolution": 1e300}, "img_resolution is 1e+300"),
+        ({"mapping_kwargs": {"num_layers": 10**6}}, "mapping_kwargs.num_layers is 1000000"),
+        ({"first_stopband": float("nan")}, "first_stopband is nan"),
+        ({"num_layers": 2, "num_critical": 2}, "num_critical (2) is not below its num_layers (2)"),
+        ({"img_channels": "three"}, "img_channels is 'three'"),
+    ],
+)
+def test_absurd_configuration_values_are_refused_before_building(
+    sg3t: tuple, tmp_path: Path, change: dict[str, Any], needle: str
+) -> None:
+    meta, state = sg3t
+    kwargs = dict(meta["init_kwargs"], **change)
+    path = _edited_safetensors(tmp_path / "net.safetensors", _tensors(state), kwargs)
+    assert needle in str(_benign_error(path))
+
+
+def test_configuration_with_an_unknown_option_is_refused(sg3t: tuple, tmp_path: Path) -> None:
+    meta, state = sg3t
+    kwargs = dict(meta["init_kwargs"], warp_drive=True)
+    path = _edited_safetensors(tmp_path / "net.safetensors", _tensors(state), kwargs)
+    with pytest.raises(ArchitectureError, match="warp_drive") as info:
+        read_network(path)
+    assert_one_line_error(info.value, path)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pickle"])
+def test_non_finite_weights_give_one_warning(sg3t: tuple, tmp_path: Path, fmt: str) -> None:
+    meta, state = sg3t
+    tensors = _tensors(state)
+    tensors["synthesis.L2_36_32.weight"][0, 0, 0, 0] = float("nan")
+    tensors["synthesis.L3_36_32.weight"][:] = float("nan")
+    tensors["mapping.fc0.weight"][1, 1] = float("inf")
+    if fmt == "safetensors":
+        path = _edited_safetensors(tmp_path / "net.safetensors", tensors, meta["init_kwargs"])
+    else:
+        path = write_nvidia_pickle(tmp_path / "net.pkl", meta["init_kwargs"], tensors)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        spec = read_network(path)
+
+    assert [w.category for w in caught] == [NonFiniteWeightsWarning]
+    message = str(caught[0].message)
+    assert path.name in message and "\n" not in message
+    assert "3 of its 114 weights hold NaN or infinite values" in message
+    assert torch.isnan(spec.state_dict["synthesis.L3_36_32.weight"]).all()  # loaded as they are
+
+
+def test_finite_weights_give_no_warning(sg3t: tuple, tmp_path: Path) -> None:
+    meta, state = sg3t
+    path = _edited_safetensors(tmp_path / "net.safetensors", _tensors(state), meta["init_kwargs"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_matches(read_network(path), meta, state)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])
+def test_safetensors_file_gets_the_mode_the_umask_gives(sg3t: tuple, tmp_path: Path, umask: int) -> None:
+    """Like any file a user creates (a farm's nodes read it from shared storage), not 0o600."""
+    meta, state = sg3t
+    spec = read_network(write_nvidia_pickle(tmp_path / "a.pkl", meta["init_kwargs"], state))
+    out = tmp_path / "net.safetensors"
+    previous = os.umask(umask)
+    try:
+        write_safetensors(spec, out)
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.pkl", "net.safetensors"]

@@ -127,7 +127,7 @@ def ffmpeg_frames(path: Path) -> int:
         (("clips_per_layer = 1", "clips_per_layer = 30"), "not enough for 30 clips"),
         (('seeds = "0-1"', 'seeds = "1-x"'), "[walk].seeds"),
         (("description", "descrption"), "unknown key 'descrption'"),
-        (("fps = 12.0", 'fps = 12.0\npsi = "0.5:3"'), "[walk]/[pack]: bad --psi"),
+        (("fps = 12.0", 'fps = 12.0\npsi = "0.5:3"'), "rel.toml [walk].psi: bad psi '0.5:3': a ψ sweep runs"),
         (
             ("samples = 1", 'samples = 1\nformat = "video"'),
             "[[scenes]] #1.format: 'video' does not fit a release: its scenes render frames, which "
@@ -139,7 +139,7 @@ def ffmpeg_frames(path: Path) -> int:
         ),
         (
             (f'recipe = "{RECIPES / "hardlight-pair.toml"}"', 'recipe = "nowhere.toml"'),
-            ".recipe: recipe ",  # ... nowhere.toml does not exist
+            ".recipe: 'nowhere.toml' is neither a file relative to this release file (",
         ),
         (("[walk]", "[walk\n"), "is not valid TOML"),
     ],
@@ -162,6 +162,103 @@ def test_an_unknown_preset_names_the_key_and_the_presets(tmp_path):
     result = runner.invoke(app, ["release", str(write(tmp_path, text)), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2
     assert "[[scenes]] #2.presets" in result.output and "edge-point-light" in result.output
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "expected"),
+    [
+        ("[walk]", "frames_per_seed = 0", "[walk].frames_per_seed: must be at least 1, not 0"),
+        ("[walk]", 'psi = "0.5:2.5"', "[walk].psi: bad psi '0.5:2.5': a ψ sweep runs within [0, 2]"),
+        ("[walk]", "fps = 0.0", "[walk].fps: must be positive, not 0.0"),
+        ("[walk]", 'mix_layers = "3-"', "[walk].mix_layers: needs mix_seeds (the second walk those layers"),
+        ("[pack]", 'size = "0x5"', "[pack].size: bad size '0x5': use SIZE or WIDTHxHEIGHT"),
+        (
+            "[pack]",
+            'norm = "loud"',
+            "[pack].norm: unknown value 'loud'; use one of: none, global, fixed, frame",
+        ),
+        ("[pack]", "batch = 0", "[pack].batch: must be at least 1, not 0"),
+        ("[pack]", 'compression = "lzma"', "[pack].compression: unknown EXR compression 'lzma'; use one of"),
+    ],
+)
+def test_a_bad_option_names_its_key_in_its_table_not_the_flag(tmp_path, table, line, expected):
+    """A release user writes `frames_per_seed` in [walk], not `--frames-per-seed`: the error
+    says the table and key (the CLI's own message still names the flag)."""
+    text = "\n".join(x for x in SMALL.splitlines() if x.split(" = ")[0] != line.split(" = ")[0])
+    path = write(tmp_path, text.replace(table, f"{table}\n{line}", 1))
+    with pytest.raises(UsageError) as caught:
+        load_release(path)
+    assert str(caught.value).startswith(f"rel.toml {expected}")
+    assert "--" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("cutoff = 99", "[walk].cutoff: must be from 1 to 16 (this network's number of ws), not 99"),
+        ("class = 1", "[walk].class: needs a conditional network; this one has no classes"),
+        (
+            'mix_seeds = "5,6"\nmix_layers = "3-40"',
+            "[walk].mix_layers: mix_layers 3-40 is out of range: this network has ws 0-15",
+        ),
+    ],
+)
+def test_an_option_the_network_refuses_names_its_key(tmp_path, line, expected):
+    """Checked against the network (plan_release), still said of the release file's key."""
+    path = write(tmp_path, SMALL.replace("[walk]", f"[walk]\n{line}", 1))
+    net = load_generator("builtin:sg3t-256", "cpu")
+    with pytest.raises(UsageError) as caught:
+        plan_release(load_release(path), tmp_path / "out", net)
+    assert str(caught.value).startswith(f"rel.toml {expected}"), str(caught.value)
+    assert "--" not in str(caught.value)
+
+
+def test_a_copied_release_file_finds_the_shipped_recipes_by_name(tmp_path):
+    """demo.toml copied anywhere, alone: `recipe = "hardlight-pair"` names a shipped recipe
+    (a path relative to the shipped file, `../composite/...`, found nothing there)."""
+    copy = Path(shutil.copy(ROOT / "scenes" / "release" / "demo.toml", tmp_path / "demo.toml"))
+    release = load_release(copy)
+    (composite,) = release.composites
+    assert composite.base == RECIPES.resolve()
+    plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
+    assert [name for name in plan.clips if name.startswith("comp/")] == [
+        "comp/hardlight_01",
+        "comp/hardlight_02",
+    ]
+
+
+def test_a_recipe_file_next_to_the_release_wins_over_a_shipped_name(tmp_path):
+    mine = (RECIPES / "hardlight-pair.toml").read_text().replace('"hard-light"', '"add"')
+    (tmp_path / "hardlight-pair.toml").write_text(mine, encoding="utf-8")
+    text = SMALL.replace(f'"{RECIPES / "hardlight-pair.toml"}"', '"hardlight-pair.toml"', 1)
+    (composite,) = load_release(write(tmp_path, text)).composites
+    assert composite.base == tmp_path.resolve() and composite.recipe["steps"][0]["mode"] == "add"
+    (composite,) = load_release(
+        write(tmp_path, text.replace('"hardlight-pair.toml"', '"hardlight-pair"'))
+    ).composites
+    assert composite.base == RECIPES.resolve() and composite.recipe["steps"][0]["mode"] == "hard-light"
+
+
+def test_an_unknown_recipe_lists_the_shipped_recipes(tmp_path):
+    text = SMALL.replace(f'"{RECIPES / "hardlight-pair.toml"}"', '"hardlite"', 1)
+    with pytest.raises(UsageError) as caught:
+        load_release(write(tmp_path, text))
+    message = str(caught.value)
+    assert message.startswith("rel.toml [[composites]] #1.recipe: 'hardlite' is neither a file relative")
+    assert message.endswith(
+        "shipped recipes: difference-pixelsort, hardlight-pair, key-glow, softlight-stack"
+    )
+
+
+def test_a_release_in_both_modes_walks_no_clip_twice(tmp_path):
+    """Locked clips of a layer share a walk and differ in channels; a unique clip that walked
+    the locked seeds would get the locked clip01's channels too: the same loop twice."""
+    release = load_release(write(tmp_path, SMALL.replace("clips_per_layer = 1", "clips_per_layer = 3")))
+    plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
+    locked = {(job.layer, tuple(job.seeds)) for job in plan.jobs["locked"]}
+    unique = [(job.layer, tuple(job.seeds)) for job in plan.jobs["unique"]]
+    assert len(locked) == 2 and len(unique) == len(set(unique)) == 6
+    assert not locked & set(unique)
 
 
 # --------------------------------------------------------------------------- plans and dry runs
@@ -190,8 +287,9 @@ def test_plan_names_every_clip_composite_and_loop(tmp_path):
         ("unique/L3_52_64_clip01", "h264"),
         ("unique/L5_84_64_clip01", "h264"),
     ]
-    # locked: one walk for both clips; unique: a walk a clip (seeds 0-1, then 2-3).
-    assert [j.seeds for j in plan.jobs["unique"]] == [[0, 1], [2, 3]]
+    # locked: one walk for both clips; unique: a walk a clip, past the locked seeds 0-1.
+    assert [j.seeds for j in plan.jobs["locked"]] == [[0, 1], [0, 1]]
+    assert [j.seeds for j in plan.jobs["unique"]] == [[2, 3], [4, 5]]
     counts = count_release(plan, batch=4)
     assert (counts.clips, counts.walks) == (4, 3)
     assert counts.network_frames == 3 * (6 + 2)  # 6 frames + 2 keyframes to choose channels, a walk
@@ -280,6 +378,8 @@ def test_release_makes_every_loop_and_a_rerun_touches_nothing(tmp_path):
     assert len(list((out / "renders").glob("*/frame_*.png"))) == 6
     assert kinds["comp/hl_01"] == ("composite", ["locked/L3_52_64_clip01", "locked/L5_84_64_clip01"])
     assert kinds["locked/L3_52_64_clip01"] == ("maps", [])
+    maps_loops = [loop["sha256"] for loop in loops if loop["kind"] == "maps" and loop["codec"] == "h264"]
+    assert len(set(maps_loops)) == len(maps_loops) == 4  # no loop shipped twice (locked and unique clip01)
     assert json.loads((out / "maps" / "locked" / "pack.json").read_text())["seeds_mode"] == "locked"
     sheet = Image.open(out / "contact.png")
     assert sheet.size == (3 * 192 + 2 * 2, 24 + 2 * (192 + 18) + 2)  # 6 loops: 3 x 2 thumbnails
@@ -365,3 +465,53 @@ codecs = ["h264"]
     assert clip["loop"] is False and clip["audio_speed"] == 4.0
     with av.open(str(out / loop["path"])) as container:
         assert len(container.streams.audio) == 1
+
+
+# --------------------------------------------------------------------------- sizes no codec delivers
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (  # [pack].size: every pack clip 16384x16384, past FFmpeg's frame limit for all codecs
+            ("size = 64", "size = 16384"),
+            "[[deliveries]] #1.codecs: loop locked/L3_52_64_clip01: h264 cannot encode 16384x16384 frames",
+        ),
+        (  # a composite's size
+            ("size = 64\ninputs", 'size = "16384x16200"\ninputs'),
+            "[[deliveries]] #1.codecs: loop comp/hl_01: h264 cannot encode 16384x16200 frames: FFmpeg takes "
+            "(width + 128) x (height + 128) < 2^28, at most 16254x16254",
+        ),
+        (  # a scene's render resolution (HAP pads 18 to 20)
+            ("resolution = [48, 28]", "resolution = [65530, 18]"),
+            "[[deliveries]] #1.codecs: loop scene/locked-L5_84_64_clip01__edge-point-light__colour-comp-hl_01: "
+            "h264 cannot encode 65530x18 frames: at most 16384 px a side",
+        ),
+        (  # the padded size counts: h264 takes 16254x16254, HAP pads it to 16256x16256
+            ("resolution = [48, 28]", "resolution = [16254, 16253]"),
+            "[[deliveries]] #1.codecs: loop scene/locked-L5_84_64_clip01__edge-point-light__colour-comp-hl_01: "
+            "hap cannot encode 16254x16253 (padded to 16256x16256) frames",
+        ),
+    ],
+)
+@pytest.mark.parametrize("via", ["plan", "dry run"])
+def test_a_size_no_codec_delivers_is_refused_before_any_work(tmp_path, change, expected, via):
+    """Each loop's frame size (pack clip, composite, scene render) against each of its codecs'
+    limits (irep3d.encode.check_size), in the plan that a release and its dry run both make
+    before any work (checked on the plan itself, so that a regression cannot start a
+    16384-pixel release here)."""
+    text = SMALL.replace(*change, 1)
+    assert text != SMALL
+    out = tmp_path / "out"
+    if via == "plan":
+        release = load_release(write(tmp_path, text))
+        with pytest.raises(UsageError) as error:
+            plan_release(release, out, load_generator(release.model, "cpu"))
+        message = str(error.value)
+    else:
+        result = runner.invoke(app, ["release", str(write(tmp_path, text)), "--out", str(out), "--dry-run"])
+        assert result.exit_code == 2, result.output
+        assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+        message = " ".join(result.output.split())
+    assert expected in message, message
+    assert not out.exists()  # nothing started

@@ -136,3 +136,22 @@ def test_sheet_rejects_bad_input(tmp_path):
     with pytest.raises(UsageError, match=r"\.png"):
         contact_sheet(torch.zeros(3, 8, 8), "L7", tmp_path / "a.jpg")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("letter", "plain"), [("é", "e"), ("ü", "u"), ("ø", "o")])
+def test_titles_draw_accented_letters_not_boxes(tmp_path, letter, plain):
+    """Pillow's built-in font has ASCII only: "é" came out as the same box as a character
+    no font has. The sheets' font draws the letter, accent and all."""
+    acts = _acts(channels=4, size=8)
+
+    def title(text: str) -> np.ndarray:
+        out = contact_sheet(
+            acts, "L0", tmp_path / f"{len(list(tmp_path.iterdir()))}.png", tile=64, title=text
+        )
+        return np.asarray(Image.open(out))[:TITLE_HEIGHT]
+
+    box = title("x\U0010fffd")  # a private-use code point: the missing-glyph box
+    drawn = title("x" + letter)
+    assert (title("x" + plain) != box).any()  # the font is in use at all
+    assert (drawn != box).any(), f"{letter!r} is drawn as a box"
+    assert (drawn != title("x" + plain)).any(), f"{letter!r} is drawn as {plain!r}"

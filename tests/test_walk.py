@@ -190,14 +190,35 @@ def test_seed_sequences():
     locked = seed_sequences(seeds, 3, "locked")
     assert locked == [seeds] * 3
     unique = seed_sequences(seeds, 3, "unique")
-    assert unique[0] == seeds
-    assert unique[1] == list(range(116, 132))
-    assert unique[2] == list(range(132, 148))
-    assert seed_sequences([MAX_SEED, 1], 2, "unique")[1] == [1, 3]
+    assert unique[0] == list(range(116, 132))  # the range continues past the locked walk
+    assert unique[1] == list(range(132, 148))
+    assert unique[2] == list(range(148, 164))
+    assert seed_sequences([MAX_SEED, 1], 2, "unique") == [[1, 3], [3, 5]]  # mod 2**32
     with pytest.raises(UsageError, match="locked, unique"):
         seed_sequences(seeds, 2, "random")
     with pytest.raises(UsageError):
         seed_sequences(seeds, 0, "locked")
+
+
+@pytest.mark.parametrize("seeds", [[0], [7, 3, 7], ["w1", 4], list(range(16)), [MAX_SEED, 0, 5]])
+def test_no_unique_sequence_is_the_locked_one_or_another(seeds):
+    """A release with both modes walks locked and unique clips from one spec: no unique clip
+    may walk the locked seeds (its clip01 would equal the locked clip01) or another's."""
+    (locked,) = seed_sequences(seeds, 1, "locked")
+    unique = seed_sequences(seeds, 40, "unique")
+    walks = [tuple(locked), *map(tuple, unique)]
+    assert len(set(walks)) == len(walks) == 41
+    assert all(
+        isinstance(s, str) == isinstance(k, str) for seq in unique for s, k in zip(seq, seeds, strict=True)
+    )
+
+
+def test_unique_sequences_need_a_seed_to_vary():
+    """Keyframe-file rows stay put in every clip: rows alone would make every unique clip the
+    locked one."""
+    assert seed_sequences(["w0", "w1"], 2, "locked") == [["w0", "w1"]] * 2
+    with pytest.raises(UsageError, match=r"keyframe-file rows .* add a seed such as 0, or use locked"):
+        seed_sequences(["w0", "w1"], 2, "unique")
 
 
 # --------------------------------------------------------------------------- animated controls

@@ -25,6 +25,10 @@ from .process import _bpy_tools_dir, _run, find_blender
 
 #: The add-on's script that runs every Blender job (`blender_addon/jobs.py`).
 JOBS_SCRIPT = "jobs.py"
+#: irep3d's standard-library modules the add-on uses. In a checkout it imports irep3d's own;
+#: the extension zip (`build_addon_zip`) and a wheel's `share/irep3d/blender_addon/`
+#: (pyproject's data-files) carry copies, since a Blender without irep3d runs the add-on.
+VENDORED = ("integrity.py",)
 
 
 def _data_root() -> Path:
@@ -88,6 +92,8 @@ def build_addon_zip(out: str | os.PathLike[str] = "irep3d_blender.zip") -> Path:
     with tempfile.TemporaryDirectory(prefix="irep3d-addon-") as tmp:
         stage = Path(tmp) / "irep3d_blender"
         shutil.copytree(source, stage, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+        for name in VENDORED:
+            shutil.copy2(Path(__file__).resolve().parents[1] / name, stage / name)
         presets = stage / "presets"
         presets.mkdir(exist_ok=True)
         for toml in sorted((REPO_ROOT / "scenes").glob("*.toml")):

@@ -8,13 +8,19 @@ open file, one scene context) and may crash, and neither should touch the caller
 process dies with its parent (a farm worker killed mid-task leaves no Blender rendering
 on), and Ctrl-C stops it.
 
+No Python runs in the child between fork and exec (no `preexec_fn`): with threads about,
+that is unsafe, and a Ctrl-C landing in CPython's at-fork handlers is swallowed there and
+can leave a lock held (a release then deadlocked once its encoder threads started). The
+child gets its own session (`start_new_session`: the terminal's Ctrl-C reaches irep3d, which
+stops the child itself), and on Linux util-linux's `setpriv --pdeathsig KILL` execs the
+command with the kernel's parent-death signal set, so no code of ours runs in the child.
+
 Any failure becomes one `BlenderError` line (`_error_line`): the job's `IREP3D_ERROR`
 message, or else the last meaningful line of Blender's output, never a traceback.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
@@ -104,17 +110,15 @@ def _error_line(lines: Sequence[str], code: int) -> str:
     return f"Blender failed with exit code {code} and no output"
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: on Linux, be killed when the process that started us dies
-    (a farm worker killed mid-task must not leave Blender rendering on). Elsewhere a no-op."""
+def _with_parent_death(command: Sequence[str]) -> list[str]:
+    """`command`, run so that the kernel kills it when the process that started it dies (a
+    farm worker killed mid-task must not leave Blender rendering on): on Linux through
+    util-linux's `setpriv --pdeathsig KILL`, which sets the signal and execs the command;
+    elsewhere, or without setpriv, the command as it is."""
     if sys.platform != "linux":
-        return
-    import ctypes
-    import signal
-
-    with contextlib.suppress(OSError, AttributeError):
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        return list(command)
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else list(command)
 
 
 def _run(command: Sequence[str], on_line: Callable[[str], None] | None = None) -> list[str]:
@@ -126,7 +130,7 @@ def _run(command: Sequence[str], on_line: Callable[[str], None] | None = None) -
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     try:
         proc = subprocess.Popen(
-            list(command),
+            _with_parent_death(command),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -135,7 +139,6 @@ def _run(command: Sequence[str], on_line: Callable[[str], None] | None = None) -
             bufsize=1,
             env=env,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the child ourselves
-            preexec_fn=_die_with_parent,
         )
     except OSError as exc:
         raise BlenderError(f"cannot start {command[0]}: {exc.strerror or exc}") from None

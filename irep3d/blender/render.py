@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BlenderError, OutputError, UsageError
+from ..integrity import first_damage
 from ..shards import check_shard
 from .addon import _run_job
 from .process import find_blender
@@ -77,7 +78,8 @@ def frame_file_name(frame: int, ext: str = ".png") -> str:
 
 def rendered_frames(folder: str | os.PathLike[str]) -> list[Path] | None:
     """The frames a render wrote into `folder` (`frame_00001.png`, ...), in order, or None
-    when it holds none. The numbers must run on with no gap (OutputError)."""
+    when it holds none. The numbers must run on with no gap, and every frame must be a
+    whole file (`irep3d.integrity`): OutputError, naming the frame, otherwise."""
     try:
         names = [e.name for e in os.scandir(folder) if e.is_file()]
     except OSError as exc:
@@ -91,7 +93,14 @@ def rendered_frames(folder: str | os.PathLike[str]) -> list[Path] | None:
         raise OutputError(
             f"{folder} is missing rendered frame {gap} (frames {first}-{last} must all be there)"
         )
-    return [Path(folder) / found[n] for n in range(first, last + 1)]
+    paths = [Path(folder) / found[n] for n in range(first, last + 1)]
+    damage = first_damage(paths)
+    if damage:
+        raise OutputError(
+            f"damaged rendered frame {damage}; run the same `irep3d blender render` command again: "
+            "it renders damaged frames anew"
+        )
+    return paths
 
 
 def check_frame_range(frames: tuple[int, int]) -> tuple[int, int]:

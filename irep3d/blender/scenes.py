@@ -344,6 +344,7 @@ def _run_builds(
                 "preset": str(item.job.preset),
                 "settings": item.settings,
                 "blend": str(temp),
+                "final": str(item.blend),
             }
             for item, temp in zip(planned, temps, strict=True)
         ],

@@ -2,7 +2,8 @@
 
 Every command lives in the module of its group and imports heavy modules (torch) inside
 the command, so `irep3d --help` stays fast. Known errors are mapped in one place
-(`_common.reports_errors`): an `Irep3dError` becomes one line on stderr and exit code 2.
+(`_common.reports_errors`): an `Irep3dError` becomes one line on stderr and exit code 2, a
+Ctrl-C one line ("interrupted; run the same command again to resume") and exit code 130.
 """
 
 from __future__ import annotations

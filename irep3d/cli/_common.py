@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -30,7 +31,8 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 ModelArg = Annotated[
     str,
     typer.Argument(
-        help="Network: an NVIDIA .pkl, an irep3d .safetensors, or builtin:NAME (see `irep3d models`).",
+        help="Network: an NVIDIA .pkl, an irep3d .safetensors, builtin:NAME (small, random weights) "
+        "or released:NAME (NVIDIA's released configurations, random weights); see `irep3d models`.",
         show_default=False,
     ),
 ]
@@ -110,21 +112,42 @@ def farm_address(address: str | None, shard: str = "0/1") -> str | None:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def reports_errors(fn: F) -> F:
-    """Turn an Irep3dError into one red line on stderr and exit code 2, never a traceback.
+def _warning_line(message: Warning | str, *_: object, **__: object) -> None:
+    """Show a warning (`irep3d.errors.Irep3dWarning`, or a library's) as one yellow line."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(str(message))}", markup=True)
 
+
+#: The exit code of a command stopped by Ctrl-C (128 + SIGINT, what shells report).
+INTERRUPTED_EXIT = 130
+INTERRUPTED_LINE = "interrupted; run the same command again to resume"
+
+
+def reports_errors(fn: F) -> F:
+    """Turn an Irep3dError into one red line on stderr and exit code 2, never a traceback;
+    Ctrl-C into one line and exit code 130; a warning into one yellow line.
+
+    Every command writes atomically and resumes, so a Ctrl-C loses at most the frames in
+    flight: the library stops its threads and child processes on the way out (Blender and
+    ffmpeg are killed, temp files removed), and the line says how to go on.
     IREP3D_DEBUG=1 lets the exception through, traceback and all.
     """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_line
+                return fn(*args, **kwargs)
         except Irep3dError as exc:
             if os.environ.get("IREP3D_DEBUG"):
                 raise
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)  # shapes like [n, 512]
             raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            if os.environ.get("IREP3D_DEBUG"):
+                raise
+            err_console.print(f"[bold yellow]{INTERRUPTED_LINE}[/]", markup=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -44,8 +44,9 @@ WsOpt = Annotated[
     Path | None,
     typer.Option(
         "--ws",
-        help="Keyframes from a .npz (e.g. a projector's): one array w [n, num_ws, w_dim] or [n, w_dim], "
-        "or z [n, z_dim]; --seeds names its rows w0, w1, ...",
+        # escaped: rich reads [n, ...] as a style tag and drops it from --help
+        help="Keyframes from a .npz (e.g. a projector's): one array w \\[n, num_ws, w_dim] or \\[n, w_dim], "
+        "or z \\[n, z_dim]; --seeds names its rows w0, w1, ...",
         show_default=False,
     ),
 ]
@@ -297,7 +298,11 @@ def pack(
     ] = 8,
     seeds_mode: Annotated[
         str,
-        typer.Option("--seeds-mode", help="locked: one seed sequence for all clips; unique: one per clip."),
+        typer.Option(
+            "--seeds-mode",
+            help="locked: one seed sequence for all clips; unique: one per clip, the seeds continued past "
+            "the locked sequence (--seeds 0-3: the first clip walks 4-7, the next 8-11, ...).",
+        ),
     ] = "locked",
     seeds: SeedsOpt = None,
     ws: WsOpt = None,

@@ -51,15 +51,26 @@ def convert(
 
 
 def models() -> None:
-    """List the built-in models (random weights, real architecture; no download needed)."""
-    from ..generator import BUILTIN_MODELS
+    """List the models that need no file: built-in models (small, random weights) and NVIDIA's
+    released configurations (random weights, the released layers, shapes and cost)."""
+    from ..generator import BUILTIN_MODELS, BUILTIN_PREFIX, RELEASED_MODELS, RELEASED_PREFIX
 
-    table = Table(title="built-in models")
+    table = Table(
+        title="models that need no download",
+        caption=f"{BUILTIN_PREFIX}NAME: small and fast, for demos and tests. {RELEASED_PREFIX}NAME: "
+        "NVIDIA's released configurations with random weights (the real layer names, shapes and "
+        "cost), for dry runs and benchmarks without the .pkl.",
+    )
     table.add_column("name")
     table.add_column("architecture")
     table.add_column("description")
     for name, entry in BUILTIN_MODELS.items():
-        table.add_row(f"builtin:{name}", entry.architecture, entry.description)
+        table.add_row(BUILTIN_PREFIX + name, entry.architecture, entry.description)
+    for name, (architecture, options) in RELEASED_MODELS.items():
+        settings = ", ".join(f"{key}={value}" for key, value in options.items() if key != "mapping_kwargs")
+        table.add_row(
+            RELEASED_PREFIX + name, architecture, f"NVIDIA's released layout ({settings}), random weights"
+        )
     console.print(table)
 
 

@@ -252,7 +252,9 @@ def design_lowpass_filter(
         h = c * np.sinc(c * m) * window
         return torch.as_tensor(h / h.sum(), dtype=torch.float32)
     t = (np.arange(numtaps) - (numtaps - 1) / 2) / fs
-    r = torch.as_tensor(np.hypot(*np.meshgrid(t, t)), dtype=torch.float64)
+    # Designed on the host whatever device the network is built on (on the meta device, the
+    # one a model file's shapes are checked with, a tensor has no values to go on with).
+    r = torch.as_tensor(np.hypot(*np.meshgrid(t, t)), dtype=torch.float64, device="cpu")
     h = torch.special.bessel_j1(2 * math.pi * cutoff * r) / (math.pi * r)
     h = h.numpy() * np.outer(window, window)
     return torch.as_tensor(h / h.sum(), dtype=torch.float32)
