@@ -22,7 +22,7 @@ import torch
 from irep3d.allocator import tune_allocator
 from irep3d.clip import Clip
 from irep3d.exr_clip import write_exr
-from irep3d.recipe import _apply, recipe_from_dict, run_recipe
+from irep3d.recipe import apply_step, recipe_from_dict, run_recipe
 from irep3d.resize import resize
 
 
@@ -82,7 +82,7 @@ def main() -> None:
             for _ in range(max(1, args.frames // args.batch)):
                 values = {n: resize(x, args.size) for n in "abcd"}
                 for step in recipe.steps:
-                    values[step.id] = _apply(
+                    values[step.id] = apply_step(
                         step, [values[i] for i in step.inputs], recipe, list(range(args.batch)), 8
                     )
                 if dev.type == "cuda":

@@ -38,7 +38,8 @@ from irep3d import farm
 from irep3d.allocator import tune_allocator
 from irep3d.generator import load_generator
 from irep3d.maps import ClipJob, MapsOptions
-from irep3d.render import render_clips
+from irep3d.maps_engine import render_clips
+from irep3d.progress import BUSY
 
 MODEL = "builtin:sg3t-256"
 RAY = str(Path(sys.executable).with_name("ray"))
@@ -142,7 +143,12 @@ def main() -> None:
             busy: list[int] = []
             start = time.perf_counter()
             farm.render_maps(
-                MODEL, jobs(), root / "two", options, device="cpu", progress=lambda *a: busy.append(a[2])
+                MODEL,
+                jobs(),
+                root / "two",
+                options,
+                device="cpu",
+                progress=lambda stage, done, total: stage == BUSY and busy.append(done),
             )
             times["two nodes"] = time.perf_counter() - start
         finally:

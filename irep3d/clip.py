@@ -20,7 +20,7 @@ previews, encodes, the Blender scenes and the farm all go through it.
   activations of any range), and `complete` (every frame is there).
 
 The manifest is written before the first frame and rewritten only when its content changes
-(`exr_clip.write_text`), atomically, like every frame: a final name is always a whole file,
+(`files.write_text`), atomically, like every frame: a final name is always a whole file,
 so `finished` can trust mere existence when a run resumes.
 """
 
@@ -36,7 +36,8 @@ from typing import Any
 import numpy as np
 
 from .errors import OutputError, UsageError
-from .exr_clip import clean_stale_temps, read_exr, write_text
+from .exr_clip import read_exr
+from .files import remove_temps, write_text
 from .integrity import exr_problem, first_damage
 
 __all__ = ["CLIP_FORMAT", "CLIP_VERSION", "MANIFEST_NAME", "Clip", "frame_name"]
@@ -93,7 +94,7 @@ class Clip:
     def clean_temps(self) -> int:
         """Delete the temp files an interrupted run left; how many. Only while no one else
         writes into the folder (a farm's shards may be)."""
-        return clean_stale_temps(self.path)
+        return remove_temps(self.path)
 
     def finished(self, total: int) -> set[int]:
         """The 1-based frame numbers (up to `total`) whose final file exists and is whole.

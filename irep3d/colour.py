@@ -251,7 +251,7 @@ def measure_global(x: torch.Tensor | np.ndarray, lo_pct: float = 1.0, hi_pct: fl
 
     Args:
         x: [F, c, H, W] frames of the walk, c selected channels: in a render, the thinned
-            samples of the batches spread over the walk (`irep3d.render.figures_from_samples`).
+            samples of the batches spread over the walk (`irep3d.maps_engine.figures_from_samples`).
             At most `GLOBAL_SAMPLES` values per channel are read (frames spread evenly,
             each thinned by a spatial stride), one frame at a time.
         lo_pct, hi_pct: the percentiles mapped to 0 and 1 (see `percentile_range`).

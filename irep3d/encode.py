@@ -18,16 +18,12 @@ PyAV's bundled FFmpeg has no HAP encoder, and its libx264 does not repeat its by
 to run, so HAP and H.264 run an ffmpeg binary (the one in the
 `imageio-ffmpeg` wheel, else `ffmpeg` on PATH) fed raw RGB frames on stdin.
 
-Colour: EXR frames hold float values. With `transfer="srgb"` they are read as linear
-light, clamped to [0, 1] and encoded with the sRGB OETF of IEC 61966-2-1
-(`12.92 v` for v <= 0.0031308, else `1.055 v^(1/2.4) - 0.055`), so linear 0.214 becomes
-code value 0.5 (8-bit 128). With `transfer="none"` the values are clamped and quantised as
-they are, for clips whose pixels are data rather than light. Clips whose manifest says
-`"norm": "none"` hold raw activations of any range: each channel is first rescaled by its
-1st and 99th percentiles over the clip, exactly as `irep3d preview` does. YUV streams are
-limited range with BT.709 matrix and primaries tags, and the BT.709 transfer tag for
-`srgb` (the usual tagging of sRGB-encoded video; players show it as Rec.709/sRGB) or
-"unspecified" for `none`.
+Colour: frames are mapped to display code values by `irep3d.display` (the one mapping
+previews, loops and contact sheets share): linear light through the sRGB OETF
+(`transfer="srgb"`), or clamped as they are (`"none"`), raw clips first rescaled by their
+percentiles. YUV streams are limited range with BT.709 matrix and primaries tags, and the
+BT.709 transfer tag for `srgb` (the usual tagging of sRGB-encoded video; players show it
+as Rec.709/sRGB) or "unspecified" for `none`.
 
 Sound (`audio=`, `irep3d encode --audio TRACK.wav`): once the video is written, the ffmpeg
 binary copies its video stream unchanged and adds the track: AAC (320 kb/s) in .mp4, 16-bit
@@ -72,11 +68,12 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
-from .blender.render import rendered_frames
 from .clip import Clip
+from .display import TRANSFERS, display_frames, folder_frames, pad, quantise
 from .errors import OutputError, UsageError
-from .exr_clip import atomic_output, clean_stale_temps, final_path, read_exr, temp_file
-from .preview import _pad, clip_fps
+from .files import atomic_output, final_path, remove_temps, temp_file
+from .preview import clip_fps
+from .progress import Progress
 
 __all__ = [
     "CODECS",
@@ -85,18 +82,14 @@ __all__ = [
     "HAP_FORMATS",
     "MAX_SIDE",
     "PRORES_PROFILES",
-    "TRANSFERS",
     "check_size",
     "clean_stale_videos",
-    "display_frame",
     "encode_clip",
     "padded_size",
     "probe_video",
-    "srgb_oetf",
 ]
 
 CODECS = ("h264", "prores", "hap")
-TRANSFERS = ("srgb", "none")
 CODEC_SUFFIXES = {"h264": (".mp4", ".mov"), "prores": (".mov",), "hap": (".mov",)}
 PRORES_PROFILES = {"proxy": 0, "lt": 1, "standard": 2, "hq": 3, "4444": 4}  # prores_ks `profile`
 HAP_FORMATS = ("hap", "hap_q", "hap_alpha")  # ffmpeg hap encoder `-format`
@@ -161,67 +154,6 @@ def _check_frame_size(codec: str, frames: list[Path]) -> None:
         check_size(codec, *size)
 
 
-def srgb_oetf(linear: np.ndarray) -> np.ndarray:
-    """The sRGB OETF of IEC 61966-2-1 on values clamped to [0, 1] (NaN -> 0): code values in [0, 1]."""
-    v = np.clip(np.nan_to_num(np.asarray(linear, dtype=np.float32), nan=0.0), 0.0, 1.0)
-    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * np.power(v, 1.0 / 2.4) - 0.055).astype(np.float32)
-
-
-def _code_values(rgb: np.ndarray, transfer: str) -> np.ndarray:
-    """Float [H, W, 3] pixels -> code values in [0, 1] after the transfer function."""
-    if transfer == "srgb":
-        return srgb_oetf(rgb)
-    return np.clip(np.nan_to_num(rgb.astype(np.float32), nan=0.0), 0.0, 1.0)
-
-
-def _clip_images(clip: Clip, frames: list[Path], transfer: str, multiple: int) -> Iterator[np.ndarray]:
-    """Yield each frame as float32 code values [H', W', 3] in [0, 1], padded to `multiple`."""
-    for values in clip.values(frames=frames):
-        yield _pad(_code_values(values, transfer), multiple)
-
-
-def _read_png(path: Path) -> np.ndarray:
-    """A rendered PNG (8 or 16 bit) as float32 [H, W, 3] code values in [0, 1]."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            frame = next(container.decode(video=0))
-            return frame.to_ndarray(format="rgb48le").astype(np.float32) / 65535.0
-    except (av.error.FFmpegError, StopIteration, OSError) as exc:
-        raise OutputError(f"cannot read rendered frame {path}: {exc}") from None
-
-
-def _render_images(frames: list[Path], transfer: str, multiple: int) -> Iterator[np.ndarray]:
-    """Rendered frames as code values: PNGs are already display-referred (Blender applied
-    its view transform), EXRs are linear light like a clip's."""
-    for path in frames:
-        if path.suffix == ".png":
-            yield _pad(_read_png(path), multiple)
-        else:
-            yield _pad(_code_values(read_exr(path)[0].astype(np.float32), transfer), multiple)
-
-
-def display_frame(folder: str | os.PathLike[str], index: int | None = None) -> np.ndarray:
-    """One frame of a clip or render folder as the encoder shows it: uint8 [H, W, 3].
-    `index` is 0-based; default the middle frame."""
-    rendered = rendered_frames(folder)
-    clip = Clip(folder)
-    frames = rendered if rendered is not None else clip.frames()
-    index = len(frames) // 2 if index is None else index
-    if rendered is not None:
-        values = next(_render_images([frames[index]], "srgb", 1))
-    else:
-        values = _code_values(clip.value(index, frames), "srgb")
-    return _quantise(values, 8)
-
-
-def _quantise(values: np.ndarray, bits: int) -> np.ndarray:
-    """[0, 1] code values -> unsigned integers of `bits` bits, rounded to nearest."""
-    peak = (1 << bits) - 1
-    return (values * peak + 0.5).astype(np.uint8 if bits == 8 else np.uint16)
-
-
 def _write_prores(
     temp: Path,
     container_format: str,
@@ -255,7 +187,7 @@ def _write_prores(
         for index, values in enumerate(images):
             if index == 0:
                 stream.height, stream.width = values.shape[:2]
-            rgb = av.VideoFrame.from_ndarray(_quantise(values, 16), format="rgb48le")
+            rgb = av.VideoFrame.from_ndarray(quantise(values, 16), format="rgb48le")
             frame = rgb.reformat(format=pix_fmt, **tags)
             frame.pts = index
             container.mux(stream.encode(frame))
@@ -353,7 +285,7 @@ def _write_ffmpeg(
         try:
             assert process.stdin is not None
             for image in itertools.chain([first], images):
-                pixels = _quantise(image, 8)
+                pixels = quantise(image, 8)
                 if alpha:
                     pixels = np.concatenate([pixels, np.full_like(pixels[..., :1], 255)], axis=-1)
                 try:
@@ -400,7 +332,7 @@ def clean_stale_videos(folder: str | os.PathLike[str]) -> int:
     """Delete what killed encodes left in `folder` (a release's `loops/`): temp videos of
     processes that no longer run, and the `.encode-*` scratch folders that earlier versions
     made. How many were removed."""
-    removed = clean_stale_temps(folder, dead_only=True)
+    removed = remove_temps(folder, dead_only=True)
     for scratch in Path(folder).glob(".encode-*"):
         if scratch.is_dir():
             shutil.rmtree(scratch, ignore_errors=True)
@@ -426,7 +358,7 @@ def encode_clip(
     fps: float | None = None,
     transfer: str = "srgb",
     quality: str | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     audio: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Encode the clip in `clip_dir` as a seamless loop video `out`; returns `out`.
@@ -441,7 +373,7 @@ def encode_clip(
         transfer: `srgb` (linear light -> sRGB OETF) or `none` (values as they are).
         quality: h264 CRF (0-51, default 16); prores profile (`PRORES_PROFILES`, default
             hq); HAP format (`HAP_FORMATS`, default hap).
-        progress: called as `progress(done, total)` after each frame is encoded.
+        progress: called as `progress("encode", done, total)` after each frame is encoded.
         audio: a sound file to mux with the video (see the module: AAC in .mp4, PCM in
             .mov, cut to the video's length).
 
@@ -467,12 +399,10 @@ def encode_clip(
     if suffix not in suffixes:
         raise UsageError(f"{codec} output must end in {' or '.join(suffixes)}, got {out.name!r}")
     quality = DEFAULT_QUALITY[codec] if quality is None else str(quality).strip().lower()
-    _check_quality(codec, quality)
-    rendered = rendered_frames(clip_dir) if Path(clip_dir).is_dir() else None
-    clip = Clip(clip_dir)
-    frames = rendered if rendered is not None else clip.frames()
+    check_quality(codec, quality)
+    frames, rendered = folder_frames(clip_dir)
     _check_frame_size(codec, frames)  # a size the codec cannot deliver: one line, nothing read yet
-    fps = clip_fps((clip.read_manifest() or {}) if rendered is None else {}, fps, "encode")
+    fps = clip_fps({} if rendered else (Clip(clip_dir).read_manifest() or {}), fps, "encode")
     rate = Fraction(fps).limit_denominator(1001)
     if audio is not None:
         from .audio import load_track
@@ -485,13 +415,11 @@ def encode_clip(
         nonlocal done
         done += 1
         if progress is not None:
-            progress(done, total)
+            progress("encode", done, total)
 
-    if rendered is not None:
-        images = _render_images(frames, transfer, _PAD_MULTIPLE[codec])
-    else:
-        images = _clip_images(clip, frames, transfer, _PAD_MULTIPLE[codec])
-    clean_stale_temps(out.parent, name=out.name, dead_only=True)  # a killed encode's leftovers
+    multiple = _PAD_MULTIPLE[codec]
+    images = (pad(values, multiple) for values in display_frames(clip_dir, transfer, (frames, rendered)))
+    remove_temps(out.parent, name=out.name, dead_only=True)  # a killed encode's leftovers
     with atomic_output(out) as temp, temp_file(out) as scratch:
         video = temp if audio is None else scratch  # with sound: video first, then muxed into temp
         if codec == "hap":
@@ -510,7 +438,7 @@ def encode_clip(
     return out
 
 
-def _check_quality(codec: str, quality: str) -> None:
+def check_quality(codec: str, quality: str) -> None:
     """Raise UsageError unless `quality` is valid for `codec`."""
     if codec == "h264":
         if not (quality.isdigit() and 0 <= int(quality) <= 51):

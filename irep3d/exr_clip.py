@@ -8,8 +8,8 @@ header attributes namespaced `irep3d:<key>` (`irep3d:model`, `irep3d:layer`,
 Every file is written atomically: into a hidden temp name in the same folder
 (`.<name>.<pid>-<n>.tmp.exr`), then `os.replace`d onto its final name, and the temp is
 removed on any failure, Ctrl-C included. So a final name is always a complete file,
-`Clip.finished` can trust mere existence when a run resumes, and `clean_stale_temps`
-sweeps what a killed process left behind.
+`Clip.finished` can trust mere existence when a run resumes, and `irep3d.files.remove_temps`
+sweeps what a killed process left behind (`irep3d.files` writes every file that way).
 
 Compression: `COMPRESSIONS` offers the codecs every reader handles. OpenEXR 3.4+ also
 writes ZSTD and HTJ2K, but Blender 5.0 and Debian's OpenEXR/OpenImageIO tools cannot read
@@ -30,13 +30,10 @@ attribute values are silently dropped or mangled (a list of ints vanishes, an in
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import itertools
 import os
-import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -45,6 +42,7 @@ import numpy as np
 import OpenEXR
 
 from .errors import OutputError, UsageError
+from .files import atomic_output, remove_temps
 from .integrity import exr_problem
 
 __all__ = [
@@ -52,16 +50,9 @@ __all__ = [
     "COMPRESSIONS",
     "AttributeValue",
     "ExrWriter",
-    "atomic_output",
-    "clean_stale_temps",
-    "file_sha256",
-    "final_path",
     "parse_compression",
     "read_exr",
-    "temp_file",
-    "write_bytes",
     "write_exr",
-    "write_text",
 ]
 
 COMPRESSIONS: dict[str, OpenEXR.Compression] = {
@@ -83,9 +74,6 @@ ATTRIBUTE_PREFIX = "irep3d:"
 AttributeValue = str | int | float | Sequence[str]
 
 _INT32 = (-(2**31), 2**31 - 1)
-_TEMP_COUNTER = itertools.count(1)
-# `.<final name>.<pid>-<n>.tmp<final suffix>`, e.g. `.walk_00007.exr.4242-3.tmp.exr`
-_TEMP_RE = re.compile(r"^\.(?P<final>.+)\.(?P<pid>\d+)-(?P<n>\d+)\.tmp(?:\.[^./]*)?$")
 
 
 def parse_compression(name: str) -> OpenEXR.Compression:
@@ -94,137 +82,6 @@ def parse_compression(name: str) -> OpenEXR.Compression:
         return COMPRESSIONS[name.strip().lower()]
     except KeyError:
         raise UsageError(f"unknown EXR compression {name!r}; use one of: {', '.join(COMPRESSIONS)}") from None
-
-
-# --------------------------------------------------------------------------- atomic files
-
-
-def _temp_path(path: Path) -> Path:
-    """A hidden, unique temp name next to `path` that keeps its suffix (tools sniff it)."""
-    return path.with_name(f".{path.name}.{os.getpid()}-{next(_TEMP_COUNTER)}.tmp{path.suffix}")
-
-
-def final_path(path: str | os.PathLike[str]) -> Path:
-    """The file a temp path (`.<name>.<pid>-<n>.tmp<suffix>`) is written for; any other path
-    as it is. Errors about a temp name the file the user asked for."""
-    path = Path(path)
-    match = _TEMP_RE.match(path.name)
-    return path.with_name(match["final"]) if match else path
-
-
-@contextlib.contextmanager
-def temp_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a hidden temp path next to `path` (`.<name>.<pid>-<n>.tmp<suffix>`), removed
-    when the block ends, however it ends: scratch space that a killed process leaves under
-    a name `clean_stale_temps` recognises."""
-    temp = _temp_path(Path(path))
-    try:
-        yield temp
-    finally:
-        with contextlib.suppress(OSError):
-            temp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temp path to write; on success it replaces `path`, on any failure it is removed.
-
-    Creates the parent folder if needed. An `OSError` (unwritable folder, disk full)
-    becomes an `OutputError` that names `path`; anything else (Ctrl-C included) is
-    re-raised unchanged after the temp is removed.
-    """
-    final = Path(path)
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
-    try:
-        with temp_file(final) as temp:
-            yield temp
-            os.replace(temp, final)
-    except OSError as exc:
-        raise OutputError(f"cannot write {final}: {exc.strerror or exc}") from None
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write a small text file (a manifest) atomically, unless it already holds exactly
-    `text`: a resumed job leaves what it finished untouched, mtimes included."""
-    return write_bytes(path, text.encode("utf-8"))
-
-
-def write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write a small file atomically, unless it already holds exactly `data`."""
-    final = Path(path)
-    with contextlib.suppress(OSError):
-        if final.stat().st_size == len(data) and final.read_bytes() == data:
-            return final
-    with atomic_output(final) as temp:
-        temp.write_bytes(data)
-    return final
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes, as hex (a sound track's identity, a delivered loop's checksum)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _alive(pid: int) -> bool:
-    """Whether process `pid` runs on this machine (a temp of a live process is in use)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
-
-
-def _remove_temps(
-    folder: Path, pid: int | None = None, name: str | None = None, dead_only: bool = False
-) -> int:
-    """Delete temp files in `folder`: only those of process `pid`, of the final file `name`,
-    or of processes no longer running (`dead_only`), where given; how many."""
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return 0
-    except OSError as exc:
-        raise OutputError(f"cannot read folder {folder}: {exc.strerror or exc}") from None
-    removed = 0
-    for entry in entries:
-        match = _TEMP_RE.match(entry.name)
-        if (
-            match is None
-            or (pid is not None and int(match["pid"]) != pid)
-            or (name is not None and match["final"] != name)
-            or (dead_only and _alive(int(match["pid"])))
-        ):
-            continue
-        try:
-            os.unlink(entry.path)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise OutputError(f"cannot remove {entry.path}: {exc.strerror or exc}") from None
-        removed += 1
-    return removed
-
-
-def clean_stale_temps(
-    folder: str | os.PathLike[str], name: str | None = None, dead_only: bool = False
-) -> int:
-    """Delete the temp files an interrupted run left in `folder`; returns how many.
-
-    Without options: every temp, so call it before writing into a folder, never while a
-    writer is active on it (a clip folder). `name`: only the temps of that final file;
-    `dead_only`: only the temps of processes that no longer run here, so a folder that
-    other processes may be writing into at the same time (videos) can be swept any time.
-    """
-    return _remove_temps(Path(folder), name=name, dead_only=dead_only)
 
 
 # --------------------------------------------------------------------------- EXR files
@@ -448,7 +305,7 @@ class ExrWriter:
         self._executor.shutdown(wait=True)
         for folder in self._folders:
             with contextlib.suppress(OutputError):
-                _remove_temps(folder, os.getpid())
+                remove_temps(folder, pid=os.getpid())
 
     def __enter__(self) -> ExrWriter:
         return self

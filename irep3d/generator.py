@@ -127,7 +127,7 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _generator_class(architecture: str) -> type[nn.Module]:
+def generator_class(architecture: str) -> type[nn.Module]:
     if architecture == "stylegan3":
         from .networks.stylegan3 import Generator
     elif architecture == "stylegan2":
@@ -149,7 +149,7 @@ def builtin_spec(name: str) -> NetworkSpec:
     entry = BUILTIN_MODELS[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(entry.seed)
-        net = _generator_class(entry.architecture)(**entry.init_kwargs)
+        net = generator_class(entry.architecture)(**entry.init_kwargs)
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     return NetworkSpec(entry.architecture, dict(entry.init_kwargs), state, source=BUILTIN_PREFIX + name)
 
@@ -163,7 +163,7 @@ def released_spec(name: str) -> NetworkSpec:
         )
     architecture, extra = RELEASED_MODELS[name]
     kwargs = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=1024, img_channels=3, **extra)
-    net = _generator_class(architecture)(**kwargs)
+    net = generator_class(architecture)(**kwargs)
     return NetworkSpec(architecture, kwargs, net.state_dict(), source=RELEASED_PREFIX + name)
 
 
@@ -181,7 +181,7 @@ def load_spec(model: str | os.PathLike) -> NetworkSpec:
 def build_generator(spec: NetworkSpec, device: str | torch.device = "cpu") -> nn.Module:
     """Construct the generator a spec describes and load its weights (strictly)."""
     try:
-        net = _generator_class(spec.architecture)(**spec.init_kwargs)
+        net = generator_class(spec.architecture)(**spec.init_kwargs)
     except TypeError as exc:  # a constructor argument we do not know
         raise ArchitectureError(f"{spec.source or 'model'}: unsupported configuration: {exc}") from None
     result = net.load_state_dict(spec.state_dict, strict=False)

@@ -5,7 +5,7 @@
 them from what a user writes; a `ClipJob` is one clip (layer, channels, seeds). This
 module turns them into the clip's identity in clip.json (`clip_identity`), its length
 (`walk_frames`) and the ws of any frame of its walk (`key_ws`, `walk_ws`), and sizes the
-batches to the machine (`default_batch`). `irep3d.render` renders the clips.
+batches to the machine (`default_batch`). `irep3d.maps_engine` renders the clips.
 """
 
 from __future__ import annotations
@@ -308,7 +308,7 @@ def clip_identity(job: ClipJob, options: MapsOptions, model: str) -> dict:
     data["mix_seeds"] = list(options.mix_seeds) if options.mix_seeds else None
     data["mix_layers"] = list(options.mix_layers) if options.mix_seeds and options.mix_layers else None
     if options.audio is not None:
-        from .exr_clip import file_sha256
+        from .files import file_sha256
 
         data["audio_sha256"] = file_sha256(options.audio)
         data["audio_speed"] = options.audio_speed

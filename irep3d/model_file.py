@@ -48,7 +48,7 @@ import safetensors.torch
 import torch
 
 from irep3d.errors import ArchitectureError, Irep3dError, Irep3dWarning, ModelFileError, UnsafeModelError
-from irep3d.exr_clip import atomic_output
+from irep3d.files import atomic_output
 
 __all__ = [
     "ALLOWED_PICKLE_GLOBALS",
@@ -301,7 +301,7 @@ def _safetensors_config(metadata: Mapping[str, str], name: str) -> tuple[str, di
 def write_safetensors(spec: NetworkSpec, path: str | os.PathLike[str]) -> None:
     """Write ``spec`` as an irep3d ``.safetensors`` file, atomically.
 
-    The data go to a temporary file in the destination folder (`irep3d.exr_clip.atomic_output`),
+    The data go to a temporary file in the destination folder (`irep3d.files.atomic_output`),
     which then replaces ``path`` in one step, so a reader never sees a half-written file and an
     interrupted write leaves the previous file (if any) intact.
 
@@ -467,9 +467,9 @@ def _network_shapes(
 ) -> dict[str, tuple[int, ...]]:
     """The shape of every parameter and buffer of the network `init_kwargs` describe, in
     network order, from a build on the meta device (no memory)."""
-    from irep3d.generator import _generator_class  # imports this module: here, not at the top
+    from irep3d.generator import generator_class  # imports this module: here, not at the top
 
-    generator_class = _generator_class(architecture)
+    generator_class = generator_class(architecture)
     try:
         # NumPy's complaints (an overflow in a nonsensical cutoff schedule) are not the user's
         # to read: such a configuration is refused below, or by its shapes.

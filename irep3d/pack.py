@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 
 from .errors import UsageError
-from .exr_clip import write_text
+from .files import write_text
 from .generator import layer_info
 from .maps import ClipJob, ClipResult, MapsOptions
 from .walk import seed_sequences

@@ -1,20 +1,19 @@
-"""Looking at a clip: an EXR clip folder becomes a quick MP4 or GIF.
+"""Looking at a clip: a clip folder (or a folder of rendered frames) becomes a quick MP4 or GIF.
 
 `make_preview(clip_dir, "clip.mp4")` reads the frames in order, maps them to 8-bit for
 display and encodes them: `.mp4` with libx264 (yuv420p, so every player and browser shows
 it) through PyAV, whose wheels bundle FFmpeg so no system ffmpeg is needed; `.gif` with
 Pillow. A preview is for looking, not for production: the EXR frames stay the master.
 
-Display mapping: frames whose manifest says `"norm": "none"` hold raw activations of any
-range, so each channel is rescaled by its 1st and 99th percentiles over the whole clip
-(estimated from a subsample of frames and pixels); all other clips are already mapped to
-[0, 1] and are only clamped.
+Display mapping: `irep3d.display`, the one every loop and sheet shares, so a preview looks
+exactly like the loop `irep3d encode` makes of the same clip (sRGB-encoded linear light;
+raw clips first rescaled by their percentiles).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,10 @@ import numpy as np
 from PIL import Image
 
 from .clip import Clip
+from .display import display_frames, folder_frames, pad, quantise
 from .errors import UsageError
-from .exr_clip import atomic_output
+from .files import atomic_output
+from .progress import Progress
 
 __all__ = ["DEFAULT_FPS", "PREVIEW_SUFFIXES", "clip_fps", "make_preview"]
 
@@ -32,33 +33,22 @@ PREVIEW_SUFFIXES = (".mp4", ".gif")
 DEFAULT_FPS = 30.0  # when neither the caller nor clip.json gives one
 
 
-def _display_frames(
-    clip: Clip,
-    frames: list[Path],
-    size: int | None,
-    on_frame: Callable[[int, int], None] | None,
+def _preview_frames(
+    folder: Path, found: tuple[list[Path], bool], size: int | None, progress: Progress | None
 ) -> Iterator[np.ndarray]:
-    """Yield each frame as an 8-bit [H, W, 3] array, mapped for display and downscaled."""
-    for index, values in enumerate(clip.values(frames=frames), start=1):
-        values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
-        image = (np.clip(values, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """Yield each frame as an 8-bit [H, W, 3] array, as the encoded loop shows it
+    (`irep3d.display`), downscaled to `size`."""
+    total = len(found[0])
+    for index, values in enumerate(display_frames(folder, "srgb", found), start=1):
+        image = quantise(values, 8)
         if size is not None and max(image.shape[:2]) > size:
             height, width = image.shape[:2]
             factor = size / max(height, width)
             new_size = (max(1, round(width * factor)), max(1, round(height * factor)))
             image = np.asarray(Image.fromarray(image).resize(new_size, Image.Resampling.LANCZOS))
         yield image
-        if on_frame is not None:
-            on_frame(index, len(frames))
-
-
-def _pad(image: np.ndarray, multiple: int) -> np.ndarray:
-    """Pad height and width up to a multiple of `multiple` by repeating the last row/column
-    (2 for yuv420p's chroma, 4 for HAP's DXT blocks)."""
-    pad_h, pad_w = -image.shape[0] % multiple, -image.shape[1] % multiple
-    if pad_h or pad_w:
-        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    return image
+        if progress is not None:
+            progress("preview", index, total)
 
 
 def clip_fps(manifest: Mapping[str, Any], fps: float | None, what: str) -> float:
@@ -83,7 +73,7 @@ def _write_mp4(temp: Path, images: Iterator[np.ndarray], fps: float) -> None:
         stream.pix_fmt = "yuv420p"
         stream.options = {"crf": "18", "preset": "fast"}
         for i, image in enumerate(images):
-            image = _pad(image, 2)
+            image = pad(image, 2)
             if i == 0:
                 stream.height, stream.width = image.shape[:2]
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
@@ -107,7 +97,7 @@ def make_preview(
     fps: float | None = None,
     size: int | None = None,
     *,
-    on_frame: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """Write a quick MP4 or GIF of the clip in `clip_dir` to `out`; returns `out`.
 
@@ -116,7 +106,7 @@ def make_preview(
         out: `.mp4` (H.264 through PyAV) or `.gif` (Pillow); written atomically.
         fps: frames per second; default the manifest's `fps`, else `DEFAULT_FPS`.
         size: downscale so that the longer side is at most this many pixels.
-        on_frame: called as `on_frame(done, total)` after each frame, for progress bars.
+        progress: called as `progress("preview", done, total)` after each frame.
 
     Raises:
         UsageError: unsupported suffix, bad fps or size.
@@ -129,10 +119,9 @@ def make_preview(
         raise UsageError(f"preview output must end in {' or '.join(PREVIEW_SUFFIXES)}, got {out.name!r}")
     if size is not None and size < 2:
         raise UsageError(f"preview size must be at least 2 pixels, got {size}")
-    clip = Clip(clip_dir)
-    frames = clip.frames()
-    fps = clip_fps(clip.read_manifest() or {}, fps, "preview")
-    images = _display_frames(clip, frames, size, on_frame)
+    found = folder_frames(clip_dir)
+    fps = clip_fps({} if found[1] else (Clip(clip_dir).read_manifest() or {}), fps, "preview")
+    images = _preview_frames(Path(clip_dir), found, size, progress)
     with atomic_output(out) as temp:
         if suffix == ".mp4":
             _write_mp4(temp, images, float(fps))

@@ -46,7 +46,7 @@ import hashlib
 import json
 import os
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +59,7 @@ from . import composite as ops
 from .clip import Clip
 from .errors import UsageError
 from .exr_clip import ExrWriter, read_exr
+from .progress import Progress, silent
 from .resize import parse_size, reframe, resize
 
 __all__ = [
@@ -242,7 +243,7 @@ def _check_inputs(inputs: list[_Input], fit: bool) -> tuple[int, tuple[int, int]
     return frames, size
 
 
-def _apply(
+def apply_step(
     step: Step, args: list[torch.Tensor], recipe: Recipe, frames: list[int], total: int
 ) -> torch.Tensor:
     p = dict(step.params)
@@ -299,9 +300,10 @@ def run_recipe(
     device: torch.device | str = "cpu",
     batch: int = 4,
     compression: str = "zip",
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict:
-    """Run a recipe into the clip folder `out_dir` (its name is the clip name); returns clip.json."""
+    """Run a recipe into the clip folder `out_dir` (its name is the clip name); returns clip.json.
+    `progress("composite", done, total)` counts the frames this run writes."""
     device = torch.device(device)
     out_dir = Path(out_dir)
     inputs = _open_inputs(recipe)
@@ -341,8 +343,8 @@ def run_recipe(
 
     batches = [todo[i : i + batch] for i in range(0, len(todo), batch)]
     written = 0
-    report = progress or (lambda done, total: None)
-    report(0, len(todo))
+    report = progress or silent
+    report("composite", 0, len(todo))
     resolution = None
     with ThreadPoolExecutor(max_workers=2) as readers, ExrWriter(compression=compression) as writer:
         pending = readers.submit(load, batches[0]) if batches else None
@@ -358,7 +360,7 @@ def run_recipe(
                     x = resize(x, (h, w))
                 values[key] = x if (x[:, 3:] < 1).any() else x[:, :3]  # drop an all-opaque alpha
             for step in recipe.steps:
-                values[step.id] = _apply(step, [values[i] for i in step.inputs], recipe, frames, total)
+                values[step.id] = apply_step(step, [values[i] for i in step.inputs], recipe, frames, total)
             result = values[recipe.output]
             resolution = [int(result.shape[-1]), int(result.shape[-2])]
             if previous is None and written == 0:
@@ -367,7 +369,7 @@ def run_recipe(
             for f, frame in zip(frames, pixels, strict=True):
                 writer.submit(clip.frame_path(f + 1), frame, {"recipe": fingerprint, "frame": f + 1})
                 written += 1
-            report(written, len(todo))
+            report("composite", written, len(todo))
         writer.close()
     if resolution is None:
         resolution = (previous or {}).get("resolution")

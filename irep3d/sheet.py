@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from .colour import percentile_range
 from .errors import UsageError
-from .exr_clip import write_bytes
+from .files import write_bytes
 from .resize import resize
 
 __all__ = ["LABEL_HEIGHT", "TILE_GAP", "TITLE_HEIGHT", "contact_sheet", "loops_sheet", "sheet_size"]
@@ -87,7 +87,7 @@ def contact_sheet(
     Args:
         acts: [C, H, W] one frame of the layer (any device and float dtype).
         layer: the layer's name, stored in the PNG's text metadata and used in errors.
-        out: the PNG to write; written atomically (`exr_clip.atomic_output`: a temporary
+        out: the PNG to write; written atomically (`files.atomic_output`: a temporary
             file in the same folder, then `os.replace`), so a reader never sees half a file.
             Parent folders are created.
         tile: tile size in pixels (each channel is resized to tile × tile).
@@ -147,12 +147,12 @@ def loops_sheet(
 
     Args:
         loops: (name, folder) pairs: a clip folder or a folder of rendered frames; its
-            middle frame is shown as the encoded loop shows it (`encode.display_frame`),
+            middle frame is shown as the encoded loop shows it (`display.display_frame`),
             scaled to fit a `tile` square, with the name under it.
         out: the PNG to write (atomically).
         tile, columns, title: as in `contact_sheet`.
     """
-    from .encode import display_frame
+    from .display import display_frame
 
     out = Path(out)
     if not loops:
@@ -183,7 +183,7 @@ def loops_sheet(
 
 
 def _save_png(image: Image.Image, out: Path, info: PngImagePlugin.PngInfo) -> Path:
-    """Save a PNG atomically (`exr_clip.write_bytes`: unchanged bytes are not rewritten)."""
+    """Save a PNG atomically (`files.write_bytes`: unchanged bytes are not rewritten)."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", pnginfo=info)
     return write_bytes(out, buffer.getvalue())

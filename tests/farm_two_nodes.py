@@ -60,7 +60,7 @@ sys.path.insert(0, str(HERE))
 from test_farm import FRAMES, MODEL, OPTIONS, SIZE, jobs, png_pixels, tree  # noqa: E402
 
 from irep3d import farm  # noqa: E402
-from irep3d.render import render_clips  # noqa: E402
+from irep3d.maps_engine import render_clips  # noqa: E402
 from tests.clip_util import make_clip  # noqa: E402
 from tests.proc_util import stop_group  # noqa: E402
 
@@ -255,8 +255,8 @@ def main(work: Path, ports: tuple[int, ...]) -> None:
         check_job(work, dashboard)
 
         # (c) the second node killed mid-run.
-        def kill_midway(done: int, total: int, *rest: object) -> None:
-            if done >= total // 3 and node.poll() is None:
+        def kill_midway(stage: str, done: int, total: int) -> None:
+            if stage == "EXR" and done >= total // 3 and node.poll() is None:
                 stop_group(node)
 
         farm.render_maps(MODEL, jobs(), work / "b", OPTIONS, progress=kill_midway)
@@ -271,8 +271,8 @@ def main(work: Path, ports: tuple[int, ...]) -> None:
         assert png_pixels(work / "c") == png_pixels(work / "local_frames"), "blender frames differ"
         print("OK blender across two nodes", flush=True)
 
-        def kill_first(done: int, total: int, *rest: object) -> None:
-            if done >= 1 and node.poll() is None:
+        def kill_first(stage: str, done: int, total: int) -> None:
+            if stage == "render" and done >= 1 and node.poll() is None:
                 stop_group(node)
 
         farm.render_chunks(blend, work / "d", chunk=1, progress=kill_first)

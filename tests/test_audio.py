@@ -19,7 +19,7 @@ from irep3d.encode import encode_clip
 from irep3d.errors import UsageError
 from irep3d.generator import load_generator
 from irep3d.maps import ClipJob, maps_options, walk_ws
-from irep3d.render import render_clips
+from irep3d.maps_engine import render_clips
 
 RATE = 44100
 FPS = 30

@@ -109,19 +109,19 @@ def test_a_rebuild_leaves_up_to_date_scenes_untouched(tmp_path):
     jobs = [SceneJob(j.clip_dir, j.preset, j.blend, settings={"samples": 1}) for j in jobs]
     seen: list[tuple[int, int]] = []
     index = build_scenes(jobs, progress=lambda *a: seen.append(a))
-    assert seen == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    assert seen == [("build", n, 4) for n in range(5)]
     before = mtimes(index.parent)
 
     seen.clear()
     assert build_scenes(jobs, progress=lambda *a: seen.append(a)) == index
-    assert seen == [(0, 0)] and mtimes(index.parent) == before  # scenes.json included
+    assert seen == [("build", 0, 0)] and mtimes(index.parent) == before  # scenes.json included
 
     (index.parent / "b__soft-overhead.blend").unlink()  # a scene gone: only it is built again
     changed = [SceneJob(j.clip_dir, j.preset, j.blend, settings={"samples": 2}) if j.preset == PRESETS[0] else j
                for j in jobs]  # fmt: skip
     seen.clear()
     build_scenes(changed, progress=lambda *a: seen.append(a))
-    assert seen[-1] == (3, 3)  # + the two edge-point-light scenes, whose settings changed
+    assert seen[-1] == ("build", 3, 3)  # + the two edge-point-light scenes, whose settings changed
     after = mtimes(index.parent)
     assert after["a__soft-overhead.blend"] == before["a__soft-overhead.blend"]
     assert after["a__edge-point-light.blend"] != before["a__edge-point-light.blend"]
@@ -220,7 +220,7 @@ def test_several_scenes_render_with_one_progress_and_resume(scenes, tmp_path):
     files = render_scenes(
         blends, tmp_path, (1, 2), samples=1, resolution=(24, 16), progress=lambda *a: seen.append(a)
     )
-    assert seen == [(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]  # one total over both scenes, known first
+    assert seen == [("render", n, 4) for n in range(5)]  # one total over both scenes, known first
     assert {k: [f.relative_to(tmp_path) for f in v] for k, v in files.items()} == {
         b.resolve(): [Path(b.stem) / "frame_00001.png", Path(b.stem) / "frame_00002.png"] for b in blends
     }
@@ -231,7 +231,7 @@ def test_several_scenes_render_with_one_progress_and_resume(scenes, tmp_path):
     render_scenes(
         blends, tmp_path, (1, 2), samples=1, resolution=(24, 16), progress=lambda *a: seen.append(a)
     )
-    assert seen == [(0, 1), (1, 1)]  # only the missing frame
+    assert seen == [("render", 0, 1), ("render", 1, 1)]  # only the missing frame
     assert mtimes(tmp_path / blends[0].stem) == before[blends[0].stem]
 
     shard = run("blender", "render", *blends, "--frames", "1-4", *TINY, "--out", tmp_path, "--shard", "1/2")

@@ -29,8 +29,8 @@ def gone(pid: int, seconds: float = 5) -> bool:
 def test_a_blender_process_dies_with_its_worker():
     """The kernel's parent-death signal: a worker killed mid-chunk leaves no render going."""
     worker = subprocess.Popen(
-        [sys.executable, "-c", "from irep3d.blender.process import _run; "
-         "_run(['sh', '-c', 'echo $$; exec sleep 60'], on_line=lambda line: print(line, flush=True))"],
+        [sys.executable, "-c", "from irep3d.blender.process import run_command; "
+         "run_command(['sh', '-c', 'echo $$; exec sleep 60'], on_line=lambda line: print(line, flush=True))"],
         stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     child = int(worker.stdout.readline())
@@ -45,7 +45,7 @@ def test_a_blender_process_dies_with_its_worker():
 # then deadlocked on the lock that handler should have released.
 CTRL_C_AT_START = """
 import os, signal, sys
-from irep3d.blender.process import _run
+from irep3d.blender.process import run_command
 
 sent, child = [], []
 
@@ -60,7 +60,7 @@ def on_line(line):
 
 os.register_at_fork(after_in_parent=ctrl_c)
 try:
-    _run([sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(20)"], on_line)
+    run_command([sys.executable, "-c", "import os, time; print(os.getpid(), flush=True); time.sleep(20)"], on_line)
     print("ran to the end")
 except KeyboardInterrupt:
     print("interrupted", child[0])

@@ -263,7 +263,12 @@ def test_library_render_reports_progress(blend, tmp_path):
 
     seen: list[tuple[int, int]] = []
     files = render_frames(
-        blend, tmp_path, (2, 3), samples=1, resolution=(16, 16), progress=lambda d, t: seen.append((d, t))
+        blend,
+        tmp_path,
+        (2, 3),
+        samples=1,
+        resolution=(16, 16),
+        progress=lambda stage, d, t: seen.append((d, t)),
     )
     assert [f.name for f in files] == ["frame_00002.png", "frame_00003.png"]
     assert seen == [(0, 2), (1, 2), (2, 2)]

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from irep3d.cli import app
 from irep3d.clip import Clip
-from irep3d.encode import CODECS, check_size, encode_clip, srgb_oetf
+from irep3d.display import srgb_oetf
+from irep3d.encode import CODECS, check_size, encode_clip
 from irep3d.errors import OutputError, UsageError
 from irep3d.exr_clip import write_exr
 
@@ -63,7 +64,7 @@ def test_each_codec_keeps_the_loop(tmp_path, codec):
     clip = make_clip(tmp_path / "walk")
     out = tmp_path / f"loop{SUFFIX[codec]}"
     calls = []
-    assert encode_clip(clip, out, codec, progress=lambda d, t: calls.append((d, t))) == out
+    assert encode_clip(clip, out, codec, progress=lambda stage, d, t: calls.append((d, t))) == out
     assert calls == [(i, FRAMES) for i in range(1, FRAMES + 1)]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     images, (name, rate, width, height) = decode(out)
@@ -112,7 +113,7 @@ def test_ctrl_c_kills_ffmpeg_and_leaves_no_file(tmp_path, monkeypatch):
         started.append(real_popen(*args, **kwargs))
         return started[-1]
 
-    def interrupt(done, total):
+    def interrupt(stage, done, total):
         if done == 3:
             raise KeyboardInterrupt
 

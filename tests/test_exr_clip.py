@@ -18,7 +18,8 @@ import pytest
 from irep3d import exr_clip
 from irep3d.clip import Clip
 from irep3d.errors import OutputError, UsageError
-from irep3d.exr_clip import COMPRESSIONS, ExrWriter, clean_stale_temps, parse_compression, read_exr, write_exr
+from irep3d.exr_clip import COMPRESSIONS, ExrWriter, parse_compression, read_exr, write_exr
+from irep3d.files import remove_temps
 
 LOSSY = {"b44", "b44a", "dwaa", "dwab"}
 ATTRS = {
@@ -235,7 +236,7 @@ def test_unwritable_folder_is_one_line_naming_the_path(tmp_path):
     assert "\n" not in str(info.value)
 
 
-def test_clean_stale_temps_sweeps_only_temps(tmp_path):
+def test_remove_temps_sweeps_only_temps(tmp_path):
     for i in (1, 2, 4):
         write_exr(Clip(tmp_path, "walk").frame_path(i), ramp(4, 4))
     planted = [
@@ -248,7 +249,7 @@ def test_clean_stale_temps_sweeps_only_temps(tmp_path):
     (tmp_path / "notes.txt").write_text("kept")
     (tmp_path / "other_00003.exr").write_bytes(b"another clip's frame")
 
-    assert clean_stale_temps(tmp_path) == 3
+    assert remove_temps(tmp_path) == 3
     assert temps(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "notes.txt",
@@ -257,8 +258,8 @@ def test_clean_stale_temps_sweeps_only_temps(tmp_path):
         "walk_00002.exr",
         "walk_00004.exr",
     ]
-    assert clean_stale_temps(tmp_path) == 0
-    assert clean_stale_temps(tmp_path / "absent") == 0
+    assert remove_temps(tmp_path) == 0
+    assert remove_temps(tmp_path / "absent") == 0
 
 
 # ----------------------------------------------------------------------------- ExrWriter

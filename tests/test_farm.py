@@ -22,7 +22,8 @@ from irep3d import farm
 from irep3d.cli import app
 from irep3d.errors import Irep3dError, LayerError, OutputError
 from irep3d.maps import ClipJob, MapsOptions
-from irep3d.render import render_clips
+from irep3d.maps_engine import render_clips
+from irep3d.progress import BUSY
 from tests.clip_util import make_clip
 
 MODEL = "builtin:sg3t-256"
@@ -73,13 +74,13 @@ def local_pack(tmp_path_factory) -> Path:
 
 
 def test_pack_on_the_farm_equals_the_local_run(local_pack, tmp_path):
-    seen: list[tuple[int, int, int]] = []
+    seen: list[tuple[str, int, int]] = []
     results = farm.render_maps(MODEL, jobs(), tmp_path, OPTIONS, progress=lambda *a: seen.append(a))
     assert tree(tmp_path) == tree(local_pack)  # the figures' samples are gone too
     assert len(tree(tmp_path)) == 4 * (12 + 1)
     assert [r.written for r in results] == [12] * 4
-    assert seen[-1][:2] == (48, 48)
-    assert max(busy for *_, busy in seen) == 1  # this cluster is one node
+    assert [s for s in seen if s[0] == "EXR"][-1] == ("EXR", 48, 48)
+    assert max(busy for stage, busy, _ in seen if stage == BUSY) == 1  # this cluster is one node
     assert all(json.loads((tmp_path / j.name / "clip.json").read_text())["complete"] for j in jobs())
 
 
@@ -310,7 +311,7 @@ def test_blender_chunks_of_several_scenes_equal_local_renders(two_scenes, tmp_pa
     from irep3d.blender import render_scenes
 
     local = render_scenes(two_scenes, tmp_path / "local")
-    seen: list[tuple[int, int, int]] = []
+    seen: list[tuple[str, int, int]] = []
     files = farm.render_chunks(two_scenes, tmp_path / "farm", chunk=2, progress=lambda *a: seen.append(a))
     assert isinstance(files, dict) and list(files) == list(local) == [b.resolve() for b in two_scenes]
     for blend in two_scenes:
@@ -318,7 +319,11 @@ def test_blender_chunks_of_several_scenes_equal_local_renders(two_scenes, tmp_pa
             Path(blend.stem) / f"frame_{n:05d}.png" for n in range(1, FRAMES + 1)
         ]
         assert png_pixels(tmp_path / "farm" / blend.stem) == png_pixels(tmp_path / "local" / blend.stem)
-    assert seen[-1][:2] == (2 * FRAMES, 2 * FRAMES)  # one bar over all frames of all scenes
+    assert [s for s in seen if s[0] == "render"][-1] == (
+        "render",
+        2 * FRAMES,
+        2 * FRAMES,
+    )  # one bar over all frames of all scenes
 
     (tmp_path / "farm" / two_scenes[1].stem / "frame_00003.png").unlink()
     index = two_scenes[0].parent / "scenes.json"

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from irep3d.clip import Clip
+from irep3d.display import quantise, srgb_oetf
 from irep3d.errors import OutputError, UsageError
 from irep3d.exr_clip import write_exr
 from irep3d.preview import make_preview
@@ -50,10 +51,11 @@ def test_gif_has_every_frame_at_the_manifest_fps(tmp_path):
     assert len(images) == FRAMES
     assert durations == [100] * FRAMES
     assert images[0].shape == (32, 32, 3)
-    # clamp-to-[0, 1] mapping: blue carries index / FRAMES; x and y ramps in red and green
+    # the loops' mapping (irep3d.display): blue carries index / FRAMES, through the sRGB
+    # curve; x and y ramps in red and green
     for i, image in enumerate(images, start=1):
-        assert abs(int(image[16, 16, 2]) - round(255 * i / FRAMES)) <= 8
-    assert image[0, 0, 0] < 24 and image[0, 31, 0] > 220  # GIF palettes are approximate
+        assert abs(int(image[16, 16, 2]) - int(quantise(srgb_oetf(np.float32(i / FRAMES))))) <= 8
+    assert image[0, 0, 0] < 48 and image[0, 31, 0] > 220  # GIF palettes are approximate
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 
@@ -61,7 +63,11 @@ def test_fps_and_size_arguments_override(tmp_path):
     clip = make_clip(tmp_path / "walk", manifest={"fps": 10}, size=40)
     seen: list[tuple[int, int]] = []
     make_preview(
-        clip, tmp_path / "p.gif", fps=15, size=20, on_frame=lambda done, total: seen.append((done, total))
+        clip,
+        tmp_path / "p.gif",
+        fps=15,
+        size=20,
+        progress=lambda stage, done, total: seen.append((done, total)),
     )
     images, durations = gif_frames(tmp_path / "p.gif")
     assert durations == [70] * FRAMES  # 66.7 ms rounded to GIF's 1/100 s, not truncated to 60
@@ -135,3 +141,20 @@ def test_gap_in_numbering_is_an_output_error(tmp_path):
     Clip(clip, "walk").frame_path(3).unlink()
     with pytest.raises(OutputError, match="missing frame 3"):
         make_preview(clip, tmp_path / "walk.gif")
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".mp4"])
+def test_a_preview_shows_what_the_encoded_loop_shows(tmp_path, suffix):
+    """One display mapping: linear 0.214 is code value 128 in the preview as in the loop
+    (the preview used to clamp only: 55, visibly darker than the loop it previewed)."""
+    folder = tmp_path / "grey"
+    for i in range(1, 4):
+        write_exr(Clip(folder).frame_path(i), np.full((16, 16, 3), 0.214, np.float32))
+    Clip(folder).write_manifest({"fps": 10, "norm": "global", "frames": 3})
+    out = make_preview(folder, tmp_path / f"grey{suffix}")
+    if suffix == ".gif":
+        shown = gif_frames(out)[0][0]
+    else:
+        with av.open(str(out)) as container:
+            shown = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    assert abs(int(shown[8, 8, 1]) - 128) <= 2

@@ -144,7 +144,7 @@ def test_rerun_resumes_missing_frames_only(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").glob("*.exr")}
     (tmp_path / "o" / "o_00003.exr").unlink()
     calls = []
-    run_recipe(r, tmp_path / "o", progress=lambda done, total: calls.append(total))
+    run_recipe(r, tmp_path / "o", progress=lambda stage, done, total: calls.append(total))
     assert calls[-1] == 1
     after = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "o").glob("*.exr")}
     assert after.keys() == before.keys()
@@ -166,7 +166,7 @@ def test_a_moved_folder_of_inputs_and_composite_resumes(tmp_path):
     (moved / "o_00002.exr").unlink()
     calls = []
     r = recipe(tmp_path, [{"op": "grade", "exposure": 1.0}], {"a": tmp_path / "moved" / "maps" / "a"})
-    run_recipe(r, moved, progress=lambda done, total: calls.append(total))
+    run_recipe(r, moved, progress=lambda stage, done, total: calls.append(total))
     assert calls[-1] == 1  # only the missing frame
     after = {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in moved.glob("*.exr")}
     assert after.keys() == before.keys()
@@ -187,7 +187,7 @@ def test_a_composite_written_before_relative_inputs_resumes(tmp_path):
     clip.write_manifest({**clip.read_manifest(), "recipe_fingerprint": old})
     (tmp_path / "o" / "o_00001.exr").unlink()
     calls = []
-    run_recipe(r, tmp_path / "o", progress=lambda done, total: calls.append(total))
+    run_recipe(r, tmp_path / "o", progress=lambda stage, done, total: calls.append(total))
     assert calls[-1] == 1 and clip.read_manifest()["recipe_fingerprint"] == old
 
 

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from irep3d.cli import app
 from irep3d.errors import UsageError
-from irep3d.estimate import count_release
 from irep3d.generator import load_generator
 from irep3d.release import load_release, plan_release
+from irep3d.release.estimate import count_release
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "scenes" / "composite"

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from irep3d.errors import ArchitectureError, LayerError
-from irep3d.networks.stylegan3 import Generator, modulated_conv2d
+from irep3d.networks.stylegan3 import Generator, _whole_factor, modulated_conv2d
 from tests.refdata import assert_close_to_ref, load
 
 
@@ -111,3 +111,19 @@ def test_unknown_layer_is_a_clear_error(ref):
 def test_unknown_option_is_an_architecture_error():
     with pytest.raises(ArchitectureError, match="warp_drive"):
         Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, warp_drive=True)
+
+
+def test_ws_of_the_wrong_shape_are_refused_not_run_short(ref):
+    """Too few ws used to run as many layers as there were ws, silently."""
+    _, _, d, net = ref
+    ws = torch.from_numpy(d["w"][:1])
+    for bad in (ws[:, :-1], torch.cat([ws, ws[:, :1]], dim=1), ws[:, :, :-1], ws[0]):
+        with pytest.raises(ValueError, match=r"ws must be \[N, "):
+            net.synthesis(bad)
+
+
+def test_resampling_factors_are_whole_never_rounded():
+    assert _whole_factor(128.0, 64.0, "upsampling") == 2
+    assert _whole_factor(64.0, 64.0, "upsampling") == 1
+    with pytest.raises(ValueError, match="not by a whole factor"):
+        _whole_factor(160.0, 64.0, "upsampling")  # 2.5 used to become 2

@@ -4,7 +4,7 @@ presets module, and the installable extension zip.
 The add-on and the presets (`scenes/`) live next to the `irep3d` package in a checkout, or
 in `<prefix>/share/irep3d` of an installed wheel (`REPO_ROOT`). Every Blender job is a
 function of `blender_addon/jobs.py`, run as the script with its arguments as JSON
-(`_run_job`); `jobs.py` lists the `IREP3D_` lines the jobs print.
+(`run_job`); `jobs.py` lists the `IREP3D_` lines the jobs print.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BlenderError, UsageError
-from .process import _bpy_tools_dir, _run, find_blender
+from .process import bpy_tools_dir, find_blender, run_command
 
 #: The add-on's script that runs every Blender job (`blender_addon/jobs.py`).
 JOBS_SCRIPT = "jobs.py"
@@ -45,11 +45,11 @@ REPO_ROOT = _data_root()
 """The folder that holds `blender_addon/` and `scenes/` (a checkout, or an install's share)."""
 
 
-def _run_job(
+def run_job(
     blender: Sequence[str], job: str, args: Mapping[str, Any], on_line: Callable[[str], None] | None = None
 ) -> list[str]:
     """Run `job` of the add-on's `jobs.py` (build, render, ranges) in Blender, its `args`
-    written as JSON into a temp folder; returns the last lines of its output (see `_run`)."""
+    written as JSON into a temp folder; returns the last lines of its output (see `run_command`)."""
     script = REPO_ROOT / "blender_addon" / JOBS_SCRIPT
     if not script.is_file():
         raise BlenderError(f"the irep3d add-on is not at {script.parent} ({JOBS_SCRIPT} is missing)")
@@ -57,7 +57,7 @@ def _run_job(
         args_path = Path(tmp) / "args.json"
         data = {"job": job, "repo_root": str(REPO_ROOT), **args}
         args_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
-        return _run([*blender, str(script), "--", str(args_path)], on_line)
+        return run_command([*blender, str(script), "--", str(args_path)], on_line)
 
 
 @functools.cache
@@ -100,12 +100,12 @@ def build_addon_zip(out: str | os.PathLike[str] = "irep3d_blender.zip") -> Path:
             shutil.copy2(toml, presets / toml.name)
         dist = Path(tmp) / "dist"
         dist.mkdir()
-        _run([*tool, "validate", str(stage)])
-        _run([*tool, "build", "--source-dir", str(stage), "--output-dir", str(dist)])
+        run_command([*tool, "validate", str(stage)])
+        run_command([*tool, "build", "--source-dir", str(stage), "--output-dir", str(dist)])
         built = sorted(dist.glob("*.zip"))
         if len(built) != 1:
             raise BlenderError(f"Blender's extension build wrote {len(built)} zip files, expected one")
-        from ..exr_clip import atomic_output
+        from ..files import atomic_output
 
         with atomic_output(target) as temp:
             shutil.copyfile(built[0], temp)
@@ -114,7 +114,7 @@ def build_addon_zip(out: str | os.PathLike[str] = "irep3d_blender.zip") -> Path:
 
 def _extension_tool() -> list[str]:
     """The command prefix of Blender's extension tool (`validate DIR`, `build ...`)."""
-    scripts = _bpy_tools_dir()
+    scripts = bpy_tools_dir()
     if scripts is not None:
         tool = scripts / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
         if tool.is_file():

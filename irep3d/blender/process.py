@@ -78,7 +78,7 @@ def _executable(value: str, origin: str) -> str:
     raise BlenderError(f"{origin} {value}: no such Blender executable")
 
 
-def _bpy_tools_dir() -> Path | None:
+def bpy_tools_dir() -> Path | None:
     """`bpy/<version>/scripts` of the installed bpy module, found without importing it."""
     spec = importlib.util.find_spec("bpy")
     if spec is None or not spec.submodule_search_locations:
@@ -121,7 +121,7 @@ def _with_parent_death(command: Sequence[str]) -> list[str]:
     return [setpriv, "--pdeathsig", "KILL", "--", *command] if setpriv else list(command)
 
 
-def _run(command: Sequence[str], on_line: Callable[[str], None] | None = None) -> list[str]:
+def run_command(command: Sequence[str], on_line: Callable[[str], None] | None = None) -> list[str]:
     """Run `command`, streaming each output line (stdout and stderr merged) to `on_line`.
 
     Returns the last lines. Raises `BlenderError` (one line) when the process fails or

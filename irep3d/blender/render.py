@@ -20,8 +20,9 @@ from typing import Any
 
 from ..errors import BlenderError, OutputError, UsageError
 from ..integrity import first_damage
+from ..progress import Progress
 from ..shards import check_shard
-from .addon import _run_job
+from .addon import run_job
 from .process import find_blender
 
 DEVICES = ("cpu", "gpu")
@@ -30,8 +31,6 @@ FRAME_NAME = "frame_{frame:05d}{ext}"
 _FRAME_HEAD = FRAME_NAME.partition("{")[0]  # "frame_"
 _FRAME_RE = re.compile(rf"^{re.escape(_FRAME_HEAD)}(\d+)\.(?:png|exr)$")  # FRAME_NAME, any number
 _MAX_SIZE = 65536
-Progress = Callable[[int, int], None]
-"""`progress(done, total)`: frames rendered so far out of those this run has to render."""
 
 
 def parse_frames(spec: str) -> tuple[int, int]:
@@ -53,11 +52,11 @@ def parse_resolution(spec: str) -> tuple[int, int]:
     if not match:
         raise UsageError(f"bad --resolution {spec!r}; use WIDTHxHEIGHT in pixels, e.g. 1920x1080")
     width, height = int(match.group(1)), int(match.group(2))
-    _check_resolution((width, height))
+    check_resolution((width, height))
     return width, height
 
 
-def _check_resolution(resolution: Sequence[int]) -> tuple[int, int]:
+def check_resolution(resolution: Sequence[int]) -> tuple[int, int]:
     if len(resolution) != 2 or not all(isinstance(v, int) for v in resolution):
         raise UsageError(f"a resolution is (width, height) in whole pixels, not {resolution!r}")
     width, height = resolution
@@ -66,7 +65,7 @@ def _check_resolution(resolution: Sequence[int]) -> tuple[int, int]:
     return width, height
 
 
-def _check_samples(samples: Any) -> None:
+def check_samples(samples: Any) -> None:
     if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
         raise UsageError(f"samples must be a whole number >= 1, not {samples!r}")
 
@@ -122,9 +121,9 @@ def check_render_options(
     returns the resolution and the shard as (width, height) and (i, n)."""
     if frames is not None:
         check_frame_range(frames)
-    _check_samples(samples)
+    check_samples(samples)
     if resolution is not None:
-        resolution = _check_resolution(tuple(resolution))
+        resolution = check_resolution(tuple(resolution))
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
     return resolution, check_shard(shard)
@@ -153,7 +152,7 @@ def render_frames(
         resolution: `(width, height)` in pixels at 100 % (default: the scene's).
         device: `"cpu"` or `"gpu"` (Cycles on OptiX/CUDA/HIP/oneAPI/Metal; an error if none).
         blender: a Blender binary (default: see `find_blender`).
-        progress: `progress(done, total)` after each frame; total counts the frames this run
+        progress: `progress("render", done, total)` after each frame; total counts the frames this run
             renders (frames already present are skipped, not counted).
         shard: `(i, n)`: render only the i-th of n contiguous slices of the frame range
             (`--shard i/n`, for Slurm arrays and other farm managers); the n shards together
@@ -193,7 +192,7 @@ def render_scenes(
     scene's own range). Each scene renders into `out_dir/<blend stem>/` (default:
     `renders/<stem>/` next to its .blend); a single scene renders into `out_dir` itself,
     exactly as `render_frames`. Frames already there are skipped, so a re-run resumes.
-    `progress(done, total)` runs over all frames of all scenes that this run renders; total
+    `progress("render", done, total)` runs over all frames of all scenes that this run renders; total
     is known before the first frame (Blender plans every scene first, and also checks every
     scene's clips before rendering any).
 
@@ -303,7 +302,7 @@ def _render(
             plans[int(index)] = {"first": int(first), "last": int(last), "ext": ext}
             count["total"] += int(todo)
             if len(plans) == len(scenes) and progress is not None:
-                progress(0, count["total"])
+                progress("render", 0, count["total"])
         elif kind == "IREP3D_DEVICE":
             if on_device is not None:
                 on_device(rest.strip())
@@ -316,10 +315,10 @@ def _render(
                 )
             count["done"] += 1
             if progress is not None:
-                progress(count["done"], count["total"])
+                progress("render", count["done"], count["total"])
 
     try:
-        _run_job(command, "render", args, on_line)
+        run_job(command, "render", args, on_line)
     finally:
         for out in outs:
             for leftover in out.glob(f".{_FRAME_HEAD}*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
@@ -349,7 +348,7 @@ def scene_frame_ranges(
         if not path.is_file():
             raise OutputError(f"scene file {path} does not exist")
     ranges: dict[int, tuple[int, int]] = {}
-    for line in _run_job(find_blender(blender), "ranges", {"blends": [str(p.resolve()) for p in paths]}):
+    for line in run_job(find_blender(blender), "ranges", {"blends": [str(p.resolve()) for p in paths]}):
         if line.startswith("IREP3D_RANGE "):
             index, first, last = (int(v) for v in line.split()[1:4])
             ranges[index] = (first, last)

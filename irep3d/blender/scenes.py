@@ -26,9 +26,10 @@ from typing import Any
 
 from ..clip import MANIFEST_NAME, Clip
 from ..errors import BlenderError, Irep3dError, OutputError, UsageError
-from .addon import REPO_ROOT, _presets_module, _run_job
+from ..progress import Progress
+from .addon import REPO_ROOT, _presets_module, run_job
 from .process import find_blender
-from .render import Progress, _check_resolution, _check_samples
+from .render import check_resolution, check_samples
 
 HEIGHT_SOURCES = ("luminance", "R", "G", "B")
 OUTPUT_FORMATS = {"png": "PNG", "exr": "EXR", "video": "FFMPEG"}
@@ -310,7 +311,7 @@ def _identity(item: _Planned, preset: dict[str, Any]) -> str:
 def _temp_blend(blend: Path) -> Path:
     """The name Blender saves a `.blend` under until it reported it saved: hidden, next to
     `blend` (so the `//` paths Blender stores relative to it stay valid) and keeping its
-    suffix. Blender writes it itself, in its own process, so `irep3d.exr_clip.atomic_output`
+    suffix. Blender writes it itself, in its own process, so `irep3d.files.atomic_output`
     (a temp that this process writes) does not apply; the rename happens here."""
     return blend.with_name(f".{blend.name}.{os.getpid()}.tmp{blend.suffix}")
 
@@ -362,7 +363,7 @@ def _run_builds(
             on_saved(item)
 
     try:
-        _run_job(command, "build", args, on_line)
+        run_job(command, "build", args, on_line)
     except OSError as exc:
         raise OutputError(f"cannot write a scene: {exc.strerror or exc}") from None
     finally:
@@ -423,7 +424,7 @@ def build_scenes(
     resumes. `scenes.json` is rewritten atomically after each scene (entries for other
     scenes already in the folder are kept). Every job is checked before Blender starts.
 
-    `progress(done, total)` counts the scenes this run builds. Returns the `scenes.json` path.
+    `progress("build", done, total)` counts the scenes this run builds. Returns the `scenes.json` path.
     """
     planned = _plan(jobs, presets_dirs)
     folders = {item.blend.parent for item in planned}
@@ -446,7 +447,7 @@ def build_scenes(
             entries.pop(item.blend.name, None)
     done = 0
     if progress is not None:
-        progress(0, len(todo))
+        progress("build", 0, len(todo))
 
     def ordered() -> dict[str, dict[str, Any]]:  # this build's scenes in job order, then the others
         names = [item.blend.name for item in planned]
@@ -460,7 +461,7 @@ def build_scenes(
         _write_scenes(index, ordered())
         done += 1
         if progress is not None:
-            progress(done, len(todo))
+            progress("build", done, len(todo))
 
     try:
         _run_builds(todo, presets_dirs, blender, saved)
@@ -503,7 +504,7 @@ def _previous_entries(index: Path) -> dict[str, dict[str, Any]]:
 
 def _write_scenes(index: Path, entries: Mapping[str, dict[str, Any]]) -> None:
     """Write `scenes.json` atomically (temp + rename); unchanged contents are not rewritten."""
-    from ..exr_clip import write_text
+    from ..files import write_text
 
     text = (
         json.dumps({"format": SCENES_FORMAT, "version": 1, "scenes": list(entries.values())}, indent=2) + "\n"
@@ -556,8 +557,8 @@ def _check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             )
         out["output_format"] = names[fmt]
     if "resolution" in out:
-        out["resolution"] = list(_check_resolution(tuple(out["resolution"])))
-    _check_samples(out.get("samples"))
+        out["resolution"] = list(check_resolution(tuple(out["resolution"])))
+    check_samples(out.get("samples"))
     for key in ("displacement_strength", "midlevel", "subdivision_detail", "light_position", "light_height"):
         if key in out and (isinstance(out[key], bool) or not isinstance(out[key], int | float)):
             raise UsageError(f"{key.replace('_', ' ')} must be a number, not {out[key]!r}")

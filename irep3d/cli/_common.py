@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ..errors import Irep3dError
+from ..progress import BUSY
 from ..shards import parse_shard  # noqa: F401  (re-exported for the commands)
 
 console = Console(highlight=False)
@@ -179,7 +180,24 @@ def progress_bar(nodes: bool = False, unit: str = "frames") -> Progress:
     )
 
 
-def farm_progress(bar: Progress, description: str) -> Callable[[int, int, int], None]:
-    """A new task on a `progress_bar(nodes=True)` and the callback the farm feeds it with."""
-    task = bar.add_task(description, total=None, busy=0)
-    return lambda done, total, busy: bar.update(task, completed=done, total=total, busy=busy)
+class BarProgress:
+    """The library's `progress(stage, done, total)` (`irep3d.progress`) on a `progress_bar`:
+    a task a stage, labelled by `labels` (those tasks shown from the start, in that order),
+    else added, under the stage's own name, when the stage first reports. A farm's
+    `BUSY` count fills every task's `busy` field. `done[stage]` is the stage's last count."""
+
+    def __init__(self, bar: Progress, labels: dict[str, str] | None = None) -> None:
+        self.bar = bar
+        self.labels = labels or {}
+        self.tasks = {stage: bar.add_task(label, total=None, busy=0) for stage, label in self.labels.items()}
+        self.done: dict[str, int] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage == BUSY:
+            for task in self.tasks.values():
+                self.bar.update(task, busy=done)
+            return
+        if stage not in self.tasks:
+            self.tasks[stage] = self.bar.add_task(self.labels.get(stage, stage), total=None, busy=0)
+        self.done[stage] = done
+        self.bar.update(self.tasks[stage], completed=done, total=total)

@@ -12,13 +12,13 @@ from typing import Annotated
 import typer
 
 from ._common import (
+    BarProgress,
     BlenderOpt,
     RayOpt,
     ShardOpt,
     SharedRootOpt,
     console,
     farm_address,
-    farm_progress,
     parse_shard,
     progress_bar,
     reports_errors,
@@ -167,16 +167,10 @@ def build(
         out if out is not None else (source / "scenes" if is_pack else source.resolve().parent / "scenes")
     )
     jobs = [replace(job, settings=settings) for job in pack_scene_jobs(source, preset, folder, colour_from)]
-    built = 0
     with progress_bar(unit="scenes") as bar:
-        task = bar.add_task("build", total=None)
-
-        def progress(done: int, total: int) -> None:
-            nonlocal built
-            built = done
-            bar.update(task, completed=done, total=total)
-
-        index = build_scenes(jobs, presets_dirs=presets_dir or (), blender=blender, progress=progress)
+        shown = BarProgress(bar, {"build": "build"})
+        index = build_scenes(jobs, presets_dirs=presets_dir or (), blender=blender, progress=shown)
+    built = shown.done.get("build", 0)
     console.print(f"{built} scenes built, {len(jobs) - built} up to date -> {index}")
 
 
@@ -239,21 +233,15 @@ def render(
                 chunk,
                 frame_range,
                 shared_root=shared_root,
-                progress=farm_progress(bar, "render"),
+                progress=BarProgress(bar, {"render": "render"}),
                 **options,
             )
         files = result if isinstance(result, list) else [f for fs in result.values() for f in fs]
         where = _where(files, out, len(blends))
         console.print(f"{len(files)} frames in {where} (Ray cluster {farm}, chunks of {chunk})")
         return
-    rendered = 0
     with progress_bar() as bar:
-        task = bar.add_task("render", total=None)
-
-        def progress(done: int, total: int) -> None:
-            nonlocal rendered
-            rendered = done
-            bar.update(task, completed=done, total=total)
+        shown = BarProgress(bar, {"render": "render"})
 
         def on_device(device: str) -> None:
             if device not in devices:
@@ -261,12 +249,13 @@ def render(
                 bar.console.print(f"Cycles renders on {device}")
 
         devices: list[str] = []
-        common = {"progress": progress, "shard": parse_shard(shard), "on_device": on_device, **options}
+        common = {"progress": shown, "shard": parse_shard(shard), "on_device": on_device, **options}
         if len(blends) == 1:
             files = render_frames(blends[0], out, frame_range, **common)
         else:
             files = [f for fs in render_scenes(blends, out, frame_range, **common).values() for f in fs]
     where = _where(files, out, len(blends))
+    rendered = shown.done.get("render", 0)
     console.print(f"{rendered} frames rendered, {len(files) - rendered} already there -> {where}")
 
 

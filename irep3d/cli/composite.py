@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from ._common import CompressionOpt, DeviceOpt, console, progress_bar, reports_errors
+from ._common import BarProgress, CompressionOpt, DeviceOpt, console, progress_bar, reports_errors
 
 
 class _RecipeOrOperation(TyperGroup):
@@ -41,7 +41,6 @@ def _run(recipe, out: Path, fit: bool, device: str, batch: int, compression: str
     from ..recipe import run_recipe
 
     with progress_bar() as bar:
-        task = bar.add_task("composite", total=None)
         manifest = run_recipe(
             recipe,
             out,
@@ -49,7 +48,7 @@ def _run(recipe, out: Path, fit: bool, device: str, batch: int, compression: str
             device=pick_device(device),
             batch=batch,
             compression=compression,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            progress=BarProgress(bar, {"composite": "composite"}),
         )
     w, h = manifest["resolution"]
     console.print(f"wrote {out} ({manifest['frames']} frames, {w}x{h})")

@@ -41,7 +41,7 @@ def encode(
     bar = progress_bar()
     task = bar.add_task(codec, total=None)
 
-    def progress(done: int, total: int) -> None:
+    def progress(_stage: str, done: int, total: int) -> None:
         if done == 1:  # shown only once frames flow, so a usage error stays one line
             bar.start()
         bar.update(task, completed=done, total=total)

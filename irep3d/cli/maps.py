@@ -10,6 +10,7 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ._common import (
+    BarProgress,
     ClipDirArg,
     ClipFpsOpt,
     CompressionOpt,
@@ -21,7 +22,6 @@ from ._common import (
     SharedRootOpt,
     console,
     farm_address,
-    farm_progress,
     parse_shard,
     progress_bar,
     reports_errors,
@@ -194,7 +194,7 @@ def _run_with_progress(
     """Render with two bars: network frames and EXR files written, each with rate and ETA.
 
     On a Ray cluster (`farm`), one bar: EXR files present in the clip folders, nodes busy."""
-    from ..render import render_clips
+    from ..maps_engine import render_clips
 
     if farm is not None:
         from ..farm import render_maps
@@ -207,15 +207,11 @@ def _run_with_progress(
                 options,
                 device=device,
                 shared_root=shared_root,
-                progress=farm_progress(bar, "EXR"),
+                progress=BarProgress(bar, {"EXR": "EXR"}),
             )
     with progress_bar() as bar:
-        tasks = {"render": bar.add_task("network", total=None), "write": bar.add_task("EXR", total=None)}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            bar.update(tasks[stage], completed=done, total=total)
-
-        return render_clips(net, model, jobs, out, options, progress=progress, shard=shard)
+        shown = BarProgress(bar, {"render": "network", "write": "EXR"})
+        return render_clips(net, model, jobs, out, options, progress=shown, shard=shard)
 
 
 def _summary(results: list[ClipResult], title: str) -> None:

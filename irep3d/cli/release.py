@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import BlenderOpt, RayOpt, console, farm_address, progress_bar, reports_errors
+from ._common import BarProgress, BlenderOpt, RayOpt, console, farm_address, progress_bar, reports_errors
 
 
 def release(
@@ -44,15 +44,8 @@ def release(
         _dry_run(plan, net, stand_in, blender)
         return
     farm = farm_address(ray)
-    with progress_bar() as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        path = run_release(plan, net, ray=farm, blender=blender, progress=progress)
+    with progress_bar(nodes=farm is not None) as bar:
+        path = run_release(plan, net, ray=farm, blender=blender, progress=BarProgress(bar))
     console.print(
         f"{len(plan.loops)} loops in {plan.out / 'loops'}; wrote {path} and {plan.out / 'contact.png'}"
     )
@@ -75,7 +68,7 @@ def _network(spec, device: str, dry_run: bool):
 
 
 def _dry_run(plan, net, stand_in: str | None, blender: str | None) -> None:
-    from ..estimate import estimate_release, human_bytes, human_seconds, measure_costs
+    from ..release.estimate import estimate_release, human_bytes, human_seconds, measure_costs
 
     with console.status("measuring costs on this machine…"):
         costs = measure_costs(plan, net, blender=blender)

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Irep3dError, OutputError, UsageError
-from .cluster import _ray
-from .pool import Progress, _counter, _crash_hook, _Fatal, _Pool, _shared, _threads, _Worker, check_shared
+from ..progress import Progress
+from .cluster import ray_module
+from .pool import Fatal, Pool, Worker, check_shared, crash_hook, frame_counter, shared_paths, worker_threads
 
 
-class BlenderWorker(_Worker):
+class BlenderWorker(Worker):
     """A Ray actor that renders chunks of a `.blend`, one Blender process a chunk."""
 
     def __init__(self, shared_root: str) -> None:
@@ -33,17 +34,17 @@ class BlenderWorker(_Worker):
             if not Path(blend).is_file():
                 raise OutputError(f"node {socket.gethostname()} cannot read the scene file {blend}")
 
-            def progress(done: int, total: int) -> None:
+            def progress(_stage: str, done: int, total: int) -> None:
                 if done >= 1:
                     if tally is not None:
                         tally.add.remote(1)
-                    _crash_hook()
+                    crash_hook()
 
-            threads = kwargs.pop("threads", None) or _threads()
+            threads = kwargs.pop("threads", None) or worker_threads()
             files = render_frames(blend, out_dir, frames, progress=progress, threads=threads, **kwargs)
             return [str(f) for f in files]
         except Irep3dError as exc:
-            return _Fatal(exc)
+            return Fatal(exc)
 
     def scene_ranges(self, blends: list[str], blender: str | None):
         """(first, last) frame of each scene, read in one Blender process."""
@@ -52,7 +53,7 @@ class BlenderWorker(_Worker):
         try:
             return scene_frame_ranges(blends, blender)
         except Irep3dError as exc:
-            return _Fatal(exc)
+            return Fatal(exc)
 
 
 def render_chunks(
@@ -89,7 +90,7 @@ def render_chunks(
         scene_out_dirs,
     )
 
-    ray = _ray()
+    ray = ray_module()
     many = not isinstance(blend, str | os.PathLike)
     blends = list(blend) if many else [blend]
     if not isinstance(chunk, int) or chunk < 1:
@@ -100,7 +101,7 @@ def render_chunks(
     make_out_dirs(outs)
     if shared_root is None:  # the output root: --out, else the folder all outputs share
         shared_root = out_dir if out_dir is not None else os.path.commonpath([str(o.resolve()) for o in outs])
-    placed = [_shared(out, shared_root) for out in outs]
+    placed = [shared_paths(out, shared_root) for out in outs]
     out_strs, root = [p[0] for p in placed], placed[0][1]
     blend_strs = [str(p.resolve()) for p in paths]
     gpus = device == "gpu"
@@ -113,7 +114,7 @@ def render_chunks(
         "blender": blender,
     }
     tally = None
-    pool = _Pool(BlenderWorker, (root,), gpus)
+    pool = Pool(BlenderWorker, (root,), gpus)
     try:
         if frames is None:
             (ranges,) = pool.run("scene_ranges", [(blend_strs, blender)])
@@ -128,8 +129,10 @@ def render_chunks(
             calls += [
                 (blend_str, out_str, (a, min(a + chunk - 1, last))) for a in range(first, last + 1, chunk)
             ]
-        tally, count = _counter(already, total)
-        parts = pool.run("render", [(*call, kwargs, tally) for call in calls], count, total, progress)
+        tally, count = frame_counter(already, total)
+        parts = pool.run(
+            "render", [(*call, kwargs, tally) for call in calls], count, total, progress, "render"
+        )
     finally:
         pool.close()
         if tally is not None:

@@ -48,7 +48,7 @@ def connect(address: str) -> None:
     `ray://` client addresses are refused: a long job on a remote cluster is submitted
     with Ray's Jobs API (`irep3d farm submit`), so it survives the laptop going away.
     """
-    ray = _ray()
+    ray = ray_module()
     if "://" in address:
         cluster_address(address)  # refuses it
     if ray.is_initialized():
@@ -291,7 +291,7 @@ def _auth_error(ray) -> type[BaseException]:
     return getattr(ray.exceptions, "AuthenticationError", ConnectionError)
 
 
-def _ray():
+def ray_module():
     try:
         import ray
     except ImportError:

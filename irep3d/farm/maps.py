@@ -1,7 +1,7 @@
 """Activation clips on the farm (`render_maps`), on workers that load the network once
 (`MapsWorker`: one a GPU; on a cluster without GPUs, one a node using all its cores).
 
-The workers run the steps of `irep3d.render`, the ones a local run calls in order:
+The workers run the steps of `irep3d.maps_engine`, the ones a local run calls in order:
 
 1.-2. `plan` + `choose_channels` on one worker: the automatic channels, each clip.json;
 3. `measure_figures`, split: `sample_batch` for every batch of the fixed grid that sets the `global` figures, in
@@ -25,16 +25,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import Irep3dError, OutputError
-from ..exr_clip import atomic_output
+from ..files import atomic_output
+from ..progress import Progress
 from ..shards import WHOLE
-from .cluster import _ray
-from .pool import Progress, _counter, _crash_hook, _Fatal, _Pool, _shared, _threads, _Worker, check_shared
+from .cluster import ray_module
+from .pool import Fatal, Pool, Worker, check_shared, crash_hook, frame_counter, shared_paths, worker_threads
 
 SCRATCH = ".irep3d-farm"  # per-job scratch folder in the output folder (figure samples)
 
 
-class MapsWorker(_Worker):
-    """A Ray actor: loads the network once, then runs the steps of `irep3d.render` it is
+class MapsWorker(Worker):
+    """A Ray actor: loads the network once, then runs the steps of `irep3d.maps_engine` it is
     handed (choose the channels, sample figures, write shards)."""
 
     def __init__(self, model: str, device: str, shared_root: str, tally: Any) -> None:
@@ -44,7 +45,7 @@ class MapsWorker(_Worker):
         from ..generator import load_generator
 
         tune_allocator()  # as the CLI does: big freed blocks are reused, not faulted in again
-        torch.set_num_threads(_threads())
+        torch.set_num_threads(worker_threads())
         self.model = model
         self.shared_root = shared_root
         self.tally = tally
@@ -58,10 +59,10 @@ class MapsWorker(_Worker):
             self.error = exc
 
     def _progress(self, stage: str, done: int, total: int) -> None:
-        """`irep3d.render` progress: one more file in the tally (and the test hook)."""
+        """`irep3d.maps_engine` progress: one more file in the tally (and the test hook)."""
         if stage == "write" and done >= 1:
             self.tally.add.remote(1)
-            _crash_hook()
+            crash_hook()
 
     def _call(self, work: Callable[[], Any]) -> Any:
         try:
@@ -70,10 +71,10 @@ class MapsWorker(_Worker):
             check_shared(self.shared_root)
             return work()
         except Irep3dError as exc:
-            return _Fatal(exc)
+            return Fatal(exc)
 
     def _plan(self, jobs, out_dir: str, options, shard=WHOLE, clean_temps=False, stats=None):
-        from ..render import plan
+        from ..maps_engine import plan
 
         planned = plan(
             self.net,
@@ -89,8 +90,8 @@ class MapsWorker(_Worker):
         return planned
 
     def prepare(self, jobs, out_dir: str, options):
-        """Step 2 (`render.choose_channels`): [(channels, figures recorded earlier)] a job."""
-        from ..render import choose_channels
+        """Step 2 (`maps_engine.choose_channels`): [(channels, figures recorded earlier)] a job."""
+        from ..maps_engine import choose_channels
 
         def work():
             planned = self._plan(jobs, out_dir, options, clean_temps=True)  # no one writes yet
@@ -102,27 +103,27 @@ class MapsWorker(_Worker):
     def measure(self, jobs, out_dir: str, options, index: int, scratch: str):
         """Step 3 in parts: grid batch `index` of `jobs` (one seed sequence, channels chosen),
         each clip's sample stored as `scratch/<clip>/bNNNNN.npy` (a batch whose files exist
-        is not computed again); what it computed is kept here (within `render.KEEP_BYTES`)
+        is not computed again); what it computed is kept here (within `maps_engine.KEEP_BYTES`)
         until `flush` writes it with the merged figures."""
-        from .. import render
+        from .. import maps_engine
 
         def work():
             files = [sample_path(Path(scratch), job.name, index) for job in jobs]
             if all(f.is_file() for f in files):
                 return files
             planned = self._plan(jobs, out_dir, options)
-            thinned, chosen = render.sample_batch(self.net, planned, jobs[0].seeds, index)
+            thinned, chosen = maps_engine.sample_batch(self.net, planned, jobs[0].seeds, index)
             for job, path in zip(jobs, files, strict=True):
                 with atomic_output(path) as temp, open(temp, "wb") as fh:
                     np.save(fh, thinned[job.name])
-            render.keep_batch(self.kept, jobs[0].seeds, index, chosen)
+            maps_engine.keep_batch(self.kept, jobs[0].seeds, index, chosen)
             return files
 
         return self._call(work)
 
     def flush(self, jobs, out_dir: str, options, stats):
         """Write the batches `measure` kept, with the merged figures; nothing else."""
-        from ..render import finish, write_batches
+        from ..maps_engine import finish, write_batches
 
         kept, self.kept = self.kept, {}
         if not kept:
@@ -136,8 +137,8 @@ class MapsWorker(_Worker):
         return self._call(work)
 
     def render(self, jobs, out_dir: str, options, shard=WHOLE, stats=None, clean_temps=False):
-        """Step 4 (`render.write_batches`) for one shard of every clip, then `finish`."""
-        from ..render import finish, write_batches
+        """Step 4 (`maps_engine.write_batches`) for one shard of every clip, then `finish`."""
+        from ..maps_engine import finish, write_batches
 
         def work():
             planned = self._plan(jobs, out_dir, options, shard, clean_temps, stats)
@@ -154,7 +155,7 @@ def sample_path(scratch: Path, name: str, index: int) -> Path:
 
 def merge_samples(jobs: Sequence, batches: Sequence[tuple[list, int]], scratch: Path) -> dict:
     """The `global` figures of every job from the samples `measure` stored, in grid order."""
-    from ..render import figures_from_samples
+    from ..maps_engine import figures_from_samples
 
     figures = {}
     for job in jobs:
@@ -183,24 +184,25 @@ def render_maps(
     progress: Progress | None = None,
 ) -> list:
     """Render clip jobs on the connected Ray cluster; returns `ClipResult`s as
-    `irep3d.render.render_clips` does, and writes the same bytes.
+    `irep3d.maps_engine.render_clips` does, and writes the same bytes.
 
     Args:
         model: the network as the user named it (`builtin:...`, or a file every node reads).
-        jobs: `ClipJob`s (see `irep3d.render.render_clips`).
+        jobs: `ClipJob`s (see `irep3d.maps_engine.render_clips`).
         out_dir: parent of the clip folders, inside `shared_root`.
         options: `MapsOptions`; a missing batch size is fixed here (16 on GPUs, else 4) so
             every worker computes the same grid of batches.
         device: the network's device on the workers (`auto`: the GPU Ray gives them).
         shared_root: the folder every node mounts at the same path (default: `out_dir`).
         shards_per_worker: shards a worker gets on average (more = finer retries and balance).
-        progress: `progress(frames present, frames of the job, nodes busy)` while it runs.
+        progress: `progress("EXR", frames present, frames of the job)` and
+            `progress(BUSY, nodes busy, nodes)` while it runs (`irep3d.progress`).
     """
     from ..clip import Clip
     from ..maps import ClipJob, walk_frames
-    from ..render import figure_batches
+    from ..maps_engine import figure_batches
 
-    ray = _ray()
+    ray = ray_module()
     options.check()
     if not jobs:
         return []
@@ -209,7 +211,7 @@ def render_maps(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
-    out_str, root = _shared(out, shared_root)
+    out_str, root = shared_paths(out, shared_root)
     if not model.startswith("builtin:") and Path(model).expanduser().exists():
         model = str(Path(model).expanduser().resolve())
     gpus = int(ray.cluster_resources().get("GPU", 0)) > 0
@@ -218,8 +220,8 @@ def render_maps(
     totals = {j.name: walk_frames(len(j.seeds), options) for j in jobs}
     total = sum(totals.values())
     already = sum(len(Clip(Path(out_str) / name).finished(n)) for name, n in totals.items())
-    tally, count = _counter(already, total)
-    pool = _Pool(MapsWorker, (model, device, root, tally), gpus)
+    tally, count = frame_counter(already, total)
+    pool = Pool(MapsWorker, (model, device, root, tally), gpus)
     try:
         workers = max(1, len(pool.starting))
         n_shards = max(1, min(workers * shards_per_worker, min(totals.values())))
@@ -238,11 +240,12 @@ def render_maps(
             # The sampled batches each worker still holds: written now, not computed again.
             flushed = pool.each("flush", (jobs, out_str, options, stats))
             if progress is not None:
-                progress(count(), total, 0)
+                progress("EXR", count(), total)
         # 4. Every shard, then one pass that cleans temps and marks the manifests complete.
         calls = [(jobs, out_str, options, (i, n_shards), stats) for i in range(n_shards)]
-        parts = pool.run("render", calls, count, total, progress)
-        (final,) = pool.run("render", [(jobs, out_str, options, WHOLE, stats, True)], count, total, progress)
+        parts = pool.run("render", calls, count, total, progress, "EXR")
+        final_call = [(jobs, out_str, options, WHOLE, stats, True)]
+        (final,) = pool.run("render", final_call, count, total, progress, "EXR")
     finally:
         pool.close()
         ray.kill(tally)

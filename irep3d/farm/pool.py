@@ -1,7 +1,7 @@
 """The workers of a farm job, the pool that runs calls on them, and the shared root.
 
 A job starts one worker (a Ray actor) a GPU, or one a node using all its CPUs, and queues
-its calls (`_Pool.run`): each idle worker takes the next one. Calls are idempotent:
+its calls (`Pool.run`): each idle worker takes the next one. Calls are idempotent:
 finished frames are skipped and temps have unique names, so running one again is safe.
 
 Faults: a call whose worker process or node dies goes back in the queue for another
@@ -9,7 +9,7 @@ worker and a replacement worker is started where the cluster has room. A call th
 with an `Irep3dError` (bad input: retries cannot fix it) stops the job with that error's
 one line; any other error is retried `RETRIES` times, then stops the job.
 
-Progress counts frames as the workers write them (`_counter`, a small tally actor), not by
+Progress counts frames as the workers write them (`frame_counter`, a small tally actor), not by
 listing folders on the shared disk.
 """
 
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FarmError, Irep3dError, OutputError, UsageError
-from .cluster import _ray
+from ..progress import BUSY, Progress
+from .cluster import ray_module
 
 #: Test hook: when this variable names a file that exists, the first task to see it deletes
 #: it and kills its own worker process (os._exit) after writing its first frame.
@@ -35,10 +36,6 @@ RETRIES = 3
 POLL_S = 0.5
 #: How long a job may have queued calls and no worker able to run them (every node gone).
 STALL_S = 600.0
-
-#: progress(done, total, busy): frames present in the output folders, frames of the job,
-#: nodes running one of its calls right now.
-Progress = Callable[[int, int, int], None]
 
 
 def check_shared(folder: str | os.PathLike[str]) -> Path:
@@ -52,7 +49,7 @@ def check_shared(folder: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _shared(out: Path, shared_root: str | os.PathLike[str] | None) -> tuple[str, str]:
+def shared_paths(out: Path, shared_root: str | os.PathLike[str] | None) -> tuple[str, str]:
     """(output folder, shared root) as absolute paths; the output must lie in the root."""
     out = out.expanduser().resolve()
     root = Path(shared_root).expanduser().resolve() if shared_root is not None else out
@@ -63,7 +60,7 @@ def _shared(out: Path, shared_root: str | os.PathLike[str] | None) -> tuple[str,
     return str(out), str(root)
 
 
-def _crash_hook() -> None:
+def crash_hook() -> None:
     """Kill this worker process once if the test hook is armed (see ENV_CRASH)."""
     marker = os.environ.get(ENV_CRASH)
     if not marker:
@@ -89,31 +86,31 @@ class _Tally:
         return self.frames
 
 
-def _counter(already: int, total: int) -> tuple[Any, Callable[[], int]]:
+def frame_counter(already: int, total: int) -> tuple[Any, Callable[[], int]]:
     """A new tally actor and `count()`: frames present before the job + frames written since."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    ray = _ray()
+    ray = ray_module()
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     tally = ray.remote(num_cpus=0)(_Tally).options(scheduling_strategy=here).remote()  # dies with us only
     return tally, lambda: min(total, already + ray.get(tally.get.remote()))
 
 
 @dataclass
-class _Fatal:
+class Fatal:
     """An Irep3dError raised in a call, returned as a value so it is not retried."""
 
     error: Irep3dError
 
 
-def _threads() -> int:
+def worker_threads() -> int:
     """The CPUs Ray gave this worker (at least 1)."""
     import ray
 
     return max(1, int(ray.get_runtime_context().get_assigned_resources().get("CPU", 1)))
 
 
-class _Worker:
+class Worker:
     """What every farm worker answers: where it runs (for the busy-nodes figure)."""
 
     def where(self) -> str:
@@ -122,7 +119,7 @@ class _Worker:
         return ray.get_runtime_context().get_node_id()
 
 
-class _Pool:
+class Pool:
     """Workers that each run one call at a time. A worker that dies (its process or its
     node) is replaced where the cluster has room, and its call goes to another worker.
 
@@ -131,7 +128,7 @@ class _Pool:
     """
 
     def __init__(self, cls: type, args: tuple, gpus: bool) -> None:
-        ray = _ray()
+        ray = ray_module()
         self.remote = ray.remote(max_restarts=0, max_task_retries=0)(cls)
         self.args = args
         self.idle: list = []
@@ -167,10 +164,14 @@ class _Pool:
         count: Callable[[], int] = lambda: 0,
         total: int = 0,
         progress: Progress | None = None,
+        stage: str = "frames",
         **kwargs: Any,
     ) -> list:
-        """Run `method(*args, **kwargs)` for each args of `calls` on the pool; results in order."""
-        ray = _ray()
+        """Run `method(*args, **kwargs)` for each args of `calls` on the pool; results in order.
+
+        `progress(stage, count(), total)` and `progress(BUSY, nodes running a call, nodes)`
+        after every wait."""
+        ray = ray_module()
         queue = deque(range(len(calls)))
         tries = [0] * len(calls)
         results: dict[int, Any] = {}
@@ -217,12 +218,13 @@ class _Pool:
                         self._died(actor)
                         queue.appendleft(i)
                         continue
-                    if isinstance(value, _Fatal):
+                    if isinstance(value, Fatal):
                         raise value.error
                     results[i] = value
                     self.idle.append(actor)
                 if progress is not None:
-                    progress(count(), total, busy)
+                    progress(stage, count(), total)
+                    progress(BUSY, busy, len(set(self.node_of.values())))
         except BaseException:
             for ref in running:
                 with contextlib.suppress(Exception):
@@ -233,7 +235,7 @@ class _Pool:
     def each(self, method: str, args: tuple) -> list:
         """Run `method(*args)` once on every worker that is up (e.g. to flush what each one
         holds); a worker that dies meanwhile is replaced and skipped, its part lost."""
-        ray = _ray()
+        ray = ray_module()
         actors, self.idle = self.idle, []
         refs = {getattr(actor, method).remote(*args): actor for actor in actors}
         results = []
@@ -247,14 +249,14 @@ class _Pool:
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError):
                 self._died(actor)
                 continue
-            if isinstance(value, _Fatal):
+            if isinstance(value, Fatal):
                 raise value.error
             results.append(value)
             self.idle.append(actor)
         return results
 
     def _started(self, ref) -> None:
-        ray = _ray()
+        ray = ray_module()
         actor, resources, node = self.starting.pop(ref)
         try:
             self.node_of[actor] = ray.get(ref)
@@ -276,7 +278,7 @@ class _Pool:
         self._spawn(resources, node)
 
     def close(self) -> None:
-        ray = _ray()
+        ray = ray_module()
         for actor in self.all:
             with contextlib.suppress(Exception):
                 ray.kill(actor)

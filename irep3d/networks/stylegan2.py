@@ -36,10 +36,10 @@ from torch import nn
 
 from irep3d.errors import ArchitectureError, UsageError
 from irep3d.networks.capture import resolve_capture
-from irep3d.networks.generator import StyleGenerator
 from irep3d.networks.mapping import FullyConnectedLayer
 from irep3d.networks.precision import check_precision, layer_dtype
 from irep3d.networks.resample import upfirdn2d
+from irep3d.networks.style_generator import StyleGenerator
 
 __all__ = [
     "Generator",

@@ -22,10 +22,10 @@ from torch import nn
 
 from ..errors import ArchitectureError
 from .capture import resolve_capture
-from .generator import StyleGenerator
 from .mapping import FullyConnectedLayer
 from .precision import check_precision, layer_dtype
 from .resample import design_lowpass_filter, filtered_lrelu, preferred_layout
+from .style_generator import StyleGenerator
 from .winograd import conv3x3
 
 __all__ = ["Generator", "SynthesisInput", "SynthesisLayer", "SynthesisNetwork", "modulated_conv2d"]
@@ -156,6 +156,15 @@ class SynthesisInput(nn.Module):
         )
 
 
+def _whole_factor(high_rate: float, low_rate: float, what: str) -> int:
+    """The resampling factor between two sampling rates. The paper's schedule makes every
+    rate a power of two, so the factor is whole; one that is not is a bug, not a rounding."""
+    factor = round(high_rate / low_rate)
+    if factor < 1 or low_rate * factor != high_rate:
+        raise ValueError(f"{what} from {low_rate:g} to {high_rate:g} samples is not by a whole factor")
+    return factor
+
+
 class SynthesisLayer(nn.Module):
     """One StyleGAN3 layer (Sec. 3.2): modulated conv, then bias + leaky ReLU evaluated at
     `lrelu_upsampling` x the sampling rate between an upsampling and a downsampling filter."""
@@ -212,14 +221,14 @@ class SynthesisLayer(nn.Module):
         self.register_buffer("magnitude_ema", torch.ones([]))
 
         # Upsampling filter: to the temporary rate, cutoff of the input.
-        self.up_factor = round(self.tmp_sampling_rate / in_sampling_rate)
+        self.up_factor = _whole_factor(self.tmp_sampling_rate, in_sampling_rate, "upsampling")
         self.up_taps = filter_size * self.up_factor if self.up_factor > 1 and not is_torgb else 1
         self.register_buffer(
             "up_filter",
             design_lowpass_filter(self.up_taps, in_cutoff, in_half_width * 2, self.tmp_sampling_rate),
         )
         # Downsampling filter: back to the output rate, cutoff of the output.
-        self.down_factor = round(self.tmp_sampling_rate / out_sampling_rate)
+        self.down_factor = _whole_factor(self.tmp_sampling_rate, out_sampling_rate, "downsampling")
         self.down_taps = filter_size * self.down_factor if self.down_factor > 1 and not is_torgb else 1
         self.down_radial = use_radial_filters and not is_critically_sampled
         self.register_buffer(
@@ -393,6 +402,8 @@ class SynthesisNetwork(nn.Module):
         (`SynthesisInput.forward`), e.g. from `irep3d.walk.view_matrices`.
         """
         del noise_mode
+        if ws.ndim != 3 or tuple(ws.shape[1:]) != (self.num_ws, self.w_dim):
+            raise ValueError(f"ws must be [N, {self.num_ws}, {self.w_dim}], not {list(ws.shape)}")  # [NWD]
         precision = check_precision(precision)
         wanted, last = resolve_capture(self.layer_names, capture)
         ws = ws.to(torch.float32).unbind(dim=1)
@@ -400,7 +411,7 @@ class SynthesisNetwork(nn.Module):
         x = self.input(ws[0], view)
         if "input" in wanted:
             out["input"] = x
-        for index, (name, w) in enumerate(zip(self.layer_names[1:], ws[1:], strict=False), start=1):
+        for index, (name, w) in enumerate(zip(self.layer_names[1:], ws[1:], strict=True), start=1):
             if index > last:
                 break
             x = getattr(self, name)(x, w, precision=precision)

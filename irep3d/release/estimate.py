@@ -97,9 +97,9 @@ class Estimate:
         return sum(self.seconds.values())
 
 
-def _scene_look(job: Any) -> tuple[tuple[int, int], int]:
+def scene_look(job: Any) -> tuple[tuple[int, int], int]:
     """(resolution, samples) a scene job renders with: its settings, else its preset's."""
-    from .blender.addon import _presets_module
+    from ..blender.addon import _presets_module
 
     presets = _presets_module()
     look = presets.load_preset(job.preset, dirs=presets.preset_dirs())
@@ -124,7 +124,7 @@ def count_release(plan: Any, batch: int = 1) -> Counts:
     counts.scenes = len(plan.scenes)
     sizes: dict[str, tuple[int, int]] = {name: clip.resolution for name, clip in plan.clips.items()}
     for scene in plan.scenes:
-        (w, h), samples = _scene_look(scene.job)
+        (w, h), samples = scene_look(scene.job)
         sizes[scene.name] = (w, h)
         counts.cycles_frames += plan.frames
         counts.render_pixels += plan.frames * w * h
@@ -147,16 +147,16 @@ def _timed(fn: Any) -> tuple[Any, float]:
 
 def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -> Costs:
     """Time one unit of every kind of work `plan` does, on this machine (see the module)."""
-    from .clip import Clip
-    from .colour import apply_norm, measure_global, to_rgb
-    from .exr_clip import read_exr, write_exr
-    from .generator import capture
-    from .keyframes import keys_to_ws
-    from .resize import resize
+    from ..clip import Clip
+    from ..colour import apply_norm, measure_global, to_rgb
+    from ..exr_clip import read_exr, write_exr
+    from ..generator import capture
+    from ..keyframes import keys_to_ws
+    from ..resize import resize
 
     release = plan.release
     options = release.options
-    from .maps import default_batch
+    from ..maps import default_batch
 
     costs = Costs()
     device = next(net.parameters()).device
@@ -234,12 +234,12 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
 
 def _composite_seconds(recipe: Any, inputs: dict[str, torch.Tensor]) -> float:
     """Seconds to run a recipe's steps once on one frame of each input."""
-    from .recipe import _apply
+    from ..recipe import apply_step
 
     values = dict(inputs)
     start = time.perf_counter()
     for step in recipe.steps:
-        values[step.id] = _apply(step, [values[i] for i in step.inputs], recipe, [0], 1)
+        values[step.id] = apply_step(step, [values[i] for i in step.inputs], recipe, [0], 1)
     return time.perf_counter() - start
 
 
@@ -249,7 +249,7 @@ def _measure_cycles(plan: Any, clip: Path, costs: Costs, blender: str | None) ->
     `seconds = fixed + samples * per_sample + pixels * (per_pixel + samples * per_pixel_sample)`.
     The per-sample term is the overhead of a sample pass over the whole frame, which small
     renders would otherwise book as per-pixel cost."""
-    from .blender import SceneJob, build_scenes, render_scenes
+    from ..blender import SceneJob, build_scenes, render_scenes
 
     scene = plan.scenes[0].job
     folder = clip.parent / "scenes"

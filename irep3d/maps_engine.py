@@ -1,4 +1,4 @@
-"""Step "render" of the maps flow: clip jobs become EXR clip folders, in four steps.
+"""The maps engine: clip jobs become EXR clip folders, in four steps (the "render" of `maps`).
 
 `render_clips` runs them in order on this machine; `irep3d.farm` hands the same steps to
 workers on a cluster, so both write the same bytes:

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from irep3d import render
+from irep3d import maps_engine
 from irep3d.colour import NormStats, apply_norm
 from irep3d.errors import UsageError
 from irep3d.exr_clip import read_exr
 from irep3d.generator import load_generator, seeds_to_ws
 from irep3d.keyframes import load_keyfile
 from irep3d.maps import ClipJob, MapsOptions, clip_identity
-from irep3d.render import render_clips
+from irep3d.maps_engine import render_clips
 
 LAYER = "L3_52_64"  # an early layer: the capture stops there, so tests stay fast
 OTHER = "L5_84_64"
@@ -316,7 +316,7 @@ def test_channel_out_of_range_names_the_count(net, tmp_path):
 
 
 def test_stats_batches_are_bounded_and_spread():
-    from irep3d.render import STATS_FRAMES, _stats_batches
+    from irep3d.maps_engine import STATS_FRAMES, _stats_batches
 
     chosen = _stats_batches(225, 4)  # a 900-frame walk in batches of 4
     assert len(chosen) * 4 == STATS_FRAMES and chosen[0] == 0 and chosen[-1] > 190
@@ -324,9 +324,9 @@ def test_stats_batches_are_bounded_and_spread():
 
 
 def test_long_walk_measures_a_sample_and_runs_each_frame_once(net, tmp_path, counted, monkeypatch):
-    import irep3d.render
+    import irep3d.maps_engine
 
-    monkeypatch.setattr(irep3d.render, "KEEP_BYTES", 0)  # nothing kept: sampled batches run twice
+    monkeypatch.setattr(irep3d.maps_engine, "KEEP_BYTES", 0)  # nothing kept: sampled batches run twice
     opts = MapsOptions(frames_per_seed=20, norm="global", batch=4)
     (res,) = render_clips(net, "m", [ClipJob("long", LAYER, [1, 2, 3], [1, 2, 3])], tmp_path, opts)
     assert res.frames == 60 and sum(counted) == 60 + 32
@@ -363,31 +363,31 @@ def test_the_steps_run_apart_write_what_render_clips_writes(net, tmp_path, count
     render_clips(net, "m", jobs(), tmp_path / "local", opts)
     out = tmp_path / "apart"
     apart = jobs()
-    render.choose_channels(net, render.plan(net, "m", apart, out, opts))
-    batches = render.figure_batches(apart, opts, opts.batch)
+    maps_engine.choose_channels(net, maps_engine.plan(net, "m", apart, out, opts))
+    batches = maps_engine.figure_batches(apart, opts, opts.batch)
     assert [i for _, i in batches] == [0, 1, 2]  # 12 frames, batches of 4: all of them
     samples: dict[str, list] = {"a": [], "b": []}
     kept: dict = {}
     for group, index in batches:  # each batch on a "worker" of its own
-        thinned, chosen = render.sample_batch(
-            net, render.plan(net, "m", group, out, opts), group[0].seeds, index
+        thinned, chosen = maps_engine.sample_batch(
+            net, maps_engine.plan(net, "m", group, out, opts), group[0].seeds, index
         )
         for name, part in thinned.items():
             samples[name].append(part)
         if index == 1:
             kept = {tuple(group[0].seeds): {1: chosen}}
-    figures = {name: render.figures_from_samples(parts) for name, parts in samples.items()}
-    flush = render.plan(net, "m", apart, out, opts, clean_temps=False)
+    figures = {name: maps_engine.figures_from_samples(parts) for name, parts in samples.items()}
+    flush = maps_engine.plan(net, "m", apart, out, opts, clean_temps=False)
     flush.set_figures(figures)
-    assert render.write_batches(net, flush, kept, only_kept=True) == 8  # batch 1 of both clips
+    assert maps_engine.write_batches(net, flush, kept, only_kept=True) == 8  # batch 1 of both clips
     for i in range(3):
-        shard = render.plan(net, "m", apart, out, opts, shard=(i, 3), clean_temps=False)
+        shard = maps_engine.plan(net, "m", apart, out, opts, shard=(i, 3), clean_temps=False)
         shard.set_figures(figures)
-        render.write_batches(net, shard)
-        render.finish(shard)
-    final = render.plan(net, "m", apart, out, opts)
+        maps_engine.write_batches(net, shard)
+        maps_engine.finish(shard)
+    final = maps_engine.plan(net, "m", apart, out, opts)
     assert sum(len(c.todo) for c in final.clips) == 0
-    results = render.finish(final)
+    results = maps_engine.finish(final)
     assert [r.written for r in results] == [0, 0] and all(len(r.channels) == 3 for r in results)
     for name in ("a", "b"):
         local, here = tmp_path / "local" / name, out / name
@@ -398,6 +398,6 @@ def test_the_steps_run_apart_write_what_render_clips_writes(net, tmp_path, count
 
 def test_write_batches_needs_the_figures(net, tmp_path):
     opts = MapsOptions(frames_per_seed=2, norm="global", batch=2)
-    planned = render.plan(net, "m", [ClipJob("c", LAYER, [0, 1, 2], [1, 2])], tmp_path, opts)
+    planned = maps_engine.plan(net, "m", [ClipJob("c", LAYER, [0, 1, 2], [1, 2])], tmp_path, opts)
     with pytest.raises(RuntimeError, match="figures of c were not measured"):
-        render.write_batches(net, planned)
+        maps_engine.write_batches(net, planned)
