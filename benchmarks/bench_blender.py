@@ -20,8 +20,8 @@ from pathlib import Path
 
 from irep3d.blender import REPO_ROOT, build_scene, render_frames
 from irep3d.generator import load_generator
-from irep3d.maps import ClipJob, MapsOptions
 from irep3d.maps_engine import render_clips
+from irep3d.options import ClipJob, MapsOptions
 
 
 def main() -> None:

@@ -37,8 +37,8 @@ import torch
 from irep3d import farm
 from irep3d.allocator import tune_allocator
 from irep3d.generator import load_generator
-from irep3d.maps import ClipJob, MapsOptions
 from irep3d.maps_engine import render_clips
+from irep3d.options import ClipJob, MapsOptions
 from irep3d.progress import BUSY
 
 MODEL = "builtin:sg3t-256"

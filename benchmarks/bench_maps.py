@@ -33,8 +33,9 @@ from irep3d.allocator import tune_allocator
 from irep3d.colour import apply_norm, to_rgb
 from irep3d.exr_clip import ExrWriter, write_exr
 from irep3d.generator import build_generator, layer_table, load_generator, pick_device, seeds_to_ws
-from irep3d.maps import ClipJob, MapsOptions, default_batch
+from irep3d.maps import default_batch
 from irep3d.maps_engine import render_clips
+from irep3d.options import ClipJob, MapsOptions
 from irep3d.resize import parse_size, reframe
 from irep3d.walk import frame_count, interpolate_ws, parse_seeds
 

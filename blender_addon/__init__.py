@@ -1,8 +1,9 @@
 """irep3d for Blender: displacement scenes from irep3d activation clips.
 
-The scene builder (`scene.py`), the presets (`presets.py`) and the frame renderer
-(`render.py`) are plain modules that the irep3d CLI also runs, in a Blender process
-(`jobs.py`); this file only registers the UI.
+The scene builder (`scene.py`) and the frame renderer (`render.py`) are plain modules that
+the irep3d CLI also runs, in a Blender process (`jobs.py`), with the presets and the one
+declaration of the scene settings (irep3d's standard-library `presets.py`, copied beside
+them in the extension zip); this file only registers the UI.
 """
 
 import bpy

@@ -54,15 +54,18 @@ def open_scene(blend: str) -> Any:
 
 def build(args: dict[str, Any]) -> None:
     """Build each scene of `args["scenes"]` into a clean file and save it (its `blend`)."""
-    from blender_addon import presets, scene
+    from blender_addon import scene
+
+    try:  # the installed add-on (a wheel's share/) carries a copy of the module
+        from blender_addon import presets
+    except ImportError:  # a checkout: irep3d's own, next to blender_addon/
+        from irep3d import presets
 
     dirs = presets.preset_dirs(extra=args["presets_dirs"])
     for index, item in enumerate(args["scenes"]):  # one Blender for all scenes; a clean file each
         try:
             preset = presets.load_preset(item["preset"], dirs=dirs)
-            settings = dict(item["settings"])
-            if settings.get("resolution") is not None:
-                settings["resolution"] = tuple(settings["resolution"])
+            settings = dict(item["settings"])  # checked by irep3d; JSON lists become tuples in the check
             if item["colour_dir"]:
                 settings["colour_clip"] = item["colour_dir"]
             bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -86,30 +89,35 @@ def ranges(args: dict[str, Any]) -> None:
 
 def render(args: dict[str, Any]) -> None:
     """Render the frames of each scene of `args["scenes"]` that are not there yet, each into
-    its `out_dir` as `args["frame_name"]` (a format string of `frame` and `ext`)."""
+    its render folder `out_dir` (`renders`: `frame_00001.png`, … and `render.json`)."""
     from blender_addon import render as frames
 
-    def final(out_dir: str, n: int, ext: str) -> str:
-        return os.path.join(out_dir, args["frame_name"].format(frame=n, ext=ext))
-
-    # First every scene: open it, check its clips, plan its frames (one progress total).
+    # First every scene: open it, set it up, check its clips and its folder (frames of
+    # another scene or other settings are refused), plan its frames (one progress total).
     plans = []
     for index, item in enumerate(args["scenes"]):
         scene = open_scene(item["blend"])
         try:
             frames.check_inputs()
+            frames.configure(scene, args["samples"], args["resolution"], "cpu", args["threads"])
+            folder, manifest = frames.render_folder(scene, item["out_dir"], item["blend"])
+            ext = frames.output_ext(scene)
         except frames.RenderError as exc:
             fail(exc)
-        ext = frames.output_ext(scene)
         first, last = args["frames"] or (scene.frame_start, scene.frame_end)
         wanted = frames.shard_range(first, last, args["shard"])
-        todo = frames.todo_frames(wanted, lambda n, out=item["out_dir"], ext=ext: final(out, n, ext))
+        todo = frames.todo_frames(wanted, lambda n, folder=folder, ext=ext: folder.frame_path(n, ext))
         say("PLAN", index, wanted.start, wanted.stop - 1, len(todo), ext)
-        plans.append((todo, ext))
+        plans.append((folder, manifest, todo, ext))
+    for folder, manifest, _, _ in plans:  # every folder checked: each manifest before its frames
+        try:
+            frames.write_manifest(folder, manifest)
+        except frames.RenderError as exc:
+            fail(exc)
 
     # Then render them, frame by frame, each to a temp name renamed into place.
     opened = len(plans) - 1
-    for index, (item, (todo, ext)) in enumerate(zip(args["scenes"], plans, strict=True)):
+    for index, (item, (folder, _, todo, ext)) in enumerate(zip(args["scenes"], plans, strict=True)):
         if not todo:
             continue
         scene = open_scene(item["blend"]) if index != opened else bpy.context.scene
@@ -121,7 +129,7 @@ def render(args: dict[str, Any]) -> None:
             if gpu is not None:
                 say("DEVICE", gpu)
             for n in todo:
-                frames.render_frame(scene, n, final(item["out_dir"], n, ext), args["tag"])
+                frames.render_frame(scene, n, str(folder.frame_path(n, ext)), args["tag"])
                 say("FRAME", index, n)
         except frames.RenderError as exc:
             fail(exc)

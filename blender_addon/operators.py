@@ -4,92 +4,156 @@ From Python every setting is a keyword argument, and one left out keeps the pres
 `bpy.ops.irep3d.build_displacement_scene(clip_dir=..., preset="edge-point-light",
 displacement_strength=0.3)` builds the same scene as
 `scene.build_displacement_scene(clip_dir, load_preset("edge-point-light"),
-SceneSettings(displacement_strength=0.3))`. The panel's button invokes the operator, which
-then takes every setting not given from the panel (`scene.irep3d`).
+SceneSettings(displacement_strength=0.3))`. Called with no arguments at all (the panel's
+button, or `bpy.ops.irep3d.build_displacement_scene()` in a script, with a window or in
+background mode alike) it builds what the panel (`scene.irep3d`) says.
+
+The build goes into a scene of irep3d's own: the current scene when it is empty or holds an
+earlier irep3d build (which the build replaces), else a new scene named after the clip, made
+the window's scene. Blender's startup scene thus keeps its Cube, Light and Camera, which
+would otherwise hide the plane and flatten the grazing light.
+
+`poll` greys out what cannot run: building outside Object Mode, rendering a scene irep3d
+did not build (the panel also greys out Build while it has no clip folder).
 """
 
 import os
 
 import bpy
-from bpy.props import IntVectorProperty, StringProperty
+from bpy.props import StringProperty
 
 from . import properties
 from . import render as frames
-from .presets import PresetError, load_preset
-from .scene import TAG, ClipError, SceneSettings, build_displacement_scene
+from .scene import TAG, ClipError, SceneSettings, build_displacement_scene, read_clip, resolve_settings
+
+try:  # the installed add-on (extension zip, a wheel's share/) carries a copy of the module
+    from .presets import DEFAULT_PRESET, SCENE_SETTINGS, Preset, PresetError, Setting, load_preset
+except ImportError:  # a checkout: irep3d's own, next to blender_addon/
+    from irep3d.presets import DEFAULT_PRESET, SCENE_SETTINGS, Preset, PresetError, Setting, load_preset
 
 #: The tag of the add-on's temp frame names (`render.temp_name`).
 TEMP_TAG = f"irep3d-addon-{os.getpid()}"
 
 
 class IREP3D_OT_build_displacement_scene(bpy.types.Operator):
-    """Build a displaced plane, light, camera and Cycles settings for an irep3d clip"""
+    """Build a displaced plane, light, camera and Cycles settings for an irep3d clip, in a scene of its own"""
 
     bl_idname = "irep3d.build_displacement_scene"
     bl_label = "Build displacement scene"
     bl_options = {"REGISTER", "UNDO"}  # noqa: RUF012 - Blender reads a plain set
 
-    clip_dir: properties.clip_dir_property()
-    preset: StringProperty(
-        name="Preset",
-        description="A preset name (see the panel) or the path of a .toml preset",
-        default=properties.DEFAULT_PRESET,
-    )
-    displacement_strength: properties.displacement_strength_property()
-    midlevel: properties.midlevel_property()
-    height_source: properties.height_source_property()
-    subdivision_detail: properties.subdivision_detail_property()
-    light_position: properties.light_position_property()
-    light_height: properties.light_height_property()
-    samples: properties.samples_property()
-    output_format: properties.output_format_property()
-    colour_clip: properties.colour_clip_property()
-    resolution: IntVectorProperty(
-        name="Resolution",
-        description="Render size in pixels (width, height); left out: the preset's",
-        size=2,
-        default=(1920, 1080),
-        min=4,
-        max=65536,
-    )
+    __annotations__ = {  # Blender reads the properties from the class annotations
+        "clip_dir": properties.clip_dir_property(),
+        "preset": StringProperty(
+            name="Preset",
+            description="A preset name (see the panel) or the path of a .toml preset",
+            default=DEFAULT_PRESET,
+        ),
+        **properties.setting_properties(),  # one a scene setting; left out: the preset's value
+    }
 
-    def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
-        """From the panel: every setting not passed explicitly comes from `scene.irep3d`."""
-        for name, value in properties.panel_kwargs(context.scene.irep3d).items():
-            if not self.properties.is_property_set(name):
-                setattr(self, name, value)
-        return self.execute(context)
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        """A scene to build in, in Object Mode (a build replaces objects)."""
+        if context.scene is None:
+            cls.poll_message_set("no scene to build in")
+            return False
+        if context.mode != "OBJECT":
+            cls.poll_message_set("switch to Object Mode to build the displacement scene")
+            return False
+        return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        given = {
-            name: self._value(name)
-            for name in (*properties.PANEL_SETTINGS, "resolution")
-            if self.properties.is_property_set(name)
-        }
+        names = ("clip_dir", "preset", *(s.field for s in SCENE_SETTINGS))
+        if not any(self.properties.is_property_set(n) for n in names) and hasattr(context.scene, "irep3d"):
+            for name, value in properties.panel_kwargs(context.scene.irep3d).items():  # no arguments
+                setattr(self, name, value)
+        given = {s.field: self._value(s) for s in SCENE_SETTINGS if self.properties.is_property_set(s.field)}
+        settings = SceneSettings(**given)
         try:
             preset = load_preset(self.preset)
-            build_displacement_scene(
-                bpy.path.abspath(self.clip_dir), preset, SceneSettings(**given), context.scene
-            )
+            clip = read_clip(bpy.path.abspath(self.clip_dir))
+            look = resolve_settings(preset, settings)  # checked before any scene changes
+            target, left = _scene_to_build_in(context, clip["name"])
+            try:
+                build_displacement_scene(clip["dir"], preset, settings, target)
+            except BaseException:
+                if left is not None:  # nothing half-built: the new scene goes, the old one comes back
+                    _make_current(context, left)
+                    bpy.data.scenes.remove(target)
+                raise
         except (ClipError, PresetError) as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"irep3d: built the '{preset.name}' scene, frames {context.scene.frame_end}")
+        built = (
+            f"irep3d: built clip '{clip['name']}' with the '{preset.name}' look, frames 1-{target.frame_end}"
+        )
+        if left is None:
+            self.report({"INFO"}, f"{built}, in scene '{target.name}'")
+            return {"FINISHED"}
+        self._store_in_panel(target, look)
+        self.report(
+            {"INFO"},
+            f"{built}, in a new scene '{target.name}' of its own: scene '{left.name}' holds other objects "
+            "and is left as it was",
+        )
         return {"FINISHED"}
 
-    def _value(self, name: str) -> object:
-        value = getattr(self, name)
-        if name == "colour_clip":
+    def _value(self, setting: Setting) -> object:
+        value = getattr(self, setting.field)
+        if setting.type == "clip":
             return bpy.path.abspath(value) if value else value  # "//..." is relative to the .blend
-        return tuple(value) if name == "resolution" else value
+        return tuple(value) if setting.type == "size" else value
+
+    def _store_in_panel(self, scene: bpy.types.Scene, look: Preset) -> None:
+        """A new scene's panel shows what was built in it: the clip, the preset (when it
+        is one of the panel's) and the settings."""
+        props = scene.irep3d
+        props.clip_dir = self.clip_dir
+        if self.preset in {item[0] for item in properties.preset_items(props, None)}:
+            props.preset = self.preset  # copies the preset's values, the built ones follow
+        for setting in SCENE_SETTINGS:
+            setattr(props, setting.field, getattr(look, setting.field))
+
+
+def _scene_to_build_in(
+    context: bpy.types.Context, name: str
+) -> tuple[bpy.types.Scene, bpy.types.Scene | None]:
+    """Where a build goes: the current scene when it is empty or an earlier irep3d build,
+    else a new scene named `name`, made the window's; and the scene left for it, if any."""
+    current = context.scene
+    objects = list(current.objects)
+    if not objects or any(obj.get(TAG) for obj in objects):
+        return current, None
+    scene = bpy.data.scenes.new(name)
+    _make_current(context, scene)
+    return scene, current
+
+
+def _make_current(context: bpy.types.Context, scene: bpy.types.Scene) -> None:
+    if context.window is not None:
+        context.window.scene = scene
 
 
 class IREP3D_OT_render_animation(bpy.types.Operator):
-    """Render the scene's animation (every frame of the clip) to its output path; frames
-    already there are kept, so a stopped render resumes"""
+    """Render the scene's animation (every frame of the clip) into a render folder: the folder of the
+    output path, as frame_00001.png, ... and render.json, which `irep3d encode` takes; frames already
+    there are kept, so a stopped render resumes"""
 
     bl_idname = "irep3d.render_animation"
     bl_label = "Render animation"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        """A scene irep3d built, with its camera."""
+        scene = context.scene
+        if scene is None or not any(obj.get(TAG) for obj in scene.objects):
+            cls.poll_message_set("no irep3d scene here: build the displacement scene first")
+            return False
+        if scene.camera is None:
+            cls.poll_message_set("the scene has no camera: build the displacement scene again")
+            return False
+        return True
 
     def invoke(self, context: bpy.types.Context, _event: bpy.types.Event) -> set[str]:
         """From the button: one frame a timer tick, so the window shows progress between
@@ -153,8 +217,15 @@ class IREP3D_OT_render_animation(bpy.types.Operator):
             return None
         if scene.render.is_movie_format:
             return "video"
+        try:  # the render folder: the same layout, manifest and resume rule as `irep3d blender render`
+            ext = frames.output_ext(scene)
+            self._folder, manifest = frames.render_folder(scene, frames.output_folder(scene))
+            frames.write_manifest(self._folder, manifest)  # first, before any frame
+        except frames.RenderError as e:
+            self.report({"ERROR"}, str(e))
+            return None
         self._scene = scene
-        self._files = frames.scene_frame_files(scene)
+        self._files = {n: str(self._folder.frame_path(n, ext)) for n in frames.scene_frames(scene)}
         self._todo = frames.todo_frames(self._files, self._files.__getitem__)
         self._done = 0
         return "frames"
@@ -181,6 +252,7 @@ class IREP3D_OT_render_animation(bpy.types.Operator):
         wm.progress_end()
 
     def _report_done(self) -> None:
-        folder = os.path.dirname(next(iter(self._files.values()), "")) or "."
         kept = len(self._files) - self._done
-        self.report({"INFO"}, f"irep3d: {self._done} frames rendered, {kept} already there, in {folder}")
+        self.report(
+            {"INFO"}, f"irep3d: {self._done} frames rendered, {kept} already there, in {self._folder.path}"
+        )

@@ -1,34 +1,74 @@
 """The add-on's settings: a PropertyGroup on the scene (`scene.irep3d`) shown by the panel.
 
-The settings the panel and the build operator share are made by the factory functions
-below, so both carry the same names, ranges and tooltips. Choosing a preset in the panel
-copies that preset's values into the settings, where the user can then change them.
+Every scene setting is declared once, in the presets module (`presets.SCENE_SETTINGS`: its
+label, help, range, choices and unit); `setting_property` makes its Blender property from
+that, so the panel and the build operator carry the same names, ranges and tooltips, and a
+new setting needs no code here. Choosing a preset in the panel copies that preset's values
+into the settings, where the user can then change them.
 """
 
+from typing import Any
+
 import bpy
-from bpy.props import EnumProperty, FloatProperty, IntProperty, StringProperty
+from bpy.props import EnumProperty, FloatProperty, IntProperty, IntVectorProperty, StringProperty
 
-from .presets import Preset, PresetError, load_presets
+try:  # the installed add-on (extension zip, a wheel's share/) carries a copy of the module
+    from .presets import DEFAULT_PRESET, SCENE_SETTINGS, Preset, PresetError, Setting, load_presets
+except ImportError:  # a checkout: irep3d's own, next to blender_addon/
+    from irep3d.presets import DEFAULT_PRESET, SCENE_SETTINGS, Preset, PresetError, Setting, load_presets
 
-DEFAULT_PRESET = "edge-point-light"  # the pack's look; listed first in the panel
+#: Blender's unit of a declared unit ("m" -> a length, shown in the scene's units).
+_UNITS = {"m": "LENGTH"}
 
-# The settings the panel passes to the build operator (names of `scene.SceneSettings`).
-PANEL_SETTINGS = (
-    "displacement_strength",
-    "midlevel",
-    "height_source",
-    "subdivision_detail",
-    "light_position",
-    "light_height",
-    "samples",
-    "output_format",
-    "colour_clip",
-)
+
+def setting_property(setting: Setting) -> Any:
+    """The Blender property that edits a scene setting: its label, help, default (the
+    `Preset` default), bounds and soft bounds, choices and unit, from its declaration."""
+    common: dict[str, Any] = {"name": setting.label, "description": setting.help}
+    default = getattr(Preset, setting.field)
+    if setting.type == "clip":
+        return StringProperty(subtype="DIR_PATH", **common)
+    if setting.type == "choice":
+        items = [(c.value, c.label or c.value, c.help or c.label or c.value) for c in setting.choices]
+        return EnumProperty(items=items, default=default, **common)
+    bounds = {
+        "min": setting.low if setting.low is not None else setting.above,
+        "max": setting.high if setting.high is not None else setting.below,
+        "soft_min": setting.soft_low,
+        "soft_max": setting.soft_high,
+    }
+    bounds = {key: value for key, value in bounds.items() if value is not None}
+    if setting.type == "whole":
+        return IntProperty(default=default, **bounds, **common)
+    if setting.type == "size":
+        return IntVectorProperty(size=2, default=default, **bounds, **common)
+    if setting.type == "number":
+        factor = (setting.low, setting.high) == (0.0, 1.0)
+        return FloatProperty(
+            default=default,
+            subtype="FACTOR" if factor else "NONE",
+            unit=_UNITS.get(setting.unit, "NONE"),
+            **bounds,
+            **common,
+        )
+    raise ValueError(f"scene setting {setting.field}: no Blender property for type {setting.type!r}")
+
+
+def setting_properties() -> dict[str, Any]:
+    """The Blender property of every scene setting, by `Preset` field: annotations of a
+    PropertyGroup or an operator."""
+    return {setting.field: setting_property(setting) for setting in SCENE_SETTINGS}
 
 
 def panel_kwargs(props: "IREP3D_PG_scene") -> dict[str, object]:
     """The build operator's keyword arguments that the panel's settings give."""
-    return {name: getattr(props, name) for name in ("clip_dir", "preset", *PANEL_SETTINGS)}
+    names = ("clip_dir", "preset", *(s.field for s in SCENE_SETTINGS))
+    return {name: _plain(getattr(props, name)) for name in names}
+
+
+def _plain(value: object) -> object:
+    """A property's value as plain Python (a vector property as a tuple)."""
+    return value if isinstance(value, str | int | float | bool) else tuple(value)
 
 
 # Blender needs Python to keep the strings of a dynamic enum alive while it uses them;
@@ -55,135 +95,36 @@ def clip_dir_property() -> StringProperty:
     )
 
 
-def colour_clip_property() -> StringProperty:
-    return StringProperty(
-        name="Colour clip",
-        description="Another clip folder (same frame count and fps) whose RGB colours the surface; "
-        "empty: the preset's colour. In a locked pack: displace with a deep layer, colour with a shallow one",
-        subtype="DIR_PATH",
-    )
+def apply_preset(props: "IREP3D_PG_scene", preset: Preset) -> None:
+    """Copy a preset's scene settings into the panel's (the user's colour clip stays
+    unless the preset names one)."""
+    for setting in SCENE_SETTINGS:
+        if setting.type == "clip" and not getattr(preset, setting.field):
+            continue
+        setattr(props, setting.field, getattr(preset, setting.field))
 
 
-def displacement_strength_property() -> FloatProperty:
-    return FloatProperty(
-        name="Strength",
-        description="Displacement scale in metres (the plane is 2 m tall)",
-        default=Preset.displacement_strength,
-        min=-10.0,
-        max=10.0,
-        soft_min=0.0,
-        soft_max=1.0,
-        unit="LENGTH",
-    )
-
-
-def midlevel_property() -> FloatProperty:
-    return FloatProperty(
-        name="Midlevel",
-        description="Height value that stays on the plane; lower values rise, higher values sink",
-        default=Preset.midlevel,
-        min=0.0,
-        max=1.0,
-        subtype="FACTOR",
-    )
-
-
-def height_source_property() -> EnumProperty:
-    return EnumProperty(
-        name="Height",
-        description="Which part of the activation colour drives the height",
-        items=(
-            ("luminance", "Luminance", "Brightness of the activation colour"),
-            ("R", "Red", "The red channel"),
-            ("G", "Green", "The green channel"),
-            ("B", "Blue", "The blue channel"),
-        ),
-        default=Preset.height_source,
-    )
-
-
-def subdivision_detail_property() -> FloatProperty:
-    return FloatProperty(
-        name="Detail",
-        description="Subdivision detail: micropolygons per pixel edge (adaptive dicing rate = 1 / detail)",
-        default=Preset.subdivision_detail,
-        min=0.01,
-        max=10.0,
-        soft_max=4.0,
-    )
-
-
-def light_position_property() -> FloatProperty:
-    return FloatProperty(
-        name="Light position",
-        description="Where the light sits along the plane's edge (0 = one end, 1 = the other)",
-        default=Preset.light_position,
-        min=0.0,
-        max=1.0,
-        subtype="FACTOR",
-    )
-
-
-def light_height_property() -> FloatProperty:
-    return FloatProperty(
-        name="Light height",
-        description="Light height above the plane in metres; low values graze the relief",
-        default=Preset.light_height,
-        min=0.001,
-        max=100.0,
-        soft_max=3.0,
-        unit="LENGTH",
-    )
-
-
-def samples_property() -> IntProperty:
-    return IntProperty(
-        name="Samples", description="Cycles samples per pixel", default=Preset.samples, min=1, max=65536
-    )
-
-
-def output_format_property() -> EnumProperty:
-    return EnumProperty(
-        name="Output",
-        description="What Render animation writes",
-        items=(
-            ("PNG", "PNG 16-bit", "One 16-bit PNG per frame"),
-            ("EXR", "OpenEXR", "One half-float EXR per frame"),
-            ("FFMPEG", "Video (MP4)", "One H.264 MP4 file"),
-        ),
-        default=Preset.output_format,
-    )
-
-
-def _apply_preset(self: "IREP3D_PG_scene", _context: bpy.types.Context) -> None:
-    """Copy the chosen preset's values into the panel's settings."""
+def _on_preset(self: "IREP3D_PG_scene", _context: bpy.types.Context) -> None:
+    """The panel's preset changed: copy its values into the panel's settings."""
     try:
         preset = load_presets().get(self.preset)
     except PresetError:
         return
     if preset is not None:
-        for name in PANEL_SETTINGS:
-            if name == "colour_clip" and not preset.colour_clip:
-                continue  # keep the user's colour clip unless the preset names one
-            setattr(self, name, getattr(preset, name))
+        apply_preset(self, preset)
 
 
 class IREP3D_PG_scene(bpy.types.PropertyGroup):
-    """irep3d's settings on a scene (`scene.irep3d`)."""
+    """irep3d's settings on a scene (`scene.irep3d`): the clip, the preset, and every scene
+    setting (`presets.SCENE_SETTINGS`)."""
 
-    clip_dir: clip_dir_property()
-    preset: EnumProperty(
-        name="Preset",
-        description="The 3D look (TOML presets: built-in, $IREP3D_PRESETS); sets the values below",
-        items=preset_items,
-        update=_apply_preset,
-    )
-    displacement_strength: displacement_strength_property()
-    midlevel: midlevel_property()
-    height_source: height_source_property()
-    subdivision_detail: subdivision_detail_property()
-    light_position: light_position_property()
-    light_height: light_height_property()
-    samples: samples_property()
-    output_format: output_format_property()
-    colour_clip: colour_clip_property()
+    __annotations__ = {  # Blender reads the properties from the class annotations
+        "clip_dir": clip_dir_property(),
+        "preset": EnumProperty(
+            name="Preset",
+            description="The 3D look (TOML presets: built-in, $IREP3D_PRESETS); sets the values below",
+            items=preset_items,
+            update=_on_preset,
+        ),
+        **setting_properties(),
+    }

@@ -27,19 +27,19 @@ import contextlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import bpy
 from mathutils import Vector
 
-from .presets import OUTPUT_FORMATS, Preset, PresetError, override
-
-try:  # the installed add-on (extension zip, a wheel's share/) carries a copy of the module
+try:  # the installed add-on (extension zip, a wheel's share/) carries copies of the modules
     from . import integrity
+    from .presets import OUTPUT_FORMATS, Preset, PresetError, SceneSettings, override
 except ImportError:  # a checkout: irep3d's own, next to blender_addon/
     from irep3d import integrity
+    from irep3d.presets import OUTPUT_FORMATS, Preset, PresetError, SceneSettings, override
 
 __all__ = [
     "COLLECTION_NAME",
@@ -68,22 +68,6 @@ class SettingsError(PresetError):
     """A setting that overrides the preset has an invalid value: one line."""
 
 
-@dataclass
-class SceneSettings:
-    """Overrides of the preset's values; `None` keeps the preset's value."""
-
-    displacement_strength: float | None = None
-    midlevel: float | None = None
-    height_source: str | None = None  # "luminance", "R", "G", "B"
-    subdivision_detail: float | None = None
-    light_position: float | None = None  # 0..1 along the light's edge
-    light_height: float | None = None  # metres above the plane
-    samples: int | None = None
-    resolution: tuple[int, int] | None = None
-    output_format: str | None = None  # "PNG", "EXR", "FFMPEG"
-    colour_clip: str | None = None  # a clip folder whose RGB colours the surface ("" = the preset's)
-
-
 def resolve_settings(preset: Preset, settings: SceneSettings | None = None) -> Preset:
     """The preset with `settings` applied: the values the builder uses.
 
@@ -100,7 +84,7 @@ def resolve_settings(preset: Preset, settings: SceneSettings | None = None) -> P
     except SettingsError:
         raise
     except PresetError as e:
-        raise SettingsError(str(e)) from None
+        raise SettingsError(str(e), e.setting, e.value, e.reason) from None
 
 
 def read_clip(clip_dir: str | Path) -> dict[str, Any]:
@@ -246,6 +230,9 @@ def save_blend(path: str | Path) -> None:
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.file.make_paths_relative()
     for scene in bpy.data.scenes:
+        if any(obj.get(TAG) for obj in scene.objects):  # irep3d's scene: where the CLI renders the file
+            scene.render.filepath = f"//renders/{path.stem}/"
+            continue
         out = scene.render.filepath
         if out and not out.startswith("//"):
             with contextlib.suppress(ValueError):  # another drive (Windows): keep it absolute
@@ -562,12 +549,17 @@ def _render_settings(scene: bpy.types.Scene, clip: dict[str, Any], look: Preset)
     scene.frame_step = 1
 
     _output_format(render, look.output_format)
-    out_dir = Path(clip["dir"]).parent / "render" / clip["name"]
-    render.filepath = str(out_dir / f"{clip['name']}_")
-    if bpy.data.filepath:
-        with contextlib.suppress(ValueError):
-            render.filepath = bpy.path.relpath(render.filepath)
+    render.filepath = _render_folder(clip)
     render.use_file_extension = True
+
+
+def _render_folder(clip: dict[str, Any]) -> str:
+    """Where Render animation writes (`irep3d.renders`): the folder `irep3d blender render`
+    uses for this .blend, `renders/<blend name>/` beside it, once the file is saved
+    (`save_blend` sets it too); before that, `renders/<clip name>/` beside the clip's folder."""
+    if bpy.data.filepath:
+        return f"//renders/{Path(bpy.data.filepath).stem}/"
+    return str(Path(clip["dir"]).parent / "renders" / clip["name"]) + "/"
 
 
 def _colour_management(scene: bpy.types.Scene, look: Preset) -> None:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from .errors import UsageError
+from .options import NORMS
 
 __all__ = [
     "CORRELATION_LIMIT",
@@ -50,7 +51,6 @@ __all__ = [
     "to_rgb",
 ]
 
-NORMS = ("none", "global", "fixed", "frame")
 
 #: `pick_channels` skips a channel correlated with an already picked one beyond this |r|.
 CORRELATION_LIMIT = 0.9

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ __all__ = [
     "display_frame",
     "display_frames",
     "folder_frames",
+    "folder_manifest",
     "pad",
     "quantise",
     "read_png",
@@ -83,14 +85,49 @@ def read_png(path: Path) -> np.ndarray:
 
 
 def folder_frames(folder: str | os.PathLike[str]) -> tuple[list[Path], bool]:
-    """The frames of a clip folder or of a folder of rendered frames, in order, each checked
-    whole, and whether they are rendered frames (`irep3d.clip.Clip.frames`,
-    `irep3d.blender.rendered_frames`: OutputError, one line, for what cannot be used)."""
+    """The frames of a clip folder or of a render folder, in order, each checked whole,
+    and whether they are rendered frames.
+
+    A render folder is one with a `render.json` or frames named `frame_00001.png` (or
+    `.exr`), … (`irep3d.renders`, `irep3d blender render` and the add-on's Render button);
+    any other folder is read as a clip (`irep3d.clip.Clip.frames`). OutputError, one line,
+    for what cannot be used; a folder with neither names both layouts.
+    """
     from .blender.render import rendered_frames
     from .clip import Clip
 
-    rendered = rendered_frames(folder) if Path(folder).is_dir() else None
-    return (rendered, True) if rendered is not None else (Clip(folder).frames(), False)
+    path = Path(folder)
+    rendered = rendered_frames(path) if path.is_dir() else None
+    if rendered is not None:
+        return rendered, True
+    try:
+        return Clip(path).frames(), False
+    except OutputError:
+        if path.is_dir() and not _holds_exr(path):  # no frames of either kind: say what is taken
+            raise OutputError(
+                f"no frames in {path}: give a clip folder (<clip>_00001.exr, … and clip.json, from "
+                "`irep3d maps`) or a render folder (frame_00001.png or .exr, … and render.json, from "
+                "`irep3d blender render` or the add-on's Render button)"
+            ) from None
+        raise
+
+
+def _holds_exr(folder: Path) -> bool:
+    """Whether `folder` has an EXR file (not a temp): then the clip's own error says more."""
+    try:
+        return any(e.name.endswith(".exr") and not e.name.startswith(".") for e in os.scandir(folder))
+    except OSError:
+        return True  # unreadable: Clip's error names it
+
+
+def folder_manifest(folder: str | os.PathLike[str], rendered: bool) -> dict[str, Any]:
+    """The manifest of a clip folder (`clip.json`) or render folder (`render.json`), {}
+    when it has none: both record the `fps` that previews and loops play the frames at."""
+    from .blender.render import render_manifest
+    from .clip import Clip
+
+    manifest = render_manifest(folder) if rendered else Clip(folder).read_manifest()
+    return manifest or {}
 
 
 def display_frames(

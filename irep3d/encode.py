@@ -68,8 +68,7 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 
-from .clip import Clip
-from .display import TRANSFERS, display_frames, folder_frames, pad, quantise
+from .display import TRANSFERS, display_frames, folder_frames, folder_manifest, pad, quantise
 from .errors import OutputError, UsageError
 from .files import atomic_output, final_path, remove_temps, temp_file
 from .preview import clip_fps
@@ -365,11 +364,13 @@ def encode_clip(
 
     Args:
         clip_dir: a clip folder (`<clip>_00001.exr`, … and usually `clip.json`), or a
-            folder of frames rendered by `irep3d blender render` (`frame_00001.png`, …;
-            PNGs are display-referred already, so `transfer` applies to EXR renders only).
+            render folder (`frame_00001.png`, … and `render.json`: `irep3d blender render`,
+            the add-on's Render button; PNGs are display-referred already, so `transfer`
+            applies to EXR renders only).
         out: the video to write atomically; `.mp4` or `.mov` for h264, `.mov` otherwise.
         codec: one of `CODECS`.
-        fps: frames per second; default the manifest's `fps`, else `DEFAULT_FPS`.
+        fps: frames per second; default the manifest's `fps` (clip.json's, or render.json's:
+            the scene's), else `DEFAULT_FPS`.
         transfer: `srgb` (linear light -> sRGB OETF) or `none` (values as they are).
         quality: h264 CRF (0-51, default 16); prores profile (`PRORES_PROFILES`, default
             hq); HAP format (`HAP_FORMATS`, default hap).
@@ -402,7 +403,7 @@ def encode_clip(
     check_quality(codec, quality)
     frames, rendered = folder_frames(clip_dir)
     _check_frame_size(codec, frames)  # a size the codec cannot deliver: one line, nothing read yet
-    fps = clip_fps({} if rendered else (Clip(clip_dir).read_manifest() or {}), fps, "encode")
+    fps = clip_fps(folder_manifest(clip_dir, rendered), fps, "encode")
     rate = Fraction(fps).limit_denominator(1001)
     if audio is not None:
         from .audio import load_track

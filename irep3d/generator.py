@@ -10,6 +10,7 @@ them and returns their outputs: the one way every stage reads a layer.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -140,18 +141,26 @@ def generator_class(architecture: str) -> type[nn.Module]:
 
 
 def builtin_spec(name: str) -> NetworkSpec:
-    """Build a built-in model's weights (deterministic: same seed, same weights)."""
+    """A built-in model's weights (deterministic: same seed, same weights). They are made
+    once a process (`_builtin_weights`); each call gets its own copy to change at will."""
     if name not in BUILTIN_MODELS:
         raise ModelFileError(
             f"unknown built-in model {BUILTIN_PREFIX}{name}; built-ins: "
             + ", ".join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)
         )
     entry = BUILTIN_MODELS[name]
+    state = {k: v.clone() for k, v in _builtin_weights(name).items()}
+    return NetworkSpec(entry.architecture, dict(entry.init_kwargs), state, source=BUILTIN_PREFIX + name)
+
+
+@functools.cache
+def _builtin_weights(name: str) -> dict[str, torch.Tensor]:
+    """The weights of built-in model `name`, made from its seed (the global RNG untouched)."""
+    entry = BUILTIN_MODELS[name]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(entry.seed)
         net = generator_class(entry.architecture)(**entry.init_kwargs)
-    state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    return NetworkSpec(entry.architecture, dict(entry.init_kwargs), state, source=BUILTIN_PREFIX + name)
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
 
 
 def released_spec(name: str) -> NetworkSpec:

@@ -43,19 +43,15 @@ from .exr_clip import ExrWriter
 from .generator import capture, layer_info, layer_margin
 from .keyframes import Keyframe
 from .maps import (
-    OPTIONAL_IDENTITY,
-    ClipJob,
-    ClipResult,
-    MapsOptions,
     audio_positions,
     check_walk,
-    clip_identity,
     clip_resolution,
     default_batch,
     key_ws,
     walk_frames,
     walk_ws,
 )
+from .options import OPTIONAL_IDENTITY, ClipJob, ClipResult, MapsOptions, clip_identity
 from .resize import crop, reframe
 from .shards import WHOLE, check_shard, shard_range
 

@@ -17,7 +17,7 @@ from torch import nn
 from .errors import UsageError
 from .files import write_text
 from .generator import layer_info
-from .maps import ClipJob, ClipResult, MapsOptions
+from .options import ClipJob, ClipResult, MapsOptions
 from .walk import seed_sequences
 
 __all__ = ["PACK_FORMAT", "clip_name", "pack_jobs", "results_json", "write_pack"]

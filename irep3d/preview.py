@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from .clip import Clip
-from .display import display_frames, folder_frames, pad, quantise
+from .display import display_frames, folder_frames, folder_manifest, pad, quantise
 from .errors import UsageError
 from .files import atomic_output
 from .progress import Progress
@@ -102,9 +101,11 @@ def make_preview(
     """Write a quick MP4 or GIF of the clip in `clip_dir` to `out`; returns `out`.
 
     Args:
-        clip_dir: a clip folder (`<clip>_00001.exr`, … and usually `clip.json`).
+        clip_dir: a clip folder (`<clip>_00001.exr`, … and usually `clip.json`), or a
+            render folder (`frame_00001.png`, … and `render.json`).
         out: `.mp4` (H.264 through PyAV) or `.gif` (Pillow); written atomically.
-        fps: frames per second; default the manifest's `fps`, else `DEFAULT_FPS`.
+        fps: frames per second; default the manifest's `fps` (clip.json's, or
+            render.json's: the scene's), else `DEFAULT_FPS`.
         size: downscale so that the longer side is at most this many pixels.
         progress: called as `progress("preview", done, total)` after each frame.
 
@@ -120,7 +121,7 @@ def make_preview(
     if size is not None and size < 2:
         raise UsageError(f"preview size must be at least 2 pixels, got {size}")
     found = folder_frames(clip_dir)
-    fps = clip_fps({} if found[1] else (Clip(clip_dir).read_manifest() or {}), fps, "preview")
+    fps = clip_fps(folder_manifest(clip_dir, found[1]), fps, "preview")
     images = _preview_frames(Path(clip_dir), found, size, progress)
     with atomic_output(out) as temp:
         if suffix == ".mp4":

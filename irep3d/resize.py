@@ -20,15 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from .errors import UsageError
+from .options import MAX_SIZE, SIZE_MODES
 
 __all__ = ["MAX_SIZE", "SIZE_MODES", "crop", "format_size", "parse_size", "reframe", "resize"]
 
-#: Largest output side, in pixels.
-MAX_SIZE = 16384
-#: How a map meets an output of another aspect ratio (`WxH:MODE`): `fit` resamples each axis
-#: to the size (the default, and what a square size always did), `fill` scales to cover and
-#: crops the centre, `pad` scales to fit inside and pads the rest with zeros.
-SIZE_MODES = ("fit", "fill", "pad")
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×]\s*(\d+))?\s*(?::\s*([a-z]+))?\s*$")
 

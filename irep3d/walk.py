@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from .errors import UsageError
+from .options import PSI_RANGE
 
 __all__ = [
     "MAX_SEED",
@@ -333,7 +334,6 @@ def interpolate_at(key_ws: torch.Tensor, positions: np.ndarray, loop: bool) -> t
 
 
 #: ψ a sweep may reach: 0 (w_avg) to 2 (twice as far from w_avg as the mapping's w).
-PSI_RANGE = (0.0, 2.0)
 
 
 def parse_psi(text: str | float) -> tuple[float, float | None]:

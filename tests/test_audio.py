@@ -17,9 +17,9 @@ from irep3d.audio import analyse, envelopes, gain_curve, psi_curve, walk_positio
 from irep3d.cli import app
 from irep3d.encode import encode_clip
 from irep3d.errors import UsageError
-from irep3d.generator import load_generator
-from irep3d.maps import ClipJob, maps_options, walk_ws
+from irep3d.maps import walk_ws
 from irep3d.maps_engine import render_clips
+from irep3d.options import ClipJob, maps_options
 
 RATE = 44100
 FPS = 30
@@ -105,9 +105,9 @@ def test_non_audio_is_one_usage_error(tmp_path):
         maps_options(audio_speed=2.0)
 
 
-@pytest.fixture(scope="module")
-def net():
-    return load_generator("builtin:sg3t-256", "cpu")
+@pytest.fixture
+def net(sg3t):
+    return sg3t
 
 
 def test_maps_audio_clip(net, tmp_path):

@@ -5,6 +5,8 @@ Runs against the real `bpy` (Blender 5.0 as a Python module) on tiny clips and r
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -14,16 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
-from tests.blender_util import (
-    ADDON_DIR,
-    BLENDER_EXT,
-    render_frame,
-    reset_blender,
-    scene_summary,
-)
+from tests.blender_util import render_frame, reset_blender, scene_summary
 from tests.clip_util import make_clip
+from tests.proc_util import run_cli
 
 # isort: split
 # blender_util points Blender's user folders at a temp folder before bpy is first imported.
@@ -31,10 +27,11 @@ import addon_utils
 import bpy
 from mathutils import Vector
 
-from blender_addon import presets, scene
 from blender_addon import render as frames
-from blender_addon.presets import Preset, PresetError, load_preset, load_presets, preset_dirs
+from blender_addon import scene
 from blender_addon.scene import ClipError, SceneSettings, build_displacement_scene, read_clip, save_blend
+from irep3d import presets
+from irep3d.presets import PresetError, load_preset
 
 BUILTIN = ("edge-point-light", "volumetric-edge-light", "soft-overhead", "activation-albedo")
 TINY = SceneSettings(resolution=(64, 48), samples=8)
@@ -68,93 +65,15 @@ def _objects(sc: bpy.types.Scene) -> dict[str, bpy.types.Object]:
 # --- presets ---------------------------------------------------------------------------------
 
 
-def test_builtin_presets_load_and_describe_themselves():
-    found = load_presets()
-    assert set(BUILTIN) <= set(found)
-    for name in BUILTIN:
-        assert found[name].name == name
-        assert found[name].description
-    edge = found["edge-point-light"]
-    assert (edge.light_type, edge.light_edge) == ("POINT", "left")
-    assert edge.max_bounces >= 16 and edge.light_height < 0.5
-    assert found["volumetric-edge-light"].volume_density > 0
-    assert found["activation-albedo"].colour_mode == "activation"
-    assert found["soft-overhead"].light_type == "AREA"
-
-
-def test_panel_defaults_are_the_default_preset():
-    """The panel starts with `Preset()` defaults and the default preset listed first."""
-    default = load_preset("edge-point-light")
-    for name in ("displacement_strength", "midlevel", "height_source", "subdivision_detail"):
-        assert getattr(Preset(), name) == getattr(default, name), name
-    for name in ("light_position", "light_height", "samples", "output_format"):
-        assert getattr(Preset(), name) == getattr(default, name), name
-
-
-def test_readme_documents_every_key():
-    readme = (ADDON_DIR.parent / "scenes" / "README.md").read_text()
-    for key in presets.preset_keys():
-        assert f"| `{key}` |" in readme, key
-    for name in BUILTIN:
-        assert f"| `{name}` |" in readme, name
-
-
-def test_preset_dirs_order_and_override(tmp_path, monkeypatch):
-    env_a, env_b, extra = tmp_path / "a", tmp_path / "b", tmp_path / "extra"
-    for folder in (env_a, env_b, extra):
-        folder.mkdir()
-    (env_a / "edge-point-light.toml").write_text('description = "mine"\n[light]\nenergy = 5.0\n')
-    (env_b / "mine.toml").write_text('description = "b"\n')
-    (extra / "mine.toml").write_text('description = "extra wins"\n')
-    monkeypatch.setenv(presets.PRESETS_ENV, f"{env_a}{presets.os.pathsep}{env_b}")
-
-    dirs = preset_dirs([extra])
-    assert dirs[0] == presets.builtin_preset_dir() == ADDON_DIR.parent / "scenes"
-    assert dirs[1:] == [env_a, env_b, extra]
-    found = load_presets(dirs)
-    assert found["edge-point-light"].light_energy == 5.0  # a user folder overrides the built-in
-    assert found["mine"].description == "extra wins"
-    assert load_preset("mine", dirs).description == "extra wins"
-    assert load_preset(str(env_b / "mine.toml")).description == "b"  # a path works too
-
-
-def test_extension_zip_presets_folder_comes_first(tmp_path):
-    """Inside a built extension the presets sit in `presets/` next to presets.py."""
-    (tmp_path / "presets").mkdir()
-    shutil.copy(ADDON_DIR / "presets.py", tmp_path / "presets.py")
-    shutil.copy(ADDON_DIR.parent / "scenes" / "soft-overhead.toml", tmp_path / "presets")
-    code = "import presets; print(presets.builtin_preset_dir()); print(sorted(presets.load_presets()))"
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.split("\n")[:2] == [str(tmp_path / "presets"), "['soft-overhead']"]
-
-
-@pytest.mark.parametrize(
-    ("text", "message"),
-    [
-        ("[light]\nwatts = 3\n", "unknown key 'light.watts'"),
-        ("[lights]\nenergy = 3\n", "unknown section [lights]"),
-        ('[light]\ntype = "laser"\n', "expected one of POINT, AREA, SPOT"),
-        ("[light]\nposition = 2.0\n", "expected a number in 0..1"),
-        ("[render]\nsamples = 0\n", "whole number >= 1"),
-        ('[surface]\nbase_colour = "red"\n', "expected a colour"),
-        ("[render\n", "invalid TOML"),
-    ],
-)
-def test_bad_preset_file_is_one_clear_line(tmp_path, text, message):
-    path = tmp_path / "bad.toml"
-    path.write_text(text)
-    with pytest.raises(PresetError, match=re.escape(message)) as info:
-        load_preset(str(path))
-    assert "\n" not in str(info.value)
-
-
-def test_unknown_preset_lists_the_valid_names():
-    with pytest.raises(PresetError, match=r"unknown preset 'nope'; valid presets: .*edge-point-light"):
-        load_preset("nope")
-    with pytest.raises(PresetError, match="does not exist"):
-        load_preset("/no/such/preset.toml")
+def test_panel_defaults_are_the_default_preset(addon):
+    """A scene's panel starts with the default preset's value of every scene setting."""
+    default = load_preset(presets.DEFAULT_PRESET)
+    props = bpy.context.scene.irep3d
+    for setting in presets.SCENE_SETTINGS:
+        value = getattr(props, setting.field)
+        value = tuple(value) if setting.type == "size" else value
+        expected = getattr(default, setting.field)
+        assert value == (pytest.approx(expected) if setting.type == "number" else expected), setting.field
 
 
 # --- clips -----------------------------------------------------------------------------------
@@ -420,50 +339,200 @@ def test_panel_and_preset_choice(clip, addon):
     assert props.displacement_strength == pytest.approx(load_preset("soft-overhead").displacement_strength)
     props.clip_dir = str(clip)
     props.samples = 5
-    # The button's invoke fills every setting not given from the panel (no window here to invoke).
     assert bpy.ops.irep3d.build_displacement_scene(**addon.properties.panel_kwargs(props)) == {"FINISHED"}
     sc = bpy.context.scene
     assert _objects(sc)["LIGHT"].data.type == "AREA" and sc.cycles.samples == 5
 
 
-def test_render_animation_operator_writes_frames(clip, addon, tmp_path):
+def test_panel_and_operator_properties_come_from_the_declaration(addon):
+    """Every scene setting is a property of the panel and of the build operator, with the
+    label, help, bounds and choices of its one declaration (`presets.SCENE_SETTINGS`)."""
+    panel = bpy.types.Scene.bl_rna.properties["irep3d"].fixed_type.properties
+    operator = bpy.ops.irep3d.build_displacement_scene.get_rna_type().properties
+    for rna in (panel, operator):
+        for setting in presets.SCENE_SETTINGS:
+            prop = rna[setting.field]
+            assert (prop.name, prop.description) == (setting.label, setting.help)
+            if setting.type == "choice":
+                assert tuple(item.identifier for item in prop.enum_items) == setting.values
+            if setting.low is not None:
+                assert prop.hard_min == pytest.approx(setting.low)
+            if setting.high is not None:
+                assert prop.hard_max == pytest.approx(setting.high)
+            if setting.soft_high is not None:
+                assert prop.soft_max == pytest.approx(setting.soft_high)
+    assert panel["displacement_strength"].unit == "LENGTH" and panel["midlevel"].subtype == "FACTOR"
+    assert panel["colour_clip"].subtype == "DIR_PATH"
+
+
+@pytest.mark.parametrize("call", ["EXEC_DEFAULT", "INVOKE_DEFAULT"])
+def test_a_script_s_build_with_no_arguments_builds_what_the_panel_says(clip, addon, call):
+    """`bpy.ops.irep3d.build_displacement_scene('INVOKE_DEFAULT')` in a background script
+    reads the panel as the button does (it used to say "no clip folder given")."""
+    props = bpy.context.scene.irep3d
+    props.clip_dir = str(clip)
+    props.preset = "soft-overhead"
+    props.samples, props.resolution, props.light_height = 5, (40, 30), 0.7
+    assert bpy.ops.irep3d.build_displacement_scene(call) == {"FINISHED"}
+    sc = bpy.context.scene
+    assert _objects(sc)["LIGHT"].data.type == "AREA" and _objects(sc)["LIGHT"].location.z == pytest.approx(
+        0.7
+    )
+    assert (sc.cycles.samples, sc.render.resolution_x, sc.render.resolution_y) == (5, 40, 30)
+
+    # With arguments, the ones left out are the preset's, not the panel's.
+    bpy.ops.irep3d.build_displacement_scene(call, clip_dir=str(clip), preset="soft-overhead")
+    assert sc.cycles.samples == load_preset("soft-overhead").samples
+
+
+def test_unavailable_actions_are_greyed_out(clip, addon):
+    """`poll` says what an action needs before it is clicked: Render needs a scene irep3d
+    built, with its camera; Build needs Object Mode."""
+    render, build = bpy.ops.irep3d.render_animation, bpy.ops.irep3d.build_displacement_scene
+    assert not render.poll() and build.poll()
+    with pytest.raises(RuntimeError, match="no irep3d scene here: build the displacement scene first"):
+        render()
+    assert build(clip_dir=str(clip), resolution=(16, 16), samples=1) == {"FINISHED"}
+    assert render.poll()
+    sc = bpy.context.scene
+    camera, sc.camera = sc.camera, None
+    assert not render.poll()
+    sc.camera = camera
+
+    plane = _objects(sc)["MESH"]
+    bpy.context.view_layer.objects.active = plane
+    bpy.ops.object.mode_set(mode="EDIT")
+    assert not build.poll()
+    with pytest.raises(RuntimeError, match="switch to Object Mode"):
+        build(clip_dir=str(clip))
+    bpy.ops.object.mode_set(mode="OBJECT")
+    assert build.poll()
+
+
+def test_a_build_from_the_startup_scene_goes_into_a_scene_of_its_own(clip, addon, tmp_path):
+    """Blender's startup scene has a 2 m Cube at the origin (hiding the 2 m plane) and a Light
+    (flattening the grazing light): the panel's first render used to be black with a grey
+    strip. The build goes into a new scene named after the clip, made current; the startup
+    scene is left as it was, and the render is the one of a build in an empty file."""
+    small = {"resolution": (48, 36), "samples": 4}
+    alone = build_displacement_scene(str(clip), load_preset("edge-point-light"), SceneSettings(**small))
+    expected = render_frame(alone, 2, tmp_path / "alone.png")[..., :3]
+
+    bpy.ops.wm.read_homefile(use_factory_startup=True)  # the startup file a user sees
+    startup = bpy.context.scene
+    assert sorted(o.name for o in startup.objects) == ["Camera", "Cube", "Light"]
+    props = startup.irep3d
+    props.clip_dir = str(clip)
+    props.resolution, props.samples = small["resolution"], small["samples"]
+    assert bpy.ops.irep3d.build_displacement_scene() == {"FINISHED"}
+
+    sc = bpy.context.scene
+    assert sc.name == "blob" and sc != startup
+    assert sorted(o.name for o in sc.objects) == ["irep3d_camera", "irep3d_light", "irep3d_plane"]
+    assert sorted(o.name for o in bpy.data.scenes["Scene"].objects) == ["Camera", "Cube", "Light"]
+    assert (sc.irep3d.clip_dir, sc.irep3d.preset, sc.irep3d.samples) == (str(clip), "edge-point-light", 4)
+    got = render_frame(sc, 2, tmp_path / "panel.png")[..., :3]
+    assert got.mean() > 0.5 * expected.mean()
+    assert np.abs(got - expected).mean() < 0.01
+
+    assert bpy.ops.irep3d.build_displacement_scene() == {"FINISHED"}  # again: rebuilt in place
+    assert sorted(s.name for s in bpy.data.scenes) == ["Scene", "blob"]
+
+
+def test_a_build_that_fails_leaves_no_new_scene(clip, addon):
+    bpy.ops.wm.read_homefile(use_factory_startup=True)
+    other = make_clip(clip.parent / "other", name="other", frames=3)
+    with pytest.raises(RuntimeError, match="colour clip other has 3 frames"):
+        bpy.ops.irep3d.build_displacement_scene(clip_dir=str(clip), colour_clip=str(other))
+    assert [s.name for s in bpy.data.scenes] == ["Scene"] and bpy.context.scene.name == "Scene"
+
+
+def test_render_button_writes_a_render_folder_that_irep3d_encodes(clip, addon, tmp_path):
+    """The button renders into the folder of the scene's output path (the builder's, for a
+    file not saved yet: `renders/<clip>/` next to the clip folder) as `irep3d blender render`
+    does: frame_00001.png,
+    … and render.json, which `irep3d encode` takes, at the scene's fps (it used to write
+    `blob_0001.png`, which encode refused: "no EXR frames (<clip>_00001.exr, …)")."""
+    import av
+
     bpy.ops.irep3d.build_displacement_scene(clip_dir=str(clip), resolution=(32, 24), samples=2)
     sc = bpy.context.scene
     sc.frame_end = 2
-    sc.render.filepath = str(tmp_path / "out" / "f_")
     assert bpy.ops.irep3d.render_animation() == {"FINISHED"}
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f_0001.png", "f_0002.png"]
+    folder = Path(os.path.dirname(bpy.path.abspath(sc.render.filepath)))
+    assert folder == clip.parent / "renders" / clip.name
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_00001.png", "frame_00002.png", "render.json"]
+    manifest = json.loads((folder / "render.json").read_text())
+    assert (manifest["blend"], manifest["scene"]) == (None, sc.name)  # a scene never saved
+    assert (manifest["resolution"], manifest["samples"], manifest["frames"], manifest["fps"]) == (
+        [32, 24], 2, [1, 2], 24.0
+    )  # fmt: skip
+    result = run_cli("encode", folder, "--codec", "h264", "--out", tmp_path / "loop.mp4", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    with av.open(str(tmp_path / "loop.mp4")) as video:
+        assert (video.streams.video[0].frames, video.streams.video[0].average_rate) == (2, 24)
 
 
 def test_render_button_resumes_and_keeps_finished_frames(clip, addon, tmp_path):
-    """Render animation renders only the frames not there yet, each through a temp name
-    renamed into place, as `irep3d blender render` does (the same `render.render_frame`)."""
+    """Render animation renders only the frames not there yet (or damaged), each through a
+    temp name renamed into place, as `irep3d blender render` does (the same `render.render_frame`)."""
     bpy.ops.irep3d.build_displacement_scene(clip_dir=str(clip), resolution=(32, 24), samples=2)
     sc = bpy.context.scene
     sc.frame_end = 3
     out = tmp_path / "out"
-    out.mkdir()
-    sc.render.filepath = str(out / "f_")
-    Image.new("RGB", (32, 24), (9, 9, 9)).save(out / "f_0002.png")  # finished: never rendered again
-    finished = (out / "f_0002.png").read_bytes()
+    sc.render.filepath = str(out / "f_")  # the folder of the output path; frames are frame_#####
     assert bpy.ops.irep3d.render_animation() == {"FINISHED"}
-    assert sorted(p.name for p in out.iterdir()) == ["f_0001.png", "f_0002.png", "f_0003.png"]  # no temps
-    assert (out / "f_0002.png").read_bytes() == finished
+    names = ["frame_00001.png", "frame_00002.png", "frame_00003.png", "render.json"]
+    assert sorted(p.name for p in out.iterdir()) == names  # no temps
     assert sc.render.filepath == str(out / "f_")  # the output path is left as it was
-    first = bpy.data.images.load(str(out / "f_0001.png"))
+    first = bpy.data.images.load(str(out / "frame_00001.png"))
     assert tuple(first.size) == (32, 24)
     bpy.data.images.remove(first)
 
     mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    whole = (out / "f_0003.png").read_bytes()
-    (out / "f_0003.png").write_bytes(whole[: len(whole) // 2])  # resume: a damaged frame again
+    (out / "frame_00001.png").unlink()  # resume: a missing frame
+    whole = (out / "frame_00003.png").read_bytes()
+    (out / "frame_00003.png").write_bytes(whole[: len(whole) // 2])  # and a damaged one
     assert bpy.ops.irep3d.render_animation("INVOKE_DEFAULT") == {"FINISHED"}  # no window: at once
-    assert sorted(p.name for p in out.iterdir()) == ["f_0001.png", "f_0002.png", "f_0003.png"]
-    assert {n: out.joinpath(n).stat().st_mtime_ns for n in ("f_0001.png", "f_0002.png")} == {
-        n: mtimes[n] for n in ("f_0001.png", "f_0002.png")
-    }
-    again = (out / "f_0003.png").read_bytes()
+    assert sorted(p.name for p in out.iterdir()) == names
+    kept = ("frame_00002.png", "render.json")
+    assert {n: out.joinpath(n).stat().st_mtime_ns for n in kept} == {n: mtimes[n] for n in kept}
+    again = (out / "frame_00003.png").read_bytes()
     assert len(again) > len(whole) // 2 and again.endswith(b"IEND\xaeB`\x82")  # rendered whole again
+
+
+def test_the_button_and_the_cli_resume_each_others_frames(clip, addon, tmp_path):
+    """One render folder for both: the button's frames of a saved scene in `renders/<blend
+    name>/` are the frames `irep3d blender render scene.blend` makes there, and the other
+    way round; a scene changed since is refused, never mixed in."""
+    bpy.ops.irep3d.build_displacement_scene(clip_dir=str(clip), resolution=(32, 24), samples=2)
+    sc = bpy.context.scene
+    sc.frame_end = 2
+    blend = tmp_path / "scene.blend"
+    save_blend(blend)
+    sc.render.filepath = "//renders/scene/"  # where the CLI renders scene.blend by default
+    folder = tmp_path / "renders" / "scene"
+    assert bpy.ops.irep3d.render_animation() == {"FINISHED"}
+    by_button = {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("frame_*.png"))}
+    assert list(by_button) == ["frame_00001.png", "frame_00002.png"]
+
+    cli = run_cli("blender", "render", blend, cwd=tmp_path)
+    assert cli.returncode == 0, cli.stdout + cli.stderr
+    assert "0 frames rendered, 2 already there" in cli.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("frame_*.png"))} == by_button
+    (folder / "frame_00002.png").unlink()
+    cli = run_cli("blender", "render", blend, cwd=tmp_path)
+    assert "1 frames rendered, 1 already there" in cli.stdout, cli.stdout + cli.stderr
+    by_cli = {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("frame_*.png"))}
+    assert bpy.ops.irep3d.render_animation() == {"FINISHED"}  # the CLI's frame: kept
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("frame_*.png"))} == by_cli
+
+    _objects(sc)["LIGHT"].data.energy *= 2  # another look: not these frames
+    with pytest.raises(
+        RuntimeError, match=r"holds frames of another scene \(\.\./\.\./scene\.blend\); render into"
+    ):
+        bpy.ops.irep3d.render_animation()
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(folder.glob("frame_*.png"))} == by_cli
 
 
 def test_render_button_refuses_a_clip_with_missing_frames(clip, addon, tmp_path):
@@ -529,35 +598,64 @@ def test_saved_blend_is_relative_and_renders_elsewhere(clip, tmp_path):
     assert diff.mean() > 0.01 and (diff.max(axis=-1) > 0.1).mean() > 0.02  # the relief moved
 
 
-def test_extension_validates_and_builds(tmp_path):
-    run = subprocess.run(
-        [sys.executable, str(BLENDER_EXT), "validate", str(ADDON_DIR)], capture_output=True, text=True
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    run = subprocess.run(
-        [
-            sys.executable,
-            str(BLENDER_EXT),
-            "build",
-            "--source-dir",
-            str(ADDON_DIR),
-            "--output-dir",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    (zip_path,) = tmp_path.glob("irep3d-*.zip")
+INSTALLED = """
+import json, sys
+import bpy
+zip_path, clip = sys.argv[-2:]
+assert bpy.ops.extensions.package_install_files(
+    filepath=zip_path, repo="user_default", enable_on_install=True
+) == {"FINISHED"}
+addon = sys.modules["bl_ext.user_default.irep3d"]
+props = bpy.context.scene.irep3d
+props.clip_dir, props.resolution, props.samples = clip, (32, 24), 1
+assert bpy.ops.irep3d.build_displacement_scene() == {"FINISHED"}
+scene = bpy.context.scene
+print("RESULT " + json.dumps({
+    "presets": str(sys.modules[addon.__name__ + ".presets"].builtin_preset_dir()),
+    "preset_module": addon.scene.Preset.__module__,
+    "integrity": addon.scene.integrity.__name__,
+    "objects": sorted(o.name for o in scene.objects),
+    "size": [scene.render.resolution_x, scene.render.resolution_y],
+}))
+"""
+
+
+def test_the_extension_zip_installs_into_blender_and_builds(tmp_path, clip):
+    """`irep3d blender addon` builds the zip (its own modules and copies of irep3d's
+    standard-library ones: `VENDORED`); Blender installs and enables it, and its panel builds
+    a scene with the presets and modules inside the zip, not the checkout's."""
+    from irep3d.blender import build_addon_zip
+    from irep3d.blender.addon import VENDORED
+
+    zip_path = build_addon_zip(tmp_path / "irep3d.zip")
     names = zipfile.ZipFile(zip_path).namelist()
     for module in (
         "__init__.py",
         "blender_manifest.toml",
         "scene.py",
-        "presets.py",
         "operators.py",
         "panels.py",
-        "render.py",
-        "jobs.py",
+        *VENDORED,
     ):
         assert module in names
+    assert "presets/edge-point-light.toml" in names
+    user = tmp_path / "user"
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "BLENDER_USER_RESOURCES": str(user),
+    }
+    run = subprocess.run(
+        [sys.executable, "-I", "-c", INSTALLED, str(zip_path), str(clip)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    found = json.loads(run.stdout.split("RESULT ", 1)[1])
+    installed = user / "extensions" / "user_default" / "irep3d"
+    assert found == {
+        "presets": str(installed / "presets"),
+        "preset_module": "bl_ext.user_default.irep3d.presets",
+        "integrity": "bl_ext.user_default.irep3d.integrity",
+        "objects": ["irep3d_camera", "irep3d_light", "irep3d_plane"],
+        "size": [32, 24],
+    }

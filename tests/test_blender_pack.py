@@ -142,7 +142,7 @@ def test_the_scenes_and_the_pack_render_anywhere(pack, scenes, tmp_path):
     folders = sorted(p.name for p in (tmp_path / "r").iterdir())
     assert folders == sorted(p.stem for p in scenes.glob("*.blend"))
     for folder in folders:
-        (frame,) = (tmp_path / "r" / folder).iterdir()
+        (frame,) = (tmp_path / "r" / folder).glob("frame_*")
         assert frame.name == "frame_00003.png" and pixels(frame).std() > 0.01  # the clip was read
 
 
@@ -239,7 +239,8 @@ def test_several_scenes_render_with_one_progress_and_resume(scenes, tmp_path):
     assert "4 frames rendered, 0 already there -> 2 scenes in" in shard.output
     for blend in blends:
         assert sorted(p.name for p in (tmp_path / blend.stem).iterdir()) == [
-            f"frame_0000{n}.png" for n in (1, 2, 3, 4)
+            *(f"frame_0000{n}.png" for n in (1, 2, 3, 4)),
+            "render.json",
         ]
 
 

@@ -118,7 +118,7 @@ def test_blender_refuses_to_render_a_damaged_clip_frame(scene, tmp_path):
     cut(copy / "blob" / "blob_00002.exr")
     line = one_line(run_cli("blender", "render", copy / "scene.blend", "--resolution", "48x32"))
     assert "damaged" in line and "blob_00002.exr" in line
-    assert not list((copy / "renders").glob("*.png"))
+    assert not list((copy / "renders").rglob("*.png"))
 
 
 @pytest.mark.slow
@@ -127,9 +127,9 @@ def test_a_damaged_rendered_frame_is_refused_by_encode_and_rendered_again(scene,
     renders = tmp_path / "renders"
     args = ("blender", "render", blend, "--resolution", "48x32", "--out", renders)
     assert run_cli(*args).returncode == 0
-    frame = renders / "frame_00002.png"
+    frame = renders / "scene" / "frame_00002.png"  # each scene in a folder named after it
     cut(frame)
-    line = one_line(run_cli("encode", renders, "--codec", "h264", "--out", tmp_path / "loop.mp4"))
+    line = one_line(run_cli("encode", frame.parent, "--codec", "h264", "--out", tmp_path / "loop.mp4"))
     assert line.startswith(f"error: damaged rendered frame {frame}")
     again = run_cli(*args)
     assert again.returncode == 0 and "1 frames rendered" in again.stdout, again.stdout + again.stderr
@@ -159,13 +159,13 @@ def test_a_full_disk_during_cycles_is_an_error_and_the_rerun_finishes(scene, tmp
         renders = disk / "renders"
         args = ("blender", "render", blend, "--resolution", "64x48", "--out", renders)
         line = one_line(run_cli(*args))
-        assert "cannot write frame" in line and str(renders / "frame_0000") in line
-        for frame in renders.iterdir():  # what stayed is whole: finished frames only
+        assert "cannot write frame" in line and str(renders / "scene" / "frame_0000") in line
+        for frame in (renders / "scene").glob("*.png"):  # what stayed is whole: finished frames only
             assert not frame.name.startswith(".") and png_problem(frame) is None, frame.name
         filler.unlink()
         again = run_cli(*args)
         assert again.returncode == 0, again.stderr
-        frames = sorted(renders.glob("frame_*.png"))
+        frames = sorted((renders / "scene").glob("frame_*.png"))
         assert len(frames) == 3 and all(png_problem(f) is None for f in frames)
 
 

@@ -116,7 +116,7 @@ def test_ctrl_c_while_blender_starts_stops_the_render(tmp_path):
     assert (code, err.strip()) == (130, LINE)
     assert took < 5
     assert wait_for(lambda: not tagged_processes(tag), 5), tagged_processes(tag)
-    renders = tmp_path / "renders"
+    renders = tmp_path / "renders" / "scene"
     assert temps(renders) == []
     again = run_cli("blender", "render", blend, "--resolution", "48x32")
     assert again.returncode == 0, again.stderr

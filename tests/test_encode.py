@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -149,7 +150,7 @@ def test_missing_or_broken_clips_are_output_errors(tmp_path):
     with pytest.raises(OutputError, match="cannot read clip folder"):
         encode_clip(tmp_path / "absent", tmp_path / "x.mp4", "h264")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(OutputError, match="no EXR frames"):
+    with pytest.raises(OutputError, match=r"no frames in .*empty: give a clip folder .* or a render folder"):
         encode_clip(tmp_path / "empty", tmp_path / "x.mp4", "h264")
     clip = make_clip(tmp_path / "walk", count=3)
     Clip(clip, "walk").frame_path(2).unlink()
@@ -158,6 +159,47 @@ def test_missing_or_broken_clips_are_output_errors(tmp_path):
 
 
 runner = CliRunner()
+
+
+def render_folder(folder: Path, fps: float = 24.0, count: int = 3) -> Path:
+    """A render folder as `irep3d blender render` writes one: frame_#####.png and render.json."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    for n in range(1, count + 1):
+        Image.fromarray(np.full((16, 24, 3), 60 * n, np.uint8)).save(folder / f"frame_{n:05d}.png")
+    manifest = {
+        "format": "irep3d-render",
+        "version": 1,
+        "frames": [1, count],
+        "fps": fps,
+        "files": "frame_#####.png",
+    }
+    (folder / "render.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_render_folder_encodes_at_the_fps_it_records(tmp_path):
+    """A 24 fps scene's frames make a 24 fps loop (they used to come out at 30), unless asked."""
+    folder = render_folder(tmp_path / "renders" / "scene")
+    images, (_, rate, width, height) = decode(encode_clip(folder, tmp_path / "loop.mp4", "h264"))
+    assert (len(images), rate, width, height) == (3, 24, 24, 16)
+    assert abs(int(images[1].mean()) - 120) <= 2  # PNGs are display-referred: shown as they are
+    assert decode(encode_clip(folder, tmp_path / "at30.mp4", "h264", fps=30))[1][1] == 30
+
+
+def test_a_folder_of_neither_layout_names_both(tmp_path):
+    """The frames the add-on's Render button used to write (`render/<clip>/<clip>_0001.png`)
+    are neither layout: the line names both that encode takes."""
+    old = tmp_path / "render" / "blob"
+    old.mkdir(parents=True)
+    for n in (1, 2):
+        (old / f"blob_{n:04d}.png").write_bytes(b"")
+    result = runner.invoke(app, ["encode", str(old), "--codec", "h264", "--out", str(tmp_path / "x.mp4")])
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert f"no frames in {old}: give a clip folder (<clip>_00001.exr, … and clip.json" in text, text
+    assert "or a render folder (frame_00001.png or .exr, … and render.json" in text, text
 
 
 def test_cli_encodes(tmp_path):

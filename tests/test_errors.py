@@ -7,7 +7,7 @@ import pickle
 import pytest
 
 from irep3d.errors import OptionError, UsageError
-from irep3d.maps import maps_options
+from irep3d.options import maps_options
 
 
 def test_an_option_error_says_the_flag_and_keeps_key_and_problem():

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 from irep3d import farm
 from irep3d.cli import app
 from irep3d.errors import Irep3dError, LayerError, OutputError
-from irep3d.maps import ClipJob, MapsOptions
 from irep3d.maps_engine import render_clips
+from irep3d.options import ClipJob, MapsOptions
 from irep3d.progress import BUSY
 from tests.clip_util import make_clip
 
@@ -111,7 +111,7 @@ def test_an_audio_walk_on_the_farm_equals_the_local_run(tmp_path):
     import soundfile
 
     from irep3d.generator import load_generator
-    from irep3d.maps import maps_options
+    from irep3d.options import maps_options
 
     rate = 22050
     track = np.zeros(rate, dtype=np.float32)  # one second, a click at 0.4 s
@@ -208,7 +208,7 @@ def png_pixels(root: Path) -> dict[str, bytes]:
     """IHDR + IDAT chunks of each PNG: the pixels as written. Blender stamps the date and
     render time into text chunks, so two local renders already differ in those bytes."""
     out = {}
-    for path in sorted(root.iterdir()):
+    for path in sorted(root.glob("frame_*.png")):
         data, pos, kept = path.read_bytes(), 8, b""
         while pos < len(data):
             size = int.from_bytes(data[pos : pos + 4], "big")
@@ -238,11 +238,33 @@ def local_frames(blend, tmp_path_factory) -> Path:
     return out
 
 
+def manifest(folder: Path) -> dict:
+    """A render folder's render.json without `blend` (the .blend's path relative to it)."""
+    data = json.loads((folder / "render.json").read_text())
+    return {k: v for k, v in data.items() if k != "blend"}
+
+
 @pytest.mark.slow
 def test_blender_chunks_equal_the_local_render(blend, local_frames, tmp_path):
     files = farm.render_chunks(blend, tmp_path, chunk=2)
     assert [f.name for f in files] == [f"frame_{n:05d}.png" for n in range(1, FRAMES + 1)]
     assert png_pixels(tmp_path) == png_pixels(local_frames)
+    assert manifest(tmp_path) == manifest(local_frames)  # the chunks' render.json: the same render
+
+
+def test_blender_chunks_resume_a_local_render_and_refuse_another(blend, local_frames, tmp_path):
+    """Chunks keep the frames of the same render (a local one included) and refuse a folder
+    of another render in one line, before any frame changes."""
+    before = {p.name: p.stat().st_mtime_ns for p in sorted(local_frames.glob("frame_*.png"))}
+    seen: list[tuple[str, int, int]] = []
+    farm.render_chunks(blend, local_frames, chunk=2, progress=lambda *a: seen.append(a))
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(local_frames.glob("frame_*.png"))} == before
+    assert [s for s in seen if s[0] == "render"][-1] == ("render", FRAMES, FRAMES)  # all there already
+    with pytest.raises(
+        Irep3dError, match=r"made with other settings \(samples 1 there, 2 now\); render into"
+    ):
+        farm.render_chunks(blend, local_frames, chunk=2, samples=2)
+    assert {p.name: p.stat().st_mtime_ns for p in sorted(local_frames.glob("frame_*.png"))} == before
 
 
 @pytest.mark.slow
@@ -282,7 +304,9 @@ def test_cli_blender_render_with_ray(blend, local_frames, tmp_path):
     result = runner.invoke(app, ["blender", "render", str(blend), "--out", str(tmp_path), "--ray", "auto",
                                  "--chunk", "3"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert png_pixels(tmp_path) == png_pixels(local_frames)
+    text = " ".join(result.output.split())
+    assert f"{FRAMES} frames in {tmp_path / blend.stem} (Ray cluster" in text  # OUT/<blend name>/, as locally
+    assert png_pixels(tmp_path / blend.stem) == png_pixels(local_frames)
 
 
 @pytest.fixture(scope="module")

@@ -56,14 +56,14 @@ def environment(home: Path, ray_tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def irep3d(args: list[str], env: dict[str, str], timeout: float = 300) -> tuple[int, str, str, float]:
-    """Run the irep3d CLI of this checkout: (exit code, stdout, stderr, seconds)."""
-    start = time.monotonic()
+def irep3d(args: list[str], env: dict[str, str], timeout: float = 300) -> tuple[int, str, str]:
+    """Run the irep3d CLI of this checkout: (exit code, stdout, stderr). A run that takes
+    longer than `timeout` seconds fails the test (subprocess.TimeoutExpired)."""
     result = subprocess.run(
         [sys.executable, "-m", "irep3d", *args], capture_output=True, text=True, env=env, cwd=ROOT,
         timeout=timeout,
     )  # fmt: skip
-    return result.returncode, result.stdout, result.stderr, time.monotonic() - start
+    return result.returncode, result.stdout, result.stderr
 
 
 def one_line(code: int, err: str, *needles: str) -> str:
@@ -95,7 +95,7 @@ def stale_record(ray_tmp: Path, port: int) -> Path:
 def reference(tmp_path_factory) -> Path:
     """The pack written here without Ray."""
     work = tmp_path_factory.mktemp("reference")
-    code, out, err, _ = irep3d([*PACK, "--out", str(work / "pack")], environment(work / "h", work / "t"))
+    code, out, err = irep3d([*PACK, "--out", str(work / "pack")], environment(work / "h", work / "t"))
     assert code == 0, out + err
     return work / "pack"
 
@@ -116,11 +116,12 @@ def test_auto_with_a_stale_record_fails_in_seconds_with_one_line(tmp_path):
         with dead_port() as port:
             record = stale_record(ray_tmp, port)
             env = environment(tmp_path / "home", ray_tmp)
-            code, _, err, seconds = irep3d([*PACK, "--out", str(tmp_path / "pack"), "--ray", "auto"], env)
+            code, _, err = irep3d(
+                [*PACK, "--out", str(tmp_path / "pack"), "--ray", "auto"], env, timeout=FAIL_S
+            )
         one_line(
             code, err, f"127.0.0.1:{port}", str(record), "irep3d farm up", "delete that file", "--ray local"
         )
-        assert seconds < FAIL_S, f"took {seconds:.1f} s"
         assert not (tmp_path / "pack").exists()
     finally:
         subprocess.run(["rm", "-rf", str(ray_tmp)], check=False)
@@ -129,19 +130,17 @@ def test_auto_with_a_stale_record_fails_in_seconds_with_one_line(tmp_path):
 def test_a_head_that_does_not_answer_is_one_line(tmp_path):
     env = environment(tmp_path / "home", tmp_path / "t")
     with dead_port() as port:
-        code, _, err, seconds = irep3d(
-            [*PACK, "--out", str(tmp_path / "p"), "--ray", f"127.0.0.1:{port}"], env
+        code, _, err = irep3d(
+            [*PACK, "--out", str(tmp_path / "p"), "--ray", f"127.0.0.1:{port}"], env, timeout=FAIL_S
         )
         one_line(code, err, f"no Ray cluster answers at 127.0.0.1:{port}", "--ray local")
-        assert seconds < FAIL_S, f"took {seconds:.1f} s"
-        code, _, err, seconds = irep3d(["farm", "join", f"127.0.0.1:{port}", "--num-cpus", "1"], env)
+        code, _, err = irep3d(["farm", "join", f"127.0.0.1:{port}", "--num-cpus", "1"], env, timeout=FAIL_S)
         one_line(code, err, f"farm join 127.0.0.1:{port}: no Ray cluster answers", "irep3d farm up")
-        assert seconds < FAIL_S, f"took {seconds:.1f} s"
 
 
 def test_a_bad_address_is_one_line(tmp_path):
     env = environment(tmp_path / "home", tmp_path / "t")
-    code, _, err, _ = irep3d([*PACK, "--out", str(tmp_path / "p"), "--ray", "head-without-port"], env)
+    code, _, err = irep3d([*PACK, "--out", str(tmp_path / "p"), "--ray", "head-without-port"], env)
     one_line(code, err, "auto, local or HOST:PORT")
 
 
@@ -152,9 +151,10 @@ def test_local_ignores_a_stale_record_and_leaves_no_token_behind(tmp_path, refer
         with dead_port() as port:
             record = stale_record(ray_tmp, port)
             env = environment(tmp_path / "home", ray_tmp)
-            code, out, err, seconds = irep3d([*PACK, "--out", str(tmp_path / "pack"), "--ray", "local"], env)
+            code, out, err = irep3d(
+                [*PACK, "--out", str(tmp_path / "pack"), "--ray", "local"], env, timeout=240
+            )
         assert code == 0, out + err[-3000:]
-        assert seconds < 240, f"took {seconds:.1f} s"
         same_pack(tmp_path / "pack", reference)
         assert record.read_text() == f"127.0.0.1:{port}"  # not ours to change
         assert not (tmp_path / "home" / ".ray").exists(), "a --ray local run wrote a token file"
@@ -250,7 +250,7 @@ def cluster(tmp_path_factory) -> Iterator[Cluster]:
 @pytest.mark.slow
 def test_plain_ray_start_cluster_runs_a_pack_with_this_machines_token(cluster, reference, tmp_path):
     out = tmp_path / "pack"
-    code, stdout, err, _ = irep3d([*PACK, "--out", str(out), "--ray", cluster.address], cluster.env)
+    code, stdout, err = irep3d([*PACK, "--out", str(out), "--ray", cluster.address], cluster.env)
     assert code == 0, stdout + err[-3000:]
     same_pack(out, reference)
 
@@ -278,9 +278,10 @@ def test_a_token_problem_is_one_line_in_seconds(cluster, tmp_path, extra, needle
     env = dict(cluster.env, **extra)
     if "HOME" in extra:
         env["HOME"] = str(tmp_path / "empty-home")
-    code, _, err, seconds = irep3d([*PACK, "--out", str(tmp_path / "p"), "--ray", cluster.address], env)
+    code, _, err = irep3d(
+        [*PACK, "--out", str(tmp_path / "p"), "--ray", cluster.address], env, timeout=FAIL_S
+    )
     one_line(code, err, "token", *needles)
-    assert seconds < FAIL_S, f"took {seconds:.1f} s"
     assert "Traceback" not in err
 
 
@@ -290,9 +291,8 @@ def test_farm_join_uses_this_machines_token(cluster, tmp_path):
     RAY_AUTH_MODE, unlike the plain `ray start --address` line): a third node joins."""
     join = [sys.executable, "-m", "irep3d", "farm", "join", cluster.address, "--num-cpus", "1", "--num-gpus", "0",
             "--node-ip-address", "127.0.0.1", "--dashboard-agent-listen-port", str(free_ports(1)[0])]  # fmt: skip
-    code, _, err, seconds = irep3d(join[3:], dict(cluster.env, HOME=str(tmp_path / "empty-home")))
+    code, _, err = irep3d(join[3:], dict(cluster.env, HOME=str(tmp_path / "empty-home")), timeout=FAIL_S)
     one_line(code, err, "this machine has none")
-    assert seconds < FAIL_S
     node = cluster.spawn([*join, "--block"], cluster.env)
     alive_nodes(cluster.address, cluster.env, 3)
     stop_group(node)

@@ -7,13 +7,13 @@ import pytest
 import torch
 
 from irep3d.errors import UsageError
-from irep3d.generator import load_generator, seed_to_z, seeds_to_ws
+from irep3d.generator import seed_to_z, seeds_to_ws
 from irep3d.keyframes import check_keys, keys_to_ws, load_keyfile, parse_keyframes
 
 
-@pytest.fixture(scope="module")
-def net():
-    return load_generator("builtin:sg2-256", "cpu")
+@pytest.fixture
+def net(sg2):
+    return sg2
 
 
 def test_w_rows_are_used_as_given_and_seeds_as_always(net, tmp_path):

@@ -1,24 +1,10 @@
-"""The walk's settings: batch sizing and the clip identity (the engine: test_render.py)."""
+"""The walk: batch sizing (the options: test_options.py; the engine: test_maps_engine.py)."""
 
 from __future__ import annotations
 
 import torch
 
 from irep3d.generator import load_generator
-from irep3d.maps import ClipJob, MapsOptions, clip_identity
-
-
-def test_identity_records_optional_settings_only_when_used():
-    plain = clip_identity(ClipJob("c", "L3", [0, 1, 2], [1, 2]), MapsOptions(), "m")
-    assert plain["seeds"] == [1, 2] and plain["layer"] == "L3" and plain["model"] == "m"
-    assert "cutoff" not in plain and "psi_to" not in plain and "size_mode" not in plain
-    swept = clip_identity(
-        ClipJob("c", "L3", [0, 1, 2], [1, 2]), MapsOptions(psi=0.5, psi_to=1.0, cutoff=4), "m"
-    )
-    assert swept["psi_to"] == 1.0 and swept["cutoff"] == 4
-    assert {k: v for k, v in swept.items() if k not in ("psi", "psi_to", "cutoff")} == {
-        k: v for k, v in plain.items() if k != "psi"
-    }
 
 
 def test_batch_is_sized_from_free_memory(monkeypatch):

@@ -14,18 +14,18 @@ from irep3d import maps_engine
 from irep3d.colour import NormStats, apply_norm
 from irep3d.errors import UsageError
 from irep3d.exr_clip import read_exr
-from irep3d.generator import load_generator, seeds_to_ws
+from irep3d.generator import seeds_to_ws
 from irep3d.keyframes import load_keyfile
-from irep3d.maps import ClipJob, MapsOptions, clip_identity
 from irep3d.maps_engine import render_clips
+from irep3d.options import ClipJob, MapsOptions, clip_identity
 
 LAYER = "L3_52_64"  # an early layer: the capture stops there, so tests stay fast
 OTHER = "L5_84_64"
 
 
-@pytest.fixture(scope="module")
-def net():
-    return load_generator("builtin:sg3t-256", "cpu")
+@pytest.fixture
+def net(sg3t):
+    return sg3t
 
 
 @pytest.fixture
@@ -301,8 +301,7 @@ def test_rotate_turns_the_input_layer(net, tmp_path):
     assert not np.allclose(half, first, atol=2e-3 * np.abs(first).max())
 
 
-def test_translate_and_rotate_need_stylegan3(tmp_path):
-    sg2 = load_generator("builtin:sg2-256", "cpu")
+def test_translate_and_rotate_need_stylegan3(tmp_path, sg2):
     with pytest.raises(UsageError, match="--translate and --rotate move StyleGAN3's input"):
         render_clips(sg2, "m", [ClipJob("x", "b8.conv0", [0], [1])], tmp_path, MapsOptions(rotate=1))
     with pytest.raises(UsageError, match="--mix-layers 3-99 is out of range"):

@@ -7,8 +7,8 @@ import itertools
 
 from irep3d.exr_clip import read_exr
 from irep3d.generator import load_generator
-from irep3d.maps import maps_options
 from irep3d.maps_engine import render_clips
+from irep3d.options import maps_options
 from irep3d.pack import pack_jobs
 
 MODEL = "builtin:sg3t-256"

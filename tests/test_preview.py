@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import av
@@ -158,3 +159,36 @@ def test_a_preview_shows_what_the_encoded_loop_shows(tmp_path, suffix):
         with av.open(str(out)) as container:
             shown = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert abs(int(shown[8, 8, 1]) - 128) <= 2
+
+
+def test_a_render_folder_previews_at_the_fps_it_records(tmp_path):
+    """Rendered frames (frame_#####.png and render.json) play at the scene's fps, as its
+    loop does (`irep3d encode`), shown as they are (Blender's PNGs are display-referred)."""
+    folder = tmp_path / "renders" / "scene"
+    folder.mkdir(parents=True)
+    for n in range(1, 4):
+        Image.fromarray(np.full((16, 24, 3), 60 * n, np.uint8)).save(folder / f"frame_{n:05d}.png")
+    manifest = {
+        "format": "irep3d-render",
+        "version": 1,
+        "frames": [1, 3],
+        "fps": 10.0,
+        "files": "frame_#####.png",
+    }
+    (folder / "render.json").write_text(json.dumps(manifest))
+    images, durations = gif_frames(make_preview(folder, tmp_path / "scene.gif"))
+    assert durations == [100] * 3  # 10 fps, not the default 30
+    assert all(abs(image.mean() - 60 * n) <= 2 for n, image in enumerate(images, start=1))
+
+
+def test_a_folder_of_neither_layout_names_both(tmp_path):
+    old = tmp_path / "render" / "blob"  # what the add-on's Render button used to write
+    old.mkdir(parents=True)
+    (old / "blob_0001.png").write_bytes(b"")
+    with pytest.raises(OutputError) as info:
+        make_preview(old, tmp_path / "x.gif")
+    assert str(info.value) == (
+        f"no frames in {old}: give a clip folder (<clip>_00001.exr, … and clip.json, from `irep3d maps`) "
+        "or a render folder (frame_00001.png or .exr, … and render.json, from `irep3d blender render` "
+        "or the add-on's Render button)"
+    )

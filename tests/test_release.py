@@ -138,6 +138,22 @@ def ffmpeg_frames(path: Path) -> int:
             "[[scenes]] #1.format: unknown format 'tiff'; valid: png, exr",
         ),
         (
+            ("samples = 1", 'samples = 1\nstrength = "high"'),
+            "[[scenes]] #1.strength: 'high' is invalid: expected a number",
+        ),
+        (
+            ("samples = 1", "samples = 1\nlight_position = 2.0"),
+            "[[scenes]] #1.light_position: 2.0 is invalid: expected a number in 0..1",
+        ),
+        (
+            ("resolution = [48, 28]", "resolution = [48]"),
+            "[[scenes]] #1.resolution: [48] is invalid: expected [width, height] in pixels, each side in 4..65536",
+        ),
+        (
+            ("samples = 1", "samples = 1\nstrenght = 0.3"),
+            "[[scenes]] #1: unknown key 'strenght'; valid: clips",
+        ),
+        (
             (f'recipe = "{RECIPES / "hardlight-pair.toml"}"', 'recipe = "nowhere.toml"'),
             ".recipe: 'nowhere.toml' is neither a file relative to this release file (",
         ),
@@ -178,7 +194,7 @@ def test_an_unknown_preset_names_the_key_and_the_presets(tmp_path):
             "[pack].norm: unknown value 'loud'; use one of: none, global, fixed, frame",
         ),
         ("[pack]", "batch = 0", "[pack].batch: must be at least 1, not 0"),
-        ("[pack]", 'compression = "lzma"', "[pack].compression: unknown EXR compression 'lzma'; use one of"),
+        ("[pack]", 'compression = "lzma"', "[pack].compression: unknown value 'lzma'; use one of: none, rle"),
     ],
 )
 def test_a_bad_option_names_its_key_in_its_table_not_the_flag(tmp_path, table, line, expected):
@@ -303,11 +319,43 @@ def test_a_scene_format_of_the_file_reaches_its_scene_jobs(tmp_path):
     release = load_release(write(tmp_path, SMALL.replace("samples = 1", 'samples = 1\nformat = "exr"', 1)))
     plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
     (scene,) = plan.scenes
-    assert scene.job.settings == {"samples": 1, "resolution": [48, 28], "output_format": "EXR"}
+    assert scene.job.settings == {"samples": 1, "resolution": (48, 28), "output_format": "EXR"}
     counts = count_release(plan, batch=4)
     assert counts.render_exr_pixels == counts.render_pixels == 6 * 48 * 28  # sized as EXR on disk
     (plain,) = load_release(write(tmp_path, name="plain.toml")).scenes
     assert "output_format" not in plain.settings
+
+
+def test_every_scene_setting_of_the_file_reaches_its_scene_jobs(tmp_path):
+    """A [[scenes]] table takes every scene setting under its name (`blender build`'s flag
+    without the dashes), checked as the CLI checks it, and its scene jobs get them."""
+    from irep3d.presets import describe_settings
+
+    lines = 'strength = 0.4\nmidlevel = 0.3\nheight_source = "g"\ndetail = 2\nlight_position = 0.1\n'
+    lines += 'light_height = 0.5\nformat = "EXR"\nsamples = 1'
+    release = load_release(write(tmp_path, SMALL.replace("samples = 1", lines, 1)))
+    (variant,) = release.scenes
+    assert variant.colour_from == ("comp/hl_01",)
+    assert variant.settings == {
+        "displacement_strength": 0.4,
+        "midlevel": 0.3,
+        "height_source": "G",
+        "subdivision_detail": 2.0,
+        "light_position": 0.1,
+        "light_height": 0.5,
+        "output_format": "EXR",
+        "samples": 1,
+        "resolution": (48, 28),
+    }
+
+    # Every scene setting, as its name = the default preset's value (TOML, as JSON writes it).
+    defaults = [d for d in describe_settings() if d["type"] != "clip"]
+    lines = "\n".join(f"{d['key']} = {json.dumps(d['default'])}" for d in defaults)
+    text = SMALL.replace("samples = 1\nresolution = [48, 28]", lines, 1)
+    (variant,) = load_release(write(tmp_path, text, name="all.toml")).scenes
+    assert variant.settings == {
+        d["name"]: tuple(d["default"]) if isinstance(d["default"], list) else d["default"] for d in defaults
+    }
 
 
 def test_walk_controls_of_the_file_reach_every_clip(tmp_path):
@@ -376,6 +424,11 @@ def test_release_makes_every_loop_and_a_rerun_touches_nothing(tmp_path):
     scene = "scene/locked-L5_84_64_clip01__edge-point-light__colour-comp-hl_01"
     assert kinds[scene] == ("scene", ["locked/L5_84_64_clip01", "comp/hl_01"])
     assert len(list((out / "renders").glob("*/frame_*.png"))) == 6
+    (made_by,) = [
+        json.loads(p.read_text()) for p in (out / "renders").glob("*/render.json")
+    ]  # a render folder
+    assert made_by["blend"] == f"../../scenes/{scene.removeprefix('scene/')}.blend"
+    assert (made_by["fps"], made_by["resolution"], made_by["samples"]) == (12.0, [48, 28], 1)
     assert kinds["comp/hl_01"] == ("composite", ["locked/L3_52_64_clip01", "locked/L5_84_64_clip01"])
     assert kinds["locked/L3_52_64_clip01"] == ("maps", [])
     maps_loops = [loop["sha256"] for loop in loops if loop["kind"] == "maps" and loop["codec"] == "h264"]

@@ -14,55 +14,56 @@ The modules, by what they do:
 * `addon`: where the add-on and the presets are (`REPO_ROOT`), running one of its jobs,
   the installable extension zip (`build_addon_zip`);
 * `scenes`: building `.blend` files of clips and presets (`build_scene`, `build_scenes`,
-  `pack_scene_jobs`), `scenes.json` and each scene's build identity (`read_scenes`);
-* `render`: rendering `.blend` files into frames (`render_frames`, `render_scenes`), their
-  options, scene files, output folders and frame names (`rendered_frames` lists a
-  folder's), and the scenes' frame ranges.
+  `pack_scene_jobs`), the scene settings users give (`scene_settings`, checked by
+  `irep3d.presets`, whose errors `preset_errors` turns into irep3d's), `scenes.json` and
+  each scene's build identity (`read_scenes`);
+* `render`: rendering `.blend` files into render folders (`render_frames`,
+  `render_scenes`; `irep3d.renders` owns their layout and `render.json`), their options,
+  scene files, where each scene's folder is (`scene_out_dir`: `renders/<blend stem>/`),
+  reading a folder back (`rendered_frames`, `render_manifest`), and the scenes' frame ranges.
 """
 
 from .addon import REPO_ROOT, build_addon_zip
 from .process import BLENDER_ENV, find_blender
 from .render import (
     DEVICES,
-    FRAME_NAME,
+    RENDERS_DIR,
     check_blends,
     check_frame_range,
     check_render_options,
-    frame_file_name,
     make_out_dirs,
     parse_frames,
     parse_resolution,
     render_frames,
+    render_manifest,
     render_scenes,
     rendered_frames,
     scene_frame_ranges,
+    scene_out_dir,
     scene_out_dirs,
 )
 from .scenes import (
-    HEIGHT_SOURCES,
-    OUTPUT_FORMATS,
+    BUILD_SETTINGS,
     PACK_NAME,
     SCENES_NAME,
-    SETTING_NAMES,
-    SETTINGS_KEYS,
     SceneJob,
     build_scene,
     build_scenes,
+    check_scene_settings,
     pack_scene_jobs,
+    preset_errors,
     read_scenes,
+    scene_settings,
 )
 
 __all__ = [
     "BLENDER_ENV",
+    "BUILD_SETTINGS",
     "DEVICES",
-    "FRAME_NAME",
-    "HEIGHT_SOURCES",
-    "OUTPUT_FORMATS",
     "PACK_NAME",
+    "RENDERS_DIR",
     "REPO_ROOT",
     "SCENES_NAME",
-    "SETTINGS_KEYS",
-    "SETTING_NAMES",
     "SceneJob",
     "build_addon_zip",
     "build_scene",
@@ -70,16 +71,20 @@ __all__ = [
     "check_blends",
     "check_frame_range",
     "check_render_options",
+    "check_scene_settings",
     "find_blender",
-    "frame_file_name",
     "make_out_dirs",
     "pack_scene_jobs",
     "parse_frames",
     "parse_resolution",
+    "preset_errors",
     "read_scenes",
     "render_frames",
+    "render_manifest",
     "render_scenes",
     "rendered_frames",
     "scene_frame_ranges",
+    "scene_out_dir",
     "scene_out_dirs",
+    "scene_settings",
 ]

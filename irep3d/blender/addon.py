@@ -1,5 +1,5 @@
-"""The add-on (`blender_addon/`) as irep3d uses it: where it is, running its jobs, its
-presets module, and the installable extension zip.
+"""The add-on (`blender_addon/`) as irep3d uses it: where it is, running its jobs, and the
+installable extension zip.
 
 The add-on and the presets (`scenes/`) live next to the `irep3d` package in a checkout, or
 in `<prefix>/share/irep3d` of an installed wheel (`REPO_ROOT`). Every Blender job is a
@@ -9,8 +9,6 @@ function of `blender_addon/jobs.py`, run as the script with its arguments as JSO
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import os
 import shutil
@@ -28,7 +26,7 @@ JOBS_SCRIPT = "jobs.py"
 #: irep3d's standard-library modules the add-on uses. In a checkout it imports irep3d's own;
 #: the extension zip (`build_addon_zip`) and a wheel's `share/irep3d/blender_addon/`
 #: (pyproject's data-files) carry copies, since a Blender without irep3d runs the add-on.
-VENDORED = ("integrity.py",)
+VENDORED = ("integrity.py", "presets.py", "renders.py")
 
 
 def _data_root() -> Path:
@@ -58,21 +56,6 @@ def run_job(
         data = {"job": job, "repo_root": str(REPO_ROOT), **args}
         args_path.write_text(json.dumps(data, indent=2), encoding="utf-8")
         return run_command([*blender, str(script), "--", str(args_path)], on_line)
-
-
-@functools.cache
-def _presets_module() -> Any:
-    """The add-on's `presets.py` (standard library only), loaded without the add-on's
-    package (whose `__init__` imports bpy): the CLI checks presets before Blender starts."""
-    path = REPO_ROOT / "blender_addon" / "presets.py"
-    if not path.is_file():
-        raise BlenderError(f"the irep3d add-on is not at {path.parent}; run from a checkout")
-    spec = importlib.util.spec_from_file_location("irep3d._scene_presets", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building classes
-    spec.loader.exec_module(module)
-    return module
 
 
 def build_addon_zip(out: str | os.PathLike[str] = "irep3d_blender.zip") -> Path:

@@ -1,12 +1,20 @@
-"""Rendering `.blend` files into frames (`irep3d blender render`), resuming where it stopped.
+"""Rendering `.blend` files into render folders (`irep3d blender render`), resuming where it stopped.
 
-`render_frames` (one scene) and `render_scenes` (several, in one Blender process) run the
-add-on's `render` job: it opens each scene, checks its clips and plans its frames (one
-progress total), then renders frame by frame with the add-on's `render.render_frame`, as
-the add-on's Render button does: each frame into a hidden temp name in the scene's output
-folder, renamed into place when complete. Frames already there are skipped, so an
-interrupted render resumes. Options are checked here before Blender starts
+`render_frames` (one scene into a folder) and `render_scenes` (several, in one Blender
+process) run the add-on's `render` job: it opens each scene, sets it up, checks its clips
+and its render folder, plans its frames (one progress total), writes each folder's
+`render.json`, then renders frame by frame with the add-on's `render.render_frame`, as the
+add-on's Render button does: each frame into a hidden temp name in the scene's render
+folder, renamed into place when complete. `irep3d.renders` owns the folder's layout and
+manifest: frames already there are kept when the manifest says the same scene and
+settings made them (so an interrupted render resumes), and refused in one line when
+another scene or other settings did. Options are checked here before Blender starts
 (`check_render_options`), and every frame of the range is there when a render returns.
+
+Where frames go, one rule for one scene or many (`scene_out_dir`): each scene into a
+folder of its own named after its .blend, `ROOT/<blend stem>/`, ROOT being `--out` or
+`renders/` next to the .blend; so two scenes never share a folder by default, and a scene
+renders into the same folder alone or with others.
 """
 
 from __future__ import annotations
@@ -19,18 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BlenderError, OutputError, UsageError
-from ..integrity import first_damage
+from ..files import remove_temps
 from ..progress import Progress
+from ..renders import MANIFEST_NAME, RenderFolder, RenderFolderError
 from ..shards import check_shard
 from .addon import run_job
 from .process import find_blender
 
 DEVICES = ("cpu", "gpu")
-FRAME_NAME = "frame_{frame:05d}{ext}"
-"""The file name of a rendered frame, given to the render job too (`frame_00001.png`)."""
-_FRAME_HEAD = FRAME_NAME.partition("{")[0]  # "frame_"
-_FRAME_RE = re.compile(rf"^{re.escape(_FRAME_HEAD)}(\d+)\.(?:png|exr)$")  # FRAME_NAME, any number
-_MAX_SIZE = 65536
+RENDERS_DIR = "renders"
+"""The folder next to a .blend that holds its render folder by default (`renders/<stem>/`)."""
 
 
 def parse_frames(spec: str) -> tuple[int, int]:
@@ -52,54 +58,29 @@ def parse_resolution(spec: str) -> tuple[int, int]:
     if not match:
         raise UsageError(f"bad --resolution {spec!r}; use WIDTHxHEIGHT in pixels, e.g. 1920x1080")
     width, height = int(match.group(1)), int(match.group(2))
-    check_resolution((width, height))
+    check_render_options(resolution=(width, height))
     return width, height
-
-
-def check_resolution(resolution: Sequence[int]) -> tuple[int, int]:
-    if len(resolution) != 2 or not all(isinstance(v, int) for v in resolution):
-        raise UsageError(f"a resolution is (width, height) in whole pixels, not {resolution!r}")
-    width, height = resolution
-    if not (4 <= width <= _MAX_SIZE and 4 <= height <= _MAX_SIZE):
-        raise UsageError(f"resolution {width}x{height} is out of range; each side must be 4-{_MAX_SIZE} px")
-    return width, height
-
-
-def check_samples(samples: Any) -> None:
-    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
-        raise UsageError(f"samples must be a whole number >= 1, not {samples!r}")
-
-
-def frame_file_name(frame: int, ext: str = ".png") -> str:
-    """The file name of a rendered frame: `frame_00001.png`."""
-    return FRAME_NAME.format(frame=frame, ext=ext)
 
 
 def rendered_frames(folder: str | os.PathLike[str]) -> list[Path] | None:
-    """The frames a render wrote into `folder` (`frame_00001.png`, ...), in order, or None
-    when it holds none. The numbers must run on with no gap, and every frame must be a
-    whole file (`irep3d.integrity`): OutputError, naming the frame, otherwise."""
+    """The frames of the render folder `folder` (`frame_00001.png`, …), in order, or None
+    when it is no render folder (no `render.json`, no rendered frames). The numbers must
+    run on with no gap, and every frame must be a whole file (`irep3d.renders`):
+    OutputError, naming the frame, otherwise."""
+    render = RenderFolder(folder)
     try:
-        names = [e.name for e in os.scandir(folder) if e.is_file()]
-    except OSError as exc:
-        raise OutputError(f"cannot read {folder}: {exc.strerror or exc}") from None
-    found = {int(m[1]): name for name in names if (m := _FRAME_RE.match(name))}
-    if not found:
-        return None
-    first, last = min(found), max(found)
-    gap = next((n for n in range(first, last + 1) if n not in found), None)
-    if gap is not None:
-        raise OutputError(
-            f"{folder} is missing rendered frame {gap} (frames {first}-{last} must all be there)"
-        )
-    paths = [Path(folder) / found[n] for n in range(first, last + 1)]
-    damage = first_damage(paths)
-    if damage:
-        raise OutputError(
-            f"damaged rendered frame {damage}; run the same `irep3d blender render` command again: "
-            "it renders damaged frames anew"
-        )
-    return paths
+        return render.frames() if render.holds_render() else None
+    except RenderFolderError as exc:
+        raise OutputError(str(exc)) from None
+
+
+def render_manifest(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The `render.json` of a render folder (which scene, settings and fps made its
+    frames), or None when it has none; OutputError when it cannot be read."""
+    try:
+        return RenderFolder(folder).read_manifest()
+    except RenderFolderError as exc:
+        raise OutputError(str(exc)) from None
 
 
 def check_frame_range(frames: tuple[int, int]) -> tuple[int, int]:
@@ -118,12 +99,14 @@ def check_render_options(
     shard: tuple[int, int] = (0, 1),
 ) -> tuple[tuple[int, int] | None, tuple[int, int]]:
     """Check the options of a render before Blender starts (`UsageError`, one line);
-    returns the resolution and the shard as (width, height) and (i, n)."""
+    returns the resolution and the shard as (width, height) and (i, n). Samples and
+    resolution are checked as the scene settings they override (`irep3d.presets`)."""
+    from .scenes import scene_settings
+
     if frames is not None:
         check_frame_range(frames)
-    check_samples(samples)
-    if resolution is not None:
-        resolution = check_resolution(tuple(resolution))
+    checked = scene_settings({"samples": samples, "resolution": resolution})
+    resolution = tuple(checked["resolution"]) if "resolution" in checked else None
     if device not in DEVICES:
         raise UsageError(f"unknown device {device!r}; use one of: {', '.join(DEVICES)}")
     return resolution, check_shard(shard)
@@ -142,11 +125,14 @@ def render_frames(
     threads: int | None = None,
     on_device: Callable[[str], None] | None = None,
 ) -> list[Path]:
-    """Render frames of a `.blend` into `out_dir`, one image a frame, resuming where it stopped.
+    """Render frames of a `.blend` into the render folder `out_dir`, one image a frame,
+    resuming where it stopped.
 
     Args:
         blend: the scene file (e.g. written by `build_scene`).
-        out_dir: where frames go (default: `renders/` next to the `.blend`).
+        out_dir: the render folder (default: `renders/<blend stem>/` next to the `.blend`,
+            `scene_out_dir`); one that holds frames of another scene or other settings is
+            refused (`BlenderError`, one line: see `irep3d.renders`).
         frames: `(first, last)`, inclusive (default: the scene's frame range).
         samples: Cycles samples (default: the scene's).
         resolution: `(width, height)` in pixels at 100 % (default: the scene's).
@@ -163,10 +149,11 @@ def render_frames(
             renders on (e.g. `OPTIX (NVIDIA H200)`) before the first frame.
 
     Returns every frame file of the range (`frame_00001.png`, ...; `.exr` when the scene
-    writes EXR, else 16-bit PNG), rendered now or before.
+    writes EXR, else 16-bit PNG), rendered now or before. The folder's `render.json` says
+    which scene, settings and fps made them.
     """
     (path,) = check_blends([blend])
-    (out,) = scene_out_dirs([path], out_dir)
+    out = Path(out_dir).expanduser() if out_dir is not None else scene_out_dir(path)
     (files,) = _render(
         [(path, out)], frames, samples, resolution, device, blender, progress, shard, threads, on_device
     )
@@ -190,8 +177,9 @@ def render_scenes(
 
     Same options as `render_frames`, applied to every scene (`frames` and `shard` slice each
     scene's own range). Each scene renders into `out_dir/<blend stem>/` (default:
-    `renders/<stem>/` next to its .blend); a single scene renders into `out_dir` itself,
-    exactly as `render_frames`. Frames already there are skipped, so a re-run resumes.
+    `renders/<stem>/` next to its .blend: `scene_out_dirs`), one scene as well as several.
+    Frames already there are kept, so a re-run resumes; every folder is checked before the
+    first frame renders (frames of another scene or other settings: `BlenderError`).
     `progress("render", done, total)` runs over all frames of all scenes that this run renders; total
     is known before the first frame (Blender plans every scene first, and also checks every
     scene's clips before rendering any).
@@ -215,21 +203,32 @@ def render_scenes(
     return {path.resolve(): files for path, files in zip(paths, results, strict=True)}
 
 
+def scene_out_dir(blend: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> Path:
+    """The render folder of a scene: `root/<blend stem>/`, root being `renders/` next to
+    the .blend by default. One rule for one scene or many, and for the CLI, the farm and a
+    release: a scene renders into the same folder alone or with others, and two scenes
+    never share one by default."""
+    path = Path(blend).expanduser()
+    base = Path(root).expanduser() if root is not None else path.parent / RENDERS_DIR
+    return base / path.stem
+
+
 def scene_out_dirs(
-    blends: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] | None = None
+    blends: Sequence[str | os.PathLike[str]], root: str | os.PathLike[str] | None = None
 ) -> list[Path]:
-    """Where each scene's frames go: one scene: `out_dir` (default `renders/` next to the
-    .blend); several: `out_dir/<blend stem>/` (default `renders/<stem>/` next to each
-    .blend). Raises `UsageError` when two scenes share a stem (they would share a folder)."""
-    paths = [Path(b).expanduser() for b in blends]
-    root = Path(out_dir).expanduser() if out_dir is not None else None
-    if len(paths) == 1:
-        return [root if root is not None else paths[0].parent / "renders"]
-    stems = [p.stem for p in paths]
-    twice = sorted({stem for stem in stems if stems.count(stem) > 1})
-    if twice:
-        raise UsageError(f"two scenes are named {twice[0]}.blend; each renders into a folder named after it")
-    return [(root if root is not None else p.parent / "renders") / p.stem for p in paths]
+    """Each scene's render folder (`scene_out_dir`). Raises `UsageError` when two scenes
+    would share one (two .blend files of one name rendered into one root)."""
+    outs = [scene_out_dir(blend, root) for blend in blends]
+    seen: dict[Path, Path] = {}
+    for blend, out in zip(blends, outs, strict=True):
+        key = out.resolve()
+        if key in seen:
+            raise UsageError(
+                f"{seen[key]} and {blend} would render into one folder, {out}; each scene renders into "
+                "a folder named after its .blend: rename one, or render them into different --out folders"
+            )
+        seen[key] = Path(blend)
+    return outs
 
 
 def check_blends(blends: Sequence[str | os.PathLike[str]]) -> list[Path]:
@@ -249,7 +248,7 @@ def check_blends(blends: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 
 def make_out_dirs(outs: Sequence[Path]) -> list[Path]:
-    """Create each scene's output folder (and its parents); their absolute paths.
+    """Create each scene's render folder (and its parents); their absolute paths.
     `OutputError` (one line) when one cannot be made."""
     made = []
     for out in outs:
@@ -290,7 +289,6 @@ def _render(
         "tag": tag,
         "shard": list(shard),
         "threads": threads,
-        "frame_name": FRAME_NAME,
     }
     plans: dict[int, dict[str, Any]] = {}
     count = {"done": 0, "total": 0}
@@ -321,15 +319,18 @@ def _render(
         run_job(command, "render", args, on_line)
     finally:
         for out in outs:
-            for leftover in out.glob(f".{_FRAME_HEAD}*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
+            for leftover in out.glob(f".frame_*.{tag}.tmp*"):  # a frame cut short by Ctrl-C or a crash
                 with contextlib.suppress(OSError):
                     leftover.unlink()
+            with contextlib.suppress(OutputError):  # a manifest cut short (its Blender is gone)
+                remove_temps(out, name=MANIFEST_NAME, dead_only=True)
     if len(plans) != len(scenes):
         raise BlenderError("Blender finished without rendering anything (no IREP3D_PLAN line)")
     results = []
     for index, out in enumerate(outs):
         plan = plans[index]
-        files = [out / frame_file_name(n, plan["ext"]) for n in range(plan["first"], plan["last"] + 1)]
+        folder = RenderFolder(out)
+        files = [folder.frame_path(n, plan["ext"]) for n in range(plan["first"], plan["last"] + 1)]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
             raise BlenderError(

@@ -19,47 +19,22 @@ import functools
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import presets
 from ..clip import MANIFEST_NAME, Clip
-from ..errors import BlenderError, Irep3dError, OutputError, UsageError
+from ..errors import BlenderError, Irep3dError, OptionError, OutputError, UsageError
 from ..progress import Progress
-from .addon import REPO_ROOT, _presets_module, run_job
+from .addon import REPO_ROOT, run_job
 from .process import find_blender
-from .render import check_resolution, check_samples
 
-HEIGHT_SOURCES = ("luminance", "R", "G", "B")
-OUTPUT_FORMATS = {"png": "PNG", "exr": "EXR", "video": "FFMPEG"}
-"""`--format` names mapped to the add-on's output formats."""
-SETTINGS_KEYS = (
-    "displacement_strength",
-    "midlevel",
-    "height_source",
-    "subdivision_detail",
-    "light_position",
-    "light_height",
-    "samples",
-    "resolution",
-    "output_format",
-)
-"""The fields of the add-on's `scene.SceneSettings` (None = the preset's value), except its
-colour clip, which a `SceneJob` names as a folder of its own (`colour_dir`)."""
-SETTING_NAMES = {
-    "strength": "displacement_strength",
-    "midlevel": "midlevel",
-    "height_source": "height_source",
-    "detail": "subdivision_detail",
-    "light_position": "light_position",
-    "light_height": "light_height",
-    "samples": "samples",
-    "resolution": "resolution",
-    "format": "output_format",
-}
-"""The names the user gives the scene settings (`blender build --strength`, ...; a release's
-`[[scenes]]` keys), mapped to the `SETTINGS_KEYS` they set."""
+BUILD_SETTINGS = tuple(s for s in presets.SCENE_SETTINGS if s.type != "clip")
+"""The scene settings a `SceneJob` overrides in its `settings` (`blender build --strength`,
+..., a release's `[[scenes]]` keys): all but the colour clip, which a `SceneJob` names as a
+folder of its own (`colour_dir`, `--colour-from`)."""
 SCENES_NAME = "scenes.json"
 SCENES_FORMAT = "irep3d-scenes"
 PACK_NAME = "pack.json"
@@ -83,7 +58,7 @@ class SceneJob:
     preset: str  # preset name (scenes/*.toml) or a .toml path
     blend: Path  # the .blend to write
     colour_dir: Path | None = None  # clip whose RGB colours the surface (cross-clip)
-    settings: Mapping[str, Any] = field(default_factory=dict)  # SETTINGS_KEYS overrides
+    settings: Mapping[str, Any] = field(default_factory=dict)  # BUILD_SETTINGS overrides, by Preset field
 
 
 @dataclass
@@ -221,12 +196,54 @@ def _clip_manifest(folder: Path) -> dict[str, Any]:
 
 @functools.cache
 def _builder_version() -> str:
-    """A digest of the scene builder's code: a new builder makes every scene out of date."""
+    """A digest of the scene builder's code: a new builder makes every scene out of date.
+    The presets module is not in it: what it gives the builder (the preset's values, the
+    checked settings) is in the build identity itself, so a new help text rebuilds nothing."""
     digest = hashlib.sha256()
-    for name in ("scene.py", "presets.py"):
-        with contextlib.suppress(OSError):
-            digest.update((REPO_ROOT / "blender_addon" / name).read_bytes())
+    with contextlib.suppress(OSError):
+        digest.update((REPO_ROOT / "blender_addon" / "scene.py").read_bytes())
     return digest.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def preset_errors() -> Iterator[None]:
+    """The presets module's errors as irep3d's, in this one place: a bad value of a scene
+    setting becomes an `OptionError` naming the setting (`--strength` on the command line,
+    `strength` in a release file), any other `PresetError` (an unknown or broken preset) a
+    `UsageError`."""
+    try:
+        yield
+    except presets.PresetError as exc:
+        if exc.setting is not None and exc.setting.name:
+            raise OptionError(exc.setting.name, f"{exc.value!r} is invalid: {exc.reason}") from None
+        raise UsageError(str(exc)) from None
+
+
+def scene_settings(given: Mapping[str, Any]) -> dict[str, Any]:
+    """Scene settings by the names users give them (`{"strength": 0.3, "format": "exr",
+    "samples": None}`: `blender build`'s flags, a release's `[[scenes]]` keys; None = not
+    given), checked, by `Preset` field: a `SceneJob`'s `settings`
+    (`{"displacement_strength": 0.3, "output_format": "EXR"}`)."""
+    by_name = {s.name: s for s in BUILD_SETTINGS}
+    unknown = sorted(set(given) - set(by_name))
+    if unknown:
+        raise UsageError(f"unknown scene setting {unknown[0]!r}; valid: {', '.join(by_name)}")
+    return check_scene_settings({by_name[name].field: value for name, value in given.items()})
+
+
+def check_scene_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """A `SceneJob`'s settings (by `Preset` field, None left out), checked and converted by
+    the presets module (`presets.check_settings`). Raises `OptionError` for a bad value,
+    `UsageError` for a field that is not one of `BUILD_SETTINGS`."""
+    fields = [s.field for s in BUILD_SETTINGS]
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+        raise UsageError(
+            f"unknown scene settings {', '.join(unknown)}; valid: {', '.join(fields)} "
+            "(a colour clip is a SceneJob's colour_dir)"
+        )
+    with preset_errors():
+        return presets.check_settings(settings)
 
 
 def _plan(jobs: Sequence[SceneJob], presets_dirs: Sequence[str | os.PathLike[str]]) -> list[_Planned]:
@@ -237,9 +254,8 @@ def _plan(jobs: Sequence[SceneJob], presets_dirs: Sequence[str | os.PathLike[str
     for folder in presets_dirs:
         if not Path(folder).expanduser().is_dir():
             raise UsageError(f"presets folder {folder} does not exist")
-    module = _presets_module()
-    dirs = module.preset_dirs(extra=[str(Path(p).expanduser().resolve()) for p in presets_dirs])
-    loaded: dict[str, Any] = {}
+    dirs = presets.preset_dirs(extra=[str(Path(p).expanduser().resolve()) for p in presets_dirs])
+    loaded: dict[str, presets.Preset] = {}
     planned, seen = [], set()
     for job in jobs:
         blend = Path(job.blend).expanduser()
@@ -251,17 +267,11 @@ def _plan(jobs: Sequence[SceneJob], presets_dirs: Sequence[str | os.PathLike[str
         seen.add(blend)
         clip = Path(job.clip_dir).expanduser()
         manifest = _clip_manifest(clip)
-        settings = _check_settings(job.settings or {})
+        settings = check_scene_settings(job.settings or {})  # as the builder applies them in Blender
         if job.preset not in loaded:
-            try:
-                loaded[job.preset] = module.load_preset(str(job.preset), dirs=dirs)
-            except module.PresetError as exc:
-                raise UsageError(str(exc)) from None
+            with preset_errors():
+                loaded[job.preset] = presets.load_preset(str(job.preset), dirs=dirs)
         preset = loaded[job.preset]
-        try:
-            module.override(preset, **settings)  # as the builder applies them in Blender
-        except module.PresetError as exc:
-            raise UsageError(str(exc)) from None
         colour = Path(job.colour_dir).expanduser() if job.colour_dir is not None else None
         if colour is None and preset.colour_mode == "clip" and preset.colour_clip:
             colour = Path(preset.colour_clip).expanduser()
@@ -388,7 +398,8 @@ def build_scene(
         clip_dir: a clip folder written by `irep3d maps` (EXR frames + `clip.json`).
         out_blend: the `.blend` to write; its image paths are stored relative (`//...`).
         preset: a preset name (see `scenes/`) or the path of a `.toml` file.
-        settings: overrides of the preset, keys from `SETTINGS_KEYS`; None values are skipped.
+        settings: overrides of the preset, by `Preset` field (`BUILD_SETTINGS`, see
+            `scene_settings` for the names users give them); None values are skipped.
         presets_dirs: extra folders searched for presets (after the built-in ones).
         blender: a Blender binary (default: see `find_blender`).
         colour_dir: a clip whose RGB colours the surface (same frame count and fps).
@@ -532,39 +543,4 @@ def read_scenes(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
             if entry.get(key) is not None:
                 entry[key] = (folder / str(entry[key])).resolve()
         out.append(entry)
-    return out
-
-
-def _check_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The non-None overrides, checked and made JSON-ready."""
-    unknown = sorted(set(settings) - set(SETTINGS_KEYS))
-    if unknown:
-        raise UsageError(f"unknown scene settings {', '.join(unknown)}; valid: {', '.join(SETTINGS_KEYS)}")
-    out = {key: value for key, value in settings.items() if value is not None}
-    if "height_source" in out:
-        matches = [s for s in HEIGHT_SOURCES if s.lower() == str(out["height_source"]).lower()]
-        if not matches:
-            raise UsageError(
-                f"bad height source {out['height_source']!r}; use one of: {', '.join(HEIGHT_SOURCES)}"
-            )
-        out["height_source"] = matches[0]
-    if "output_format" in out:
-        fmt = str(out["output_format"]).lower()
-        names = {**OUTPUT_FORMATS, **{v.lower(): v for v in OUTPUT_FORMATS.values()}}
-        if fmt not in names:
-            raise UsageError(
-                f"bad output format {out['output_format']!r}; use one of: {', '.join(OUTPUT_FORMATS)}"
-            )
-        out["output_format"] = names[fmt]
-    if "resolution" in out:
-        out["resolution"] = list(check_resolution(tuple(out["resolution"])))
-    check_samples(out.get("samples"))
-    for key in ("displacement_strength", "midlevel", "subdivision_detail", "light_position", "light_height"):
-        if key in out and (isinstance(out[key], bool) or not isinstance(out[key], int | float)):
-            raise UsageError(f"{key.replace('_', ' ')} must be a number, not {out[key]!r}")
-    for key in ("subdivision_detail", "light_height"):
-        if key in out and not out[key] > 0:
-            raise UsageError(f"{key.replace('_', ' ')} must be > 0, not {out[key]!r}")
-    if "light_position" in out and not 0 <= out["light_position"] <= 1:
-        raise UsageError(f"light position is 0..1 along the light's edge, not {out['light_position']!r}")
     return out

@@ -6,11 +6,15 @@ the package `irep3d/blender/` does the work, this module parses options and show
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..presets import SCENE_SETTINGS, Setting, scene_setting
 from ._common import (
     BarProgress,
     BlenderOpt,
@@ -30,14 +34,70 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+# `blender render`'s overrides of a scene's samples and size, told as their declaration tells them.
 ResolutionOpt = Annotated[
-    str | None, typer.Option("--resolution", help="WIDTHxHEIGHT in px, e.g. 1920x1080.", show_default=False)
+    str | None,
+    typer.Option(
+        "--resolution",
+        help=f"{scene_setting('resolution').help}: WIDTHxHEIGHT, e.g. 1920x1080. Default: the scene's.",
+        show_default=False,
+    ),
 ]
 SamplesOpt = Annotated[
-    int | None, typer.Option("--samples", help="Cycles samples a pixel.", show_default=False)
+    int | None,
+    typer.Option(
+        "--samples", help=f"{scene_setting('samples').help}. Default: the scene's.", show_default=False
+    ),
 ]
 
 
+def _setting_option(setting: Setting) -> Any:
+    """The `blender build` option of a scene setting, from its declaration: its flag, its
+    type, and its help with its bounds or choices."""
+    kinds = {"number": float, "whole": int, "choice": str, "size": str}
+    hint = ""
+    if setting.choices:
+        hint = "one of " + ", ".join(c.name or c.value for c in setting.choices)
+    elif setting.type == "size":
+        hint = "WIDTHxHEIGHT, e.g. 1920x1080"
+    elif setting.low is not None:
+        hint = f"{setting.low:g}..{setting.high:g}" if setting.high is not None else f">= {setting.low:g}"
+    help_text = f"{setting.help}{'; ' + hint if hint else ''}. Default: the preset's."
+    return Annotated[
+        kinds[setting.type] | None, typer.Option(setting.flag, help=help_text, show_default=False)
+    ]
+
+
+def _with_scene_settings(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with one option a scene setting (`irep3d.presets.SCENE_SETTINGS`, but the
+    colour clip, which has its own `--colour-from`: a clip of the pack or a folder), all
+    made from their declaration: `--strength`, ..., `--format`. The command receives them as
+    `settings`, by the settings' names (None: not given; a size as (width, height))."""
+    declared = [s for s in SCENE_SETTINGS if s.type != "clip"]
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "settings"]
+    added = [
+        inspect.Parameter(s.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=_setting_option(s))
+        for s in declared
+    ]
+
+    @functools.wraps(command)
+    def with_settings(**kwargs: Any) -> None:
+        from ..blender import parse_resolution
+
+        given = {s.name: kwargs.pop(s.name) for s in declared}
+        for s in declared:
+            if s.type == "size" and given[s.name] is not None:
+                given[s.name] = parse_resolution(given[s.name])
+        command(**kwargs, settings=given)
+
+    parameters = [*own, *added]
+    with_settings.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_settings.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_settings
+
+
+@_with_scene_settings
 def build(
     source: Annotated[
         Path,
@@ -69,45 +129,7 @@ def build(
     ] = None,
     colour_from: Annotated[
         str | None,
-        typer.Option(
-            "--colour-from",
-            help="Colour the surface with another clip's RGB (same frames and fps): a clip name of the "
-            "pack or a clip folder. Height from one layer, colour from another.",
-            show_default=False,
-        ),
-    ] = None,
-    strength: Annotated[
-        float | None, typer.Option("--strength", help="Displacement scale in metres.", show_default=False)
-    ] = None,
-    midlevel: Annotated[
-        float | None,
-        typer.Option("--midlevel", help="Height value that stays on the plane.", show_default=False),
-    ] = None,
-    height_source: Annotated[
-        str | None,
-        typer.Option(
-            "--height-source", help="What drives the height: luminance, R, G or B.", show_default=False
-        ),
-    ] = None,
-    detail: Annotated[
-        float | None,
-        typer.Option(
-            "--detail", help="Subdivision detail: micropolygons per pixel edge.", show_default=False
-        ),
-    ] = None,
-    light_position: Annotated[
-        float | None,
-        typer.Option("--light-position", help="Light position along its edge, 0..1.", show_default=False),
-    ] = None,
-    light_height: Annotated[
-        float | None,
-        typer.Option("--light-height", help="Light height above the plane, metres.", show_default=False),
-    ] = None,
-    samples: SamplesOpt = None,
-    resolution: ResolutionOpt = None,
-    output_format: Annotated[
-        str | None,
-        typer.Option("--format", help="Render output: png (16-bit), exr or video.", show_default=False),
+        typer.Option("--colour-from", help=f"{scene_setting('colour_from').help}.", show_default=False),
     ] = None,
     presets_dir: Annotated[
         list[Path] | None,
@@ -116,33 +138,16 @@ def build(
         ),
     ] = None,
     blender: BlenderOpt = None,
+    settings: dict[str, Any] | None = None,
 ) -> None:
     """Build displacement scenes (.blend, relative paths): of a clip, or of every clip of a pack
     with every preset (one Blender process; scenes already built from the same inputs are kept)."""
     from dataclasses import replace
 
-    from ..blender import (
-        PACK_NAME,
-        SETTING_NAMES,
-        build_scene,
-        build_scenes,
-        pack_scene_jobs,
-        parse_resolution,
-    )
+    from ..blender import PACK_NAME, build_scene, build_scenes, pack_scene_jobs, scene_settings
     from ..errors import UsageError
 
-    options = {  # by their names without the dashes: --strength, ..., --format
-        "strength": strength,
-        "midlevel": midlevel,
-        "height_source": height_source,
-        "detail": detail,
-        "light_position": light_position,
-        "light_height": light_height,
-        "samples": samples,
-        "resolution": parse_resolution(resolution) if resolution is not None else None,
-        "format": output_format,
-    }
-    settings = {SETTING_NAMES[name]: value for name, value in options.items()}
+    overrides = scene_settings(settings or {})  # checked before anything else: one line, exit 2
     source = source.expanduser()
     is_pack = (source / PACK_NAME).is_file()
     many = is_pack or len([p for item in preset for p in item.split(",") if p.strip()]) > 1
@@ -154,7 +159,7 @@ def build(
                 job.clip_dir,
                 target,
                 job.preset,
-                settings,
+                overrides,
                 presets_dirs=presets_dir or (),
                 blender=blender,
                 colour_dir=job.colour_dir,
@@ -166,7 +171,7 @@ def build(
     folder = (
         out if out is not None else (source / "scenes" if is_pack else source.resolve().parent / "scenes")
     )
-    jobs = [replace(job, settings=settings) for job in pack_scene_jobs(source, preset, folder, colour_from)]
+    jobs = [replace(job, settings=overrides) for job in pack_scene_jobs(source, preset, folder, colour_from)]
     with progress_bar(unit="scenes") as bar:
         shown = BarProgress(bar, {"build": "build"})
         index = build_scenes(jobs, presets_dirs=presets_dir or (), blender=blender, progress=shown)
@@ -195,8 +200,8 @@ def render(
         typer.Option(
             "--out",
             "-o",
-            help="Output folder (default: renders/ next to the .blend); with several scenes each renders "
-            "into OUT/<blend name>/.",
+            help="Where render folders go: each scene renders into OUT/<blend name>/ (default: "
+            "renders/<blend name>/ next to each .blend), one scene or several.",
             show_default=False,
         ),
     ] = None,
@@ -211,8 +216,10 @@ def render(
     ] = 10,
     shared_root: SharedRootOpt = None,
 ) -> None:
-    """Render frames to frame_00001.png, ... (EXR if the scene says so); frames already there are skipped."""
-    from ..blender import parse_frames, parse_resolution, read_scenes, render_frames, render_scenes
+    """Render each scene into a render folder of its own: frame_00001.png, ... (EXR if the scene says so)
+    and render.json (which scene, settings and fps made them). Frames already there are kept when the
+    same scene and settings made them (a re-run resumes); a folder holding another render's is refused."""
+    from ..blender import parse_frames, parse_resolution, read_scenes, render_scenes
     from ..errors import UsageError
 
     if any(b.suffix.lower() == ".json" for b in blends):
@@ -228,7 +235,7 @@ def render(
 
         with progress_bar(nodes=True) as bar:
             result = render_chunks(
-                blends if len(blends) > 1 else blends[0],
+                list(blends),
                 out,
                 chunk,
                 frame_range,
@@ -236,8 +243,8 @@ def render(
                 progress=BarProgress(bar, {"render": "render"}),
                 **options,
             )
-        files = result if isinstance(result, list) else [f for fs in result.values() for f in fs]
-        where = _where(files, out, len(blends))
+        files = [f for fs in result.values() for f in fs]
+        where = _where(result, out)
         console.print(f"{len(files)} frames in {where} (Ray cluster {farm}, chunks of {chunk})")
         return
     with progress_bar() as bar:
@@ -250,21 +257,24 @@ def render(
 
         devices: list[str] = []
         common = {"progress": shown, "shard": parse_shard(shard), "on_device": on_device, **options}
-        if len(blends) == 1:
-            files = render_frames(blends[0], out, frame_range, **common)
-        else:
-            files = [f for fs in render_scenes(blends, out, frame_range, **common).values() for f in fs]
-    where = _where(files, out, len(blends))
+        result = render_scenes(blends, out, frame_range, **common)
+    files = [f for fs in result.values() for f in fs]
+    where = _where(result, out)
     rendered = shown.done.get("render", 0)
     console.print(f"{rendered} frames rendered, {len(files) - rendered} already there -> {where}")
 
 
-def _where(files: list[Path], out: Path | None, scenes: int) -> str:
-    """Where the frames went: the folder of one scene, or the root of several."""
-    if scenes == 1:
-        return str(files[0].parent if files else out)
-    root = out if out is not None else (files[0].parent.parent if files else None)
-    return f"{scenes} scenes in {root}"
+def _where(result: dict[Path, list[Path]], out: Path | None) -> str:
+    """Where the frames went: the render folder of one scene, or what holds those of several."""
+    from ..blender import scene_out_dirs
+
+    folders = scene_out_dirs(list(result), out)
+    if len(folders) == 1:
+        return str(folders[0])
+    parents = {str(folder.parent) for folder in folders}
+    return (
+        f"{len(folders)} scenes in {parents.pop() if len(parents) == 1 else 'renders/ next to each .blend'}"
+    )
 
 
 def addon(

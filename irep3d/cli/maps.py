@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from ..errors import UsageError
+from ..options import OPTIONS, ClipResult, MapsOptions, maps_options
 from ._common import (
     BarProgress,
     ClipDirArg,
     ClipFpsOpt,
-    CompressionOpt,
     DeviceOpt,
     LayerOpt,
     ModelArg,
@@ -27,10 +30,7 @@ from ._common import (
     reports_errors,
 )
 
-if TYPE_CHECKING:
-    from ..maps import ClipResult, MapsOptions
-
-# -- options shared by maps and pack (defined once) ------------------------------------------
+# -- the walk/clip options of maps and pack: one flag each, from their declaration ------------
 SeedsOpt = Annotated[
     str | None,
     typer.Option(
@@ -40,144 +40,54 @@ SeedsOpt = Annotated[
         show_default=False,
     ),
 ]
-WsOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--ws",
-        # escaped: rich reads [n, ...] as a style tag and drops it from --help
-        help="Keyframes from a .npz (e.g. a projector's): one array w \\[n, num_ws, w_dim] or \\[n, w_dim], "
-        "or z \\[n, z_dim]; --seeds names its rows w0, w1, ...",
-        show_default=False,
-    ),
-]
-ClassOpt = Annotated[
-    int | None, typer.Option("--class", help="Class index of a conditional network.", show_default=False)
-]
-CutoffOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--cutoff", help="Truncate only the first N ws (default: all), beside --psi.", show_default=False
-    ),
-]
-FramesOpt = Annotated[int, typer.Option("--frames-per-seed", "-k", help="Frames from one seed to the next.")]
-PsiOpt = Annotated[float, typer.Option("--psi", help="Truncation psi (1 = none).")]
-PsiSweepOpt = Annotated[
-    str,
-    typer.Option(
-        "--psi",
-        help="Truncation ψ (1 = none), or a sweep START:TURN within [0, 2] (0.5:1.0): START -> TURN "
-        "-> START over the clip.",
-    ),
-]
-TranslateOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--translate",
-        help="StyleGAN3: the view pans round an ellipse of radii X,Y (image widths) once over the clip, "
-        "starting at the centre, e.g. 0.1,0.1.",
-        show_default=False,
-    ),
-]
-RotateOpt = Annotated[
-    int,
-    typer.Option(
-        "--rotate", help="StyleGAN3: whole turns of the view over the clip (negative: the other way)."
-    ),
-]
-MixSeedsOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--mix-seeds",
-        help="Style mixing: keyframes (seeds, or w rows of --ws) of a second walk, run once over the clip, "
-        "for the --mix-layers ws.",
-        show_default=False,
-    ),
-]
-MixLayersOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--mix-layers",
-        help="The ws the second walk drives: A-B, A- (to the last) or A (default: the later half, the "
-        "fine layers).",
-        show_default=False,
-    ),
-]
-AudioOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--audio",
-        help="A sound file (WAV, FLAC, OGG, AIFF) that drives the walk: the clip runs once over the track "
-        "(implies --no-loop; frames = seconds x fps), keyframes spread over it.",
-        show_default=False,
-    ),
-]
-AudioSpeedOpt = Annotated[
-    float,
-    typer.Option(
-        "--audio-speed",
-        help="With --audio: the walk steps 1 + K*(loudness + onset kick) a frame, so loud parts and hits "
-        "move faster (0 = even pace).",
-    ),
-]
-AudioPsiOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--audio-psi",
-        help="With --audio: ψ from QUIET (silence) to LOUD (full loudness), e.g. 0.5:1.0.",
-        show_default=False,
-    ),
-]
-AudioGainOpt = Annotated[
-    float,
-    typer.Option(
-        "--audio-gain", help="With --audio: up to DB more gain at each onset, fading (half-life 0.15 s)."
-    ),
-]
-LoopOpt = Annotated[
-    bool, typer.Option("--loop/--no-loop", help="Seamless loop (frames = seeds x K) or one pass.")
-]
-FpsOpt = Annotated[float, typer.Option("--fps", help="Frame rate recorded in clip.json.")]
-NormOpt = Annotated[
-    str,
-    typer.Option(
-        "--norm",
-        help="none = raw activations; global = robust percentiles over the whole walk (no flicker); "
-        "fixed = visualizer mapping 0.5 + 0.5*v*gain; frame = per-frame (flickers).",
-    ),
-]
-GainOpt = Annotated[float, typer.Option("--gain-db", help="Gain in dB, as in NVIDIA's visualizer.")]
-SizeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--size",
-        help="Output size, resampled on the device: SIZE (square, e.g. 2048) or WxH[:fit|fill|pad] "
-        "(e.g. 1920x1080:fill): fit = scale each axis, fill = cover and crop the centre, pad = fit "
-        "inside on black.",
-    ),
-]
-CropOpt = Annotated[
-    bool, typer.Option("--crop-margin/--keep-margin", help="Remove the StyleGAN3 layer margin (148 -> 128).")
-]
-BatchOpt = Annotated[int | None, typer.Option("--batch", help="Frames per forward pass (default: auto).")]
-PrecisionOpt = Annotated[
-    str,
-    typer.Option(
-        "--precision",
-        help="What the network's fp16 layers (its last resolutions) run in: auto (float16 on CUDA, "
-        "float32 on the CPU), fp32, fp16 or bf16.",
-    ),
-]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (one sub-folder per clip).")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help=OPTIONS["precision"].help)]
+PsiOpt = Annotated[float, typer.Option("--psi", help="Truncation psi (1 = none).")]
 
 
-def _options(args: dict) -> MapsOptions:
-    """The run's MapsOptions from a command's arguments (`locals()`), checked: every
-    argument named like a MapsOptions field (`maps` and `pack` use the same names)."""
-    from dataclasses import fields
+def option_flags(name: str) -> tuple[str, ...]:
+    """The command-line flags of walk/clip option `name` (`irep3d.options.OPTIONS`)."""
+    option = OPTIONS[name]
+    return option.flags or (f"--{(option.key or name).replace('_', '-')}",)
 
-    from ..maps import MapsOptions, maps_options
 
-    return maps_options(**{f.name: args[f.name] for f in fields(MapsOptions) if f.name in args})
+def _walk_parameters() -> list[inspect.Parameter]:
+    """Every walk/clip option (`irep3d.options.OPTIONS`) as a Typer parameter: its flags,
+    its type, its default (a value the option parses is given as text: `--psi 1.0`) and its
+    help, with the square brackets rich would take for style tags escaped."""
+    defaults = MapsOptions()
+    parameters = []
+    for name, option in OPTIONS.items():
+        default = getattr(defaults, name)
+        if option.cli_type is str and default is not None:
+            default = str(default)
+        kind = option.cli_type if default is not None else option.cli_type | None
+        help_text = option.help.replace("[", "\\[")
+        flag = typer.Option(*option_flags(name), help=help_text, show_default=default is not None)
+        parameters.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, flag]
+            )
+        )
+    return parameters
+
+
+def walk_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give a command every walk/clip option as a flag (`_walk_parameters`, from the one
+    declaration in `irep3d.options`) and call it with `options`, the checked `MapsOptions`
+    they make (`maps_options`)."""
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.name != "options"]
+    parameters = [*own, *_walk_parameters()]
+
+    @functools.wraps(command)
+    def with_options(**kwargs: Any) -> None:
+        values = {name: kwargs.pop(name) for name in OPTIONS}
+        return command(options=maps_options(**values), **kwargs)
+
+    with_options.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    with_options.__annotations__ = {p.name: p.annotation for p in parameters}
+    return with_options
 
 
 def _run_with_progress(
@@ -233,35 +143,14 @@ def _summary(results: list[ClipResult], title: str) -> None:
 def maps(
     model: ModelArg,
     layer: LayerOpt,
+    options: MapsOptions,
     channels: Annotated[
         str, typer.Option("--channels", help="a,b,c -> R,G,B; one index -> grey; auto = 3 active ones.")
     ] = "auto",
     seeds: SeedsOpt = None,
-    ws: WsOpt = None,
-    frames_per_seed: FramesOpt = 60,
     out: OutOpt = Path("out/maps"),
     name: Annotated[str | None, typer.Option("--name", help="Clip name (default: layer + channels).")] = None,
-    psi: PsiSweepOpt = "1.0",
-    cutoff: CutoffOpt = None,
-    class_idx: ClassOpt = None,
-    translate: TranslateOpt = None,
-    rotate: RotateOpt = 0,
-    mix_seeds: MixSeedsOpt = None,
-    mix_layers: MixLayersOpt = None,
-    audio: AudioOpt = None,
-    audio_speed: AudioSpeedOpt = 0.0,
-    audio_psi: AudioPsiOpt = None,
-    audio_gain: AudioGainOpt = 0.0,
-    loop: LoopOpt = True,
-    fps: FpsOpt = 30.0,
-    norm: NormOpt = "global",
-    gain_db: GainOpt = 0.0,
-    size: SizeOpt = None,
-    crop_margin: CropOpt = False,
     device: DeviceOpt = "auto",
-    batch: BatchOpt = None,
-    compression: CompressionOpt = "zip",
-    precision: PrecisionOpt = "auto",
     shard: ShardOpt = "0/1",
     ray: RayOpt = None,
     shared_root: SharedRootOpt = None,
@@ -270,10 +159,10 @@ def maps(
     from ..colour import parse_channels
     from ..generator import layer_info, load_generator
     from ..keyframes import parse_keyframes
-    from ..maps import ClipJob, check_walk
+    from ..maps import check_walk
+    from ..options import ClipJob
 
     shard_range = parse_shard(shard)
-    options = _options(locals())
     seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
@@ -289,6 +178,7 @@ def maps(
 def pack(
     model: ModelArg,
     layers: Annotated[str, typer.Option("--layers", help="Comma-separated layer names.")],
+    options: MapsOptions,
     clips_per_layer: Annotated[
         int, typer.Option("--clips-per-layer", help="Clips per layer (3 channels each).")
     ] = 8,
@@ -301,30 +191,8 @@ def pack(
         ),
     ] = "locked",
     seeds: SeedsOpt = None,
-    ws: WsOpt = None,
-    frames_per_seed: FramesOpt = 60,
     out: OutOpt = Path("out/pack"),
-    psi: PsiSweepOpt = "1.0",
-    cutoff: CutoffOpt = None,
-    class_idx: ClassOpt = None,
-    translate: TranslateOpt = None,
-    rotate: RotateOpt = 0,
-    mix_seeds: MixSeedsOpt = None,
-    mix_layers: MixLayersOpt = None,
-    audio: AudioOpt = None,
-    audio_speed: AudioSpeedOpt = 0.0,
-    audio_psi: AudioPsiOpt = None,
-    audio_gain: AudioGainOpt = 0.0,
-    loop: LoopOpt = True,
-    fps: FpsOpt = 30.0,
-    norm: NormOpt = "global",
-    gain_db: GainOpt = 0.0,
-    size: SizeOpt = None,
-    crop_margin: CropOpt = False,
     device: DeviceOpt = "auto",
-    batch: BatchOpt = None,
-    compression: CompressionOpt = "zip",
-    precision: PrecisionOpt = "auto",
     shard: ShardOpt = "0/1",
     ray: RayOpt = None,
     shared_root: SharedRootOpt = None,
@@ -337,7 +205,6 @@ def pack(
 
     shard_range = parse_shard(shard)
     layer_names = [x.strip() for x in layers.split(",") if x.strip()]
-    options = _options(locals())
     seed_list = parse_keyframes(seeds, options.ws)
     farm = farm_address(ray, shard)
     net = load_generator(model, "cpu" if farm else device)  # on a farm: only to check the layers
@@ -396,7 +263,7 @@ def preview(
 
 def register(app: typer.Typer) -> None:
     """Add this group's commands to the app."""
-    for command in (maps, pack, channels, preview):
+    for command in (walk_options(maps), walk_options(pack), channels, preview):
         app.command()(reports_errors(command))
 
 

@@ -72,23 +72,28 @@ def render_chunks(
     """Render one `.blend`, or several, on the connected Ray cluster, one Blender process per
     `chunk` frames.
 
-    One `.blend` (a path): same arguments and result as `irep3d.blender.render_frames` (the
-    scene's frame range by default; finished frames skipped). Several (a list): the layout
-    and result of `irep3d.blender.render_scenes` (each scene into `out_dir/<stem>/`; a dict
-    of frame files keyed by each .blend's absolute path), and the chunks of ALL scenes form
-    one queue, so a pack of many short scenes keeps every node busy to the end instead of
-    giving each node a scene. Plus `chunk` and `shared_root` (the folder every node mounts;
-    default: the output folder; the `.blend` files and their clips must be in it too).
-    With `device="gpu"` a worker a GPU, else a worker a node using all of its CPUs.
+    One `.blend` (a path): same arguments and result as `irep3d.blender.render_frames` (into
+    the render folder `out_dir`, default `renders/<stem>/` next to the .blend; the scene's
+    frame range by default; finished frames kept). Several (a list, of one .blend or more):
+    the layout and result of `irep3d.blender.render_scenes` (each scene into
+    `out_dir/<stem>/`; a dict of frame files keyed by each .blend's absolute path), and the
+    chunks of ALL scenes form one queue, so a pack of many short scenes keeps every node
+    busy to the end instead of giving each node a scene. Every chunk writes the folder's
+    `render.json` before its frames and checks the one there (`irep3d.renders`), so chunks
+    resume a local render and a folder of another render is refused. Plus `chunk` and
+    `shared_root` (the folder every node mounts; default: the output folder; the `.blend`
+    files and their clips must be in it too). With `device="gpu"` a worker a GPU, else a
+    worker a node using all of its CPUs.
     """
     from ..blender import (
         check_blends,
         check_frame_range,
         check_render_options,
-        frame_file_name,
         make_out_dirs,
+        scene_out_dir,
         scene_out_dirs,
     )
+    from ..renders import RenderFolder, RenderFolderError
 
     ray = ray_module()
     many = not isinstance(blend, str | os.PathLike)
@@ -97,7 +102,10 @@ def render_chunks(
         raise UsageError(f"--chunk must be at least 1 frame, not {chunk!r}")
     resolution, _ = check_render_options(frames, samples, resolution, device)  # before any Blender
     paths = check_blends(blends)
-    outs = scene_out_dirs(paths, out_dir)
+    if many:
+        outs = scene_out_dirs(paths, out_dir)
+    else:
+        outs = [Path(out_dir).expanduser() if out_dir is not None else scene_out_dir(paths[0])]
     make_out_dirs(outs)
     if shared_root is None:  # the output root: --out, else the folder all outputs share
         shared_root = out_dir if out_dir is not None else os.path.commonpath([str(o.resolve()) for o in outs])
@@ -123,8 +131,11 @@ def render_chunks(
         calls, already, total = [], 0, 0
         for blend_str, out_str, (first, last) in zip(blend_strs, out_strs, ranges, strict=True):
             check_frame_range((first, last))
-            names = {frame_file_name(n, ext) for n in range(first, last + 1) for ext in (".png", ".exr")}
-            already += sum(1 for entry in os.scandir(out_str) if entry.name in names)
+            try:
+                found = RenderFolder(out_str).found()
+            except RenderFolderError as exc:
+                raise OutputError(str(exc)) from None
+            already += sum(1 for n in found if first <= n <= last)
             total += last - first + 1
             calls += [
                 (blend_str, out_str, (a, min(a + chunk - 1, last))) for a in range(first, last + 1, chunk)

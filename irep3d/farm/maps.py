@@ -199,8 +199,9 @@ def render_maps(
             `progress(BUSY, nodes busy, nodes)` while it runs (`irep3d.progress`).
     """
     from ..clip import Clip
-    from ..maps import ClipJob, walk_frames
+    from ..maps import walk_frames
     from ..maps_engine import figure_batches
+    from ..options import ClipJob
 
     ray = ray_module()
     options.check()

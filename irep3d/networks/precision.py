@@ -18,10 +18,10 @@ from __future__ import annotations
 import torch
 
 from ..errors import UsageError
+from ..options import PRECISIONS
 
 __all__ = ["PRECISIONS", "check_precision", "layer_dtype"]
 
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _REDUCED = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 

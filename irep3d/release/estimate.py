@@ -99,10 +99,9 @@ class Estimate:
 
 def scene_look(job: Any) -> tuple[tuple[int, int], int]:
     """(resolution, samples) a scene job renders with: its settings, else its preset's."""
-    from ..blender.addon import _presets_module
+    from ..presets import load_preset
 
-    presets = _presets_module()
-    look = presets.load_preset(job.preset, dirs=presets.preset_dirs())
+    look = load_preset(job.preset)  # checked when the release file was read
     resolution = tuple(job.settings.get("resolution") or look.resolution)
     return (int(resolution[0]), int(resolution[1])), int(job.settings.get("samples") or look.samples)
 
@@ -217,7 +216,7 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
         if plan.scenes:
             _measure_cycles(plan, clip, costs, blender)
         for codec in sorted({loop.codec for loop in plan.loops}):
-            from .encode import encode_clip
+            from ..encode import encode_clip
 
             target = Path(tmp) / f"est.{codec}{'.mp4' if codec == 'h264' else '.mov'}"
             _, seconds = _timed(
@@ -266,7 +265,7 @@ def _measure_cycles(plan: Any, clip: Path, costs: Costs, blender: str | None) ->
     marks: list[float] = []
     render_scenes(
         [j.blend for j in jobs], folder / "renders", (1, 1), blender=blender,
-        progress=lambda done, total: marks.append(time.perf_counter()),
+        progress=lambda stage, done, total: marks.append(time.perf_counter()),
     )  # fmt: skip
     t = [b - a for a, b in itertools.pairwise(marks[-5:])]  # runs 1-4, a frame each (+ opening it)
     p0, ds = w0 * h0, s2 - s1

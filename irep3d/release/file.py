@@ -9,45 +9,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..blender.scenes import OUTPUT_FORMATS, SETTING_NAMES, _check_settings
+from ..blender.scenes import BUILD_SETTINGS, preset_errors, scene_settings
 from ..encode import CODECS
 from ..errors import OptionError, UsageError
+from ..options import OPTIONS, maps_options
+from ..presets import SCENE_SETTINGS, load_preset, scene_setting
 from ..walk import SEED_MODES
 
 _TOP = {"description", "model", "layout", "device", "walk", "pack", "composites", "scenes", "deliveries"}
-_WALK = {
-    "seeds",
-    "frames_per_seed",
-    "psi",
-    "fps",
-    "loop",
-    "cutoff",
-    "class",
-    "ws",
-    "translate",
-    "rotate",
-    "mix_seeds",
-    "mix_layers",
-    "audio",
-    "audio_speed",
-    "audio_psi",
-    "audio_gain",
-}
+_WALK = {"seeds", *(option.key or name for name, option in OPTIONS.items() if option.table == "walk")}
 _PACK = {
     "layers",
     "clips_per_layer",
     "modes",
-    "size",
-    "crop_margin",
-    "norm",
-    "gain_db",
-    "precision",
-    "compression",
-    "batch",
+    *(option.key or name for name, option in OPTIONS.items() if option.table == "pack"),
 }
 _COMPOSITE = {"name", "recipe", "inputs", "pairing", "steps", "ramps", "output", "size", "description"}
-_SCENE = {"clips", "presets", "colour_from", *SETTING_NAMES}
-_SCENE_FORMATS = tuple(name for name in OUTPUT_FORMATS if name != "video")
+_SCENE = {"clips", "presets", *(setting.name for setting in SCENE_SETTINGS)}
+"""A `[[scenes]]` table's keys: every scene setting by its name (`strength`, ..., and the
+colour clip, `colour_from`, clip name patterns here)."""
+_FORMAT = scene_setting("format")
+_SCENE_FORMATS = tuple(c.name or c.value for c in _FORMAT.choices if c.value != "FFMPEG")
 """A scene's `format` in a release: frames only, which [[deliveries]] encode into loops."""
 _DELIVERY = {"codecs", "loops", "quality"}
 PAIRINGS = ("zip", "product")
@@ -74,7 +56,7 @@ class SceneVariant:
     clips: tuple[str, ...]
     presets: tuple[str, ...]
     colour_from: tuple[str, ...] = ()
-    settings: dict[str, Any] = field(default_factory=dict)  # irep3d.blender.SETTINGS_KEYS
+    settings: dict[str, Any] = field(default_factory=dict)  # by Preset field: irep3d.blender.scene_settings
 
 
 @dataclass(frozen=True)
@@ -164,7 +146,6 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
     names. Layers, patterns and clip sizes are checked by `plan_release`.
     """
     from ..keyframes import parse_keyframes
-    from ..maps import maps_options
     from ..recipe import read_toml
 
     file = Path(path).expanduser()
@@ -201,38 +182,13 @@ def load_release(path: str | os.PathLike[str], model: str | None = None) -> Rele
         raise file_error(
             f"{where} [pack].clips_per_layer", f"must be a whole number >= 1, not {clips_per_layer!r}"
         )
-    option_keys = {
-        ("walk", "frames_per_seed"): (walk, int),
-        ("walk", "psi"): (walk, (int, float, str)),
-        ("walk", "fps"): (walk, (int, float)),
-        ("walk", "loop"): (walk, bool),
-        ("walk", "cutoff"): (walk, int),
-        ("walk", "class"): (walk, int),
-        ("walk", "rotate"): (walk, int),
-        ("walk", "audio_speed"): (walk, (int, float)),
-        ("walk", "audio_psi"): (walk, str),
-        ("walk", "audio_gain"): (walk, (int, float)),
-        ("pack", "size"): (pack, (int, str)),
-        ("pack", "crop_margin"): (pack, bool),
-        ("pack", "norm"): (pack, str),
-        ("pack", "gain_db"): (pack, (int, float)),
-        ("pack", "precision"): (pack, str),
-        ("pack", "compression"): (pack, str),
-        ("pack", "batch"): (pack, int),
-    }
     kwargs: dict[str, Any] = {}
-    for (section, key), (table, kind) in option_keys.items():
+    for name, option in OPTIONS.items():  # each walk/clip option under its key, in its table
+        table = walk if option.table == "walk" else pack
+        key = option.key or name
         if key in table:
-            kwargs["class_idx" if key == "class" else key] = _typed(table, key, kind, f"{where} [{section}]")
-    for key in ("ws", "audio"):  # files, relative to the release file
-        if key in walk:
-            kwargs[key] = base / str(walk[key])
-    if "translate" in walk:
-        value = walk["translate"]
-        kwargs["translate"] = ",".join(map(str, value)) if isinstance(value, list) else str(value)
-    for key in ("mix_seeds", "mix_layers"):
-        if key in walk:
-            kwargs[key] = _spec(walk[key], f"{where} [walk].{key}")
+            value = _typed(table, key, option.types, f"{where} [{option.table}]")
+            kwargs[name] = base / str(value) if option.path else value  # files: relative to this one
     try:
         options = maps_options(**kwargs)
     except OptionError as exc:
@@ -366,18 +322,12 @@ def _scene(table: Mapping[str, Any], where: str) -> SceneVariant:
     presets = _names(t["presets"], f"{where}.presets")
     for preset in presets:
         _check_preset(preset, f"{where}.presets")
-    settings = {}
-    for key, name in SETTING_NAMES.items():
-        if key in t:
-            value = t[key]
-            settings[name] = tuple(value) if isinstance(value, list) else value
-    if "format" in t:
-        _scene_format(t["format"], f"{where}.format")
-    if settings:
-        try:
-            settings = _check_settings(settings)
-        except UsageError as exc:
-            raise file_error(where, str(exc)) from None
+    if _FORMAT.name in t:
+        _scene_format(t[_FORMAT.name], f"{where}.{_FORMAT.name}")
+    try:
+        settings = scene_settings({s.name: t[s.name] for s in BUILD_SETTINGS if s.name in t})
+    except OptionError as exc:  # said of its key in this table, not of the command line's flag
+        raise file_error(f"{where}.{exc.key}", exc.problem) from None
     colour = _patterns(t["colour_from"], f"{where}.colour_from") if "colour_from" in t else ()
     return SceneVariant(_patterns(t["clips"], f"{where}.clips"), presets, colour, settings)
 
@@ -386,10 +336,10 @@ def _scene_format(value: Any, where: str) -> None:
     """Check a scene's `format` as `blender build --format` takes it, less video: a video
     scene renders one file, where a release encodes its loops from the frames itself."""
     try:
-        fmt = _check_settings({"output_format": value}).get("output_format")
+        fmt = scene_settings({_FORMAT.name: value})[_FORMAT.field]
     except UsageError:
         fmt = None
-    if fmt == OUTPUT_FORMATS["video"]:
+    if fmt == "FFMPEG":  # one video file
         raise file_error(
             where,
             f"{value!r} does not fit a release: its scenes render frames, which [[deliveries]] "
@@ -424,10 +374,8 @@ def _delivery(table: Mapping[str, Any], where: str) -> Delivery:
 
 
 def _check_preset(name: str, where: str) -> None:
-    from ..blender.addon import _presets_module
-
-    presets = _presets_module()
     try:
-        presets.load_preset(name, dirs=presets.preset_dirs())
-    except presets.PresetError as exc:
+        with preset_errors():
+            load_preset(name)
+    except UsageError as exc:
         raise file_error(where, str(exc)) from None

@@ -40,7 +40,7 @@ class CompositeJob:
 
 @dataclass(frozen=True)
 class SceneJobPlan:
-    """One 3D variant: the loop name, the scene job and its render folder."""
+    """One 3D variant: the loop name, the scene job and its render folder (`renders/<stem>/`)."""
 
     name: str  # scene/locked-L7_148_64_clip01__edge-point-light
     source: tuple[str, ...]  # height clip (, colour clip)
@@ -174,7 +174,7 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Rel
 
     all_names = list(clips)
     if release.scenes:
-        from ..blender import SceneJob
+        from ..blender import RENDERS_DIR, SceneJob, scene_out_dir
     scenes: list[SceneJobPlan] = []
     seen: set[str] = set()
     for i, variant in enumerate(release.scenes):
@@ -206,7 +206,8 @@ def plan_release(release: Release, out: str | os.PathLike[str], net: Any) -> Rel
                     colour_dir=clips[c].folder if c else None,
                     settings=dict(variant.settings),
                 )
-                scenes.append(SceneJobPlan(name, (h,) if c is None else (h, c), job, out / "renders" / stem))
+                renders = scene_out_dir(job.blend, out / RENDERS_DIR)  # renders/<stem>/, as rendered
+                scenes.append(SceneJobPlan(name, (h,) if c is None else (h, c), job, renders))
 
     from .estimate import scene_look  # the size a scene renders at: its settings, else its preset's
 

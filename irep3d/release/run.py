@@ -13,6 +13,7 @@ from ..clip import Clip
 from ..encode import probe_video
 from ..files import file_sha256, write_text
 from ..progress import BUSY, Progress, silent
+from ..renders import RenderFolder
 from .plan import Loop, ReleasePlan
 
 RELEASE_FORMAT = "irep3d-release"
@@ -103,12 +104,11 @@ def _make_composites(plan: ReleasePlan, net: Any, report: Progress) -> None:
 def _make_scenes(plan: ReleasePlan, ray: str | None, blender: str | None, report: Progress) -> None:
     if not plan.scenes:
         return
-    from ..blender import build_scenes, render_scenes
+    from ..blender import RENDERS_DIR, build_scenes, render_scenes
 
     build_scenes([s.job for s in plan.scenes], blender=blender, progress=report)
     blends = [s.job.blend for s in plan.scenes]
-    # One scene renders into the folder given, several into <folder>/<scene>/.
-    renders = plan.scenes[0].renders if len(blends) == 1 else plan.out / "renders"
+    renders = plan.out / RENDERS_DIR  # each scene into renders/<scene>/: the plan's `renders`
     if ray is not None:
         from ..farm import render_chunks
 
@@ -125,16 +125,17 @@ def _make_scenes(plan: ReleasePlan, ray: str | None, blender: str | None, report
 
 def _fingerprint(loop: Loop, fps: float, audio: str | None = None) -> str:
     """What an encoded loop was made from: codec, quality, fps, its frame files (names and
-    sizes) and its clip.json. No mtimes: a resumed release must write the same bytes."""
+    sizes) and its manifest (a clip's clip.json, a render folder's render.json). No mtimes:
+    a resumed release must write the same bytes."""
     folder = loop.frames_dir
     files = sorted(
         (e.name, e.stat().st_size)
         for e in os.scandir(folder)
         if e.is_file() and not e.name.startswith(".") and e.name.endswith((".exr", ".png"))
     )
-    manifest = Clip(folder).manifest_path
-    clip = manifest.read_text(encoding="utf-8") if manifest.is_file() else ""
-    data = json.dumps([loop.codec, loop.quality, fps, files, clip, audio])
+    manifests = (Clip(folder).manifest_path, RenderFolder(folder).manifest_path)
+    made_by = "".join(m.read_text(encoding="utf-8") for m in manifests if m.is_file())
+    data = json.dumps([loop.codec, loop.quality, fps, files, made_by, audio])
     return hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -172,7 +173,7 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
             advance(plan.frames)
             return
 
-        def frame_encoded(_done: int, _total: int) -> None:
+        def frame_encoded(_stage: str, _done: int, _total: int) -> None:
             advance(1)
             checkpoint()  # stopping: the encoder is killed and its temp file removed
 
