@@ -179,7 +179,11 @@ def walk_ws(
     Every animated control is a periodic function of the frame's phase over the clip
     (`walk.phases`), so a loop's seam is an ordinary step: the mixing walk's spline runs
     once through its keyframes, ψ sweeps there and back, the view pans round an ellipse
-    and turns whole turns."""
+    and turns whole turns. `loop_start` turns the whole loop: frame f shows the walk's
+    frame f + loop_start · total."""
+    if options.loop_start:
+        shift = round(options.loop_start * total)
+        frames = [(f + shift) % total for f in frames]
     if options.audio is not None:
         ws = interpolate_at(keys, audio_positions(options, keys.shape[0])[frames], loop=False)
     else:

@@ -52,6 +52,7 @@ from .maps import (
     walk_ws,
 )
 from .options import OPTIONAL_IDENTITY, ClipJob, ClipResult, MapsOptions, clip_identity
+from .progress import Progress
 from .resize import crop, reframe
 from .shards import WHOLE, check_shard, shard_range
 
@@ -78,8 +79,6 @@ STATS_FRAMES = 32  # frames sampled over the walk for the `global` figures
 KEEP_BYTES = 1 << 30  # activations of the sampled batches kept for writing (else recomputed)
 STATS_PIXELS = 65536  # pixels a sampled frame contributes (strided), per channel
 
-#: progress(stage, done, total): stage "render" counts network frames, "write" EXR files.
-Progress = Callable[[str, int, int], None]
 
 #: Batches already computed, kept for writing: {seed sequence: {grid batch: {clip: [B, c, h, w]}}}.
 Kept = dict[tuple[Keyframe, ...], dict[int, dict[str, torch.Tensor]]]

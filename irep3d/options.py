@@ -507,6 +507,21 @@ class MapsOptions:
             Identity("ws_sha256", None, _ws_identity),
         ),
     )
+    loop_start: float = field(  # the loop starts this fraction of the way round (irep3d.maps.walk_ws)
+        default=0.0,
+        metadata=_declared(
+            Option(
+                "Where the loop starts, as a fraction of it (0.25: a quarter of the way round): the same "
+                "seamless loop, its first frame elsewhere (to line loops up in a set).",
+                "walk",
+                _NUMBER,
+                cli_type=float,
+                low=0,
+                high=1,
+            ),
+            Identity("loop_start", 0.0),
+        ),
+    )
 
     def check(self) -> None:
         """Raise an OptionError (a UsageError naming the option) for values no clip can be
@@ -528,6 +543,8 @@ class MapsOptions:
             )
         if self.mix_seeds is not None and not self.mix_seeds:
             raise OptionError("mix_seeds", "is empty: give seeds like 3,17,42")
+        if self.loop_start and not self.loop:
+            raise OptionError("loop_start", "needs a loop: an open clip has no start to move")
         self._check_audio()
 
     def _check_audio(self) -> None:

@@ -318,7 +318,18 @@ PRESET_KEYS: tuple[Setting, ...] = (
         soft_high=3.0,
         unit="m",
     ),
-    _setting("light.energy", "light_energy", "number", "Light power", low=0.0, unit="W"),
+    _setting(
+        "light.energy",
+        "light_energy",
+        "number",
+        "Light power in watts; a grazing light needs little",
+        name="light_energy",
+        label="Light power",
+        low=0.0,
+        high=1e6,
+        soft_high=200.0,
+        unit="W",
+    ),
     _setting(
         "light.radius", "light_radius", "number", "Point/spot radius, or area light size", low=0.0, unit="m"
     ),

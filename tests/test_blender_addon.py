@@ -169,6 +169,7 @@ def test_settings_override_the_preset(clip):
         subdivision_detail=2.0,
         light_position=0.0,
         light_height=0.3,
+        light_energy=7.5,
         samples=3,
         resolution=(40, 30),
         output_format="EXR",
@@ -182,6 +183,7 @@ def test_settings_override_the_preset(clip):
     assert (link.from_node.bl_idname, link.from_socket.name) == ("ShaderNodeSeparateColor", "Green")
     assert plane.modifiers[0].adaptive_pixel_size == pytest.approx(0.5)
     assert tuple(light.location) == pytest.approx((-1.0, -1.0, 0.3))
+    assert light.data.energy == pytest.approx(7.5)
     assert sc.cycles.samples == 3 and (sc.render.resolution_x, sc.render.resolution_y) == (40, 30)
     assert sc.render.image_settings.file_format == "OPEN_EXR"
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -51,51 +52,46 @@ def temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob(".*") if "tmp" in p.name or p.name.startswith(".encode-"))
 
 
-def encoding_release(tmp_path: Path):
-    """Start the ENCODING release and wait until its first loop is being encoded: the
-    release file, its folder, the process and its tag."""
-    toml = tmp_path / "enc.toml"
-    toml.write_text(ENCODING)
-    out, tag = tmp_path / "out", secrets.token_hex(8)
+def start_encoding(toml: Path, out: Path) -> tuple[subprocess.Popen, str]:
+    """Start the release and wait until its first loop is being encoded: the process and
+    the tag its children inherit."""
+    tag = secrets.token_hex(8)
     proc = start_cli("release", toml, "--out", out, tag=tag)
     assert wait_for(lambda: temps(out / "loops"), 300), "encoding never started"
-    return toml, out, proc, tag
+    return proc, tag
+
+
+def loops(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "loops").iterdir() if p.suffix in (".mov", ".mp4")}
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_a_release_encodes_stops_every_encoder(tmp_path):
+def test_ctrl_c_or_kill_while_a_release_encodes(tmp_path):
     """Ctrl-C during encoding cancels the queued loops and stops the running encoders: the
-    release exits within seconds, not after encoding every loop; a rerun finishes the rest
-    and keeps the loops already made."""
-    toml, out, proc, tag = encoding_release(tmp_path)
+    release exits within seconds, not after encoding every loop, leaving no process and
+    no temp. SIGKILL leaves temp videos (nothing can remove them then): the rerun sweeps
+    them, finishes the rest and keeps the loops already made."""
+    toml, out = tmp_path / "enc.toml", tmp_path / "out"
+    toml.write_text(ENCODING)
+    proc, tag = start_encoding(toml, out)
     code, err, took = interrupt(proc)
-    loops = out / "loops"
-    made = {p.name: p.stat().st_mtime_ns for p in loops.iterdir() if p.suffix in (".mov", ".mp4")}
+    made = loops(out)
     assert len(made) < 16  # the queued loops were cancelled
     assert took < 5, f"took {took:.1f} s to stop"
     assert (code, err.strip()) == (130, LINE)
     assert tagged_processes(tag) == []  # no ffmpeg left encoding
-    assert temps(loops) == []
+    assert temps(out / "loops") == []
 
-    again = run_cli("release", toml, "--out", out)
-    assert again.returncode == 0, again.stderr
-    after = {p.name: p.stat().st_mtime_ns for p in loops.iterdir() if p.suffix in (".mov", ".mp4")}
-    assert len(after) == 16 and all(after[name] == mtime for name, mtime in made.items())
-
-
-@pytest.mark.slow
-def test_a_killed_release_leaves_temps_that_the_rerun_sweeps(tmp_path):
-    """SIGKILL during encoding leaves temp videos in loops/ (nothing can remove them then);
-    the rerun removes them and finishes."""
-    toml, out, proc, tag = encoding_release(tmp_path)
+    proc, tag = start_encoding(toml, out)
     proc.kill()
     proc.communicate(timeout=60)
     assert wait_for(lambda: not tagged_processes(tag), 10)  # ffmpeg ends on its closed input
-    left = temps(out / "loops")
-    assert left, "SIGKILL left no temp file: the test shows nothing"
+    assert temps(out / "loops"), "SIGKILL left no temp file: the test shows nothing"
     again = run_cli("release", toml, "--out", out)
     assert again.returncode == 0, again.stderr
     assert temps(out / "loops") == []
+    after = loops(out)
+    assert len(after) == 16 and all(after[name] == mtime for name, mtime in made.items())
     assert len(json.loads((out / "release.json").read_text())["loops"]) == 16
 
 
@@ -124,20 +120,17 @@ def test_ctrl_c_while_blender_starts_stops_the_render(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_in_maps_is_one_line_and_a_rerun_resumes(tmp_path):
+def test_ctrl_c_in_maps_is_one_line(tmp_path):
     out = tmp_path / "clips"
     args = ("maps", "builtin:sg3t-256", "--layer", "L10_276_64", "--channels", "0,1,2", "--seeds", "0-3")
-    args += ("--frames-per-seed", "10", "--out", out, "--name", "walk")
-    proc = start_cli(*args, tag=secrets.token_hex(8))
+    proc = start_cli(
+        *args, "--frames-per-seed", "10", "--out", out, "--name", "walk", tag=secrets.token_hex(8)
+    )
     assert wait_for(lambda: len(list(out.glob("walk/walk_*.exr"))) >= 4, 300)
     code, err, took = interrupt(proc)
     assert (code, err.strip()) == (130, LINE)
     assert took < 5
-    done = len(list(out.glob("walk/walk_*.exr")))
-    assert done < 40 and temps(out) == []
-    again = run_cli(*args)
-    assert again.returncode == 0, again.stderr
-    assert len(list(out.glob("walk/walk_*.exr"))) == 40
+    assert len(list(out.glob("walk/walk_*.exr"))) < 40 and temps(out) == []  # resumes: test_maps_engine
 
 
 def test_a_killed_encode_leaves_a_temp_that_the_rerun_sweeps(tmp_path):

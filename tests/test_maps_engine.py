@@ -400,3 +400,17 @@ def test_write_batches_needs_the_figures(net, tmp_path):
     planned = maps_engine.plan(net, "m", [ClipJob("c", LAYER, [0, 1, 2], [1, 2])], tmp_path, opts)
     with pytest.raises(RuntimeError, match="figures of c were not measured"):
         maps_engine.write_batches(net, planned)
+
+
+def test_loop_start_turns_the_loop(net, tmp_path):
+    """`--loop-start 0.5`: the same seamless loop, its first frame half way round."""
+    opts = MapsOptions(frames_per_seed=2, norm="fixed")  # 3 seeds: 6 frames
+    job = ClipJob("c", LAYER, [0, 1, 2], [1, 2, 3])
+    (plain,) = render_clips(net, "m", [job], tmp_path / "plain", opts)
+    (turned,) = render_clips(net, "m", [job], tmp_path / "turned", replace(opts, loop_start=0.5))
+    frames = lambda r: [read_exr(r.path / f"c_{i + 1:05d}.exr")[0].astype(np.float32) for i in range(6)]  # noqa: E731
+    before, after = frames(plain), frames(turned)
+    for i in range(6):  # the same pictures (but for half-float rounding: other batch mates)
+        gaps = [np.abs(after[i] - before[j]).max() for j in range(6)]
+        assert gaps[(i + 3) % 6] < 2e-3 and sorted(gaps)[1] > 0.1, gaps
+    assert json.loads((turned.path / "clip.json").read_text())["loop_start"] == 0.5

@@ -106,6 +106,7 @@ def _samples(tmp_path) -> dict[str, tuple[str, str, object]]:
         "audio_psi": (audio, 'audio_psi = "0.5:1.0"', (0.5, 1.0)),
         "audio_gain": (audio, "audio_gain = 6", 6),
         "ws": ("", 'ws = "keys.npz"', 2),
+        "loop_start": ("", "loop_start = 0.25", 0.25),
     }
 
 
@@ -137,6 +138,8 @@ def test_each_bound_is_one_line_naming_the_option():
         ({"psi_to": 2.5}, "psi"),
         ({"class_idx": -1}, "class"),
         ({"audio_speed": 2.0}, "audio_speed"),
+        ({"loop_start": 1.5}, "loop_start"),
+        ({"loop_start": 0.5, "loop": False}, "loop_start"),
     ]:
         with pytest.raises(OptionError) as caught:
             MapsOptions(**kwargs).check()
