@@ -25,22 +25,47 @@ $(STAMP): pyproject.toml Makefile
 	else \
 	  $(PY) -m pip install -q torch==2.13.0; \
 	fi
-	$(PY) -m pip install -q -e '.[dev,blender,ray]'
+	$(PY) -m pip install -q -e '.[dev,blender,ray,live]'
 	touch $(STAMP)
 
-# Debian tools the tests use to check our EXR files independently (exrheader, oiiotool).
+# Debian tools the tests use: exrheader and oiiotool check our EXR files independently;
+# chromium is the real browser the explorer's page is tested in (Playwright drives it:
+# Playwright's own browser download cannot work here).
 sysdeps:
-	@if ! command -v exrheader >/dev/null 2>&1 || ! command -v oiiotool >/dev/null 2>&1; then \
+	@if ! command -v exrheader >/dev/null 2>&1 || ! command -v oiiotool >/dev/null 2>&1 \
+	    || ! command -v chromium >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && apt-get install -y -qq openexr openimageio-tools >/dev/null; \
+	    apt-get update -qq && apt-get install -y -qq openexr openimageio-tools chromium >/dev/null; \
 	  else \
-	    echo "note: install Debian's openexr and openimageio-tools (as root) for the external EXR checks"; \
+	    echo "note: install Debian's openexr, openimageio-tools and chromium (as root) for the tests"; \
 	  fi; \
 	fi
 
 IREP3D := $(VENV)/bin/irep3d
 DEMO_MODEL := builtin:sg3t-256
 DEMO_LAYER := L10_276_64
+
+# The explorer, started as a user starts it, asked for its model and layers, then stopped.
+define EXPLORE_CHECK
+import json, signal, subprocess, sys, time, urllib.request
+port, out = 8766, sys.argv[2]
+proc = subprocess.Popen([sys.executable, "-m", "irep3d", "explore", sys.argv[1], "--port", str(port), "--out", out])
+try:
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/layers", timeout=2) as reply:
+                layers = json.loads(reply.read())
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        sys.exit("the explorer did not answer")
+    print(f"the explorer answers at http://127.0.0.1:{port}/: {len(layers)} layers of {sys.argv[1]}")
+finally:
+    proc.send_signal(signal.SIGINT)
+    proc.wait(30)
+endef
+export EXPLORE_CHECK
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
@@ -64,12 +89,14 @@ demo: $(STAMP)
 	$(IREP3D) encode $(DEMO_OUT)/maps/demo_clip --codec hap --out $(DEMO_OUT)/demo_clip_hap.mov
 	$(IREP3D) release scenes/release/demo.toml --out $(DEMO_OUT)/release
 	$(IREP3D) release scenes/release/internal-rep.toml --dry-run --out $(DEMO_OUT)/internal-rep
+	$(PY) -c "$$EXPLORE_CHECK" $(DEMO_MODEL) $(DEMO_OUT)/explore
 	@echo "demo outputs in $(DEMO_OUT)/: contact sheet, a looping EXR clip + GIF preview, a locked pack"
 	@echo "(rendered again on a Ray instance: pack-farm/, the same bytes),"
 	@echo "a displacement scene (demo_scene.blend) and its first path-traced frames (renders/),"
 	@echo "a hard-light composite of two locked clips and VJ-ready loops (hardlight.mp4, demo_clip_hap.mov),"
 	@echo "a whole release from scenes/release/demo.toml (release/loops/, release.json, contact.png)"
-	@echo "and the plan of the full Internal Rep pack (its dry run, above)"
+	@echo "and the plan of the full Internal Rep pack (its dry run, above);"
+	@echo "explore a network in your browser: .venv/bin/irep3d explore $(DEMO_MODEL) --open"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

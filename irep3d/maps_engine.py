@@ -63,15 +63,21 @@ __all__ = [
     "Plan",
     "Progress",
     "SeedGroup",
+    "auto_frames",
+    "batch_grid",
     "choose_channels",
     "figure_batches",
     "figures_from_samples",
     "finish",
+    "finish_frames",
     "keep_batch",
     "measure_figures",
     "plan",
     "render_clips",
     "sample_batch",
+    "stats_batches",
+    "thin_sample",
+    "walk_layers",
     "write_batches",
 ]
 
@@ -182,7 +188,7 @@ def plan(
     groups = []
     for seeds, members in _by_seeds(clips, lambda c: c.job.seeds).items():
         total = members[0].total
-        grid = _grid(total, batch)
+        grid = batch_grid(total, batch)
         todo = set().union(*(c.todo for c in members))
         to_write = {i for i, frames in enumerate(grid) if todo.intersection(frames)}
         groups.append(SeedGroup(seeds, members, total, grid, to_write))
@@ -234,8 +240,9 @@ def _open(
     return state
 
 
-def _grid(total: int, batch: int) -> list[list[int]]:
-    """The fixed batches of a walk of `total` frames: [0, B), [B, 2B), ... (the last shorter)."""
+def batch_grid(total: int, batch: int) -> list[list[int]]:
+    """The fixed batches of a walk of `total` frames: [0, B), [B, 2B), ... (the last shorter).
+    Every frame is computed in its grid batch, so it is the same bytes whoever computes it."""
     return [list(range(b, min(b + batch, total))) for b in range(0, total, batch)]
 
 
@@ -248,21 +255,27 @@ def _by_seeds(items: Sequence, seeds_of: Callable) -> dict[tuple[Keyframe, ...],
 
 
 def _keyframes(plan: Plan, group: SeedGroup) -> list[int]:
-    """The frames `choose_channels` computes for a group: its first keyframes (one batch)."""
+    """The frames `choose_channels` computes for a group (none when all have channels)."""
     if not group.to_write or all(c.job.channels is not None for c in group.clips):
         return []
-    keys = [i * plan.options.frames_per_seed for i in range(len(group.seeds))]
-    return [f for f in keys if f < group.total][: plan.batch]
+    return auto_frames(len(group.seeds), plan.options, group.total, plan.batch)
+
+
+def auto_frames(keys: int, options: MapsOptions, total: int, batch: int) -> list[int]:
+    """The frames `--channels auto` looks at, in one forward pass: the walk's first
+    keyframes (of `keys`), at most `batch` of them."""
+    frames = [i * options.frames_per_seed for i in range(keys)]
+    return [f for f in frames if f < total][:batch]
 
 
 def _figure_indices(plan: Plan, group: SeedGroup) -> list[int]:
     """The grid batches `measure_figures` computes for a group (none if its clips know theirs)."""
     if not group.to_write or plan.options.norm != "global" or all(c.stats is not None for c in group.clips):
         return []
-    return _stats_batches(len(group.grid), plan.batch)
+    return stats_batches(len(group.grid), plan.batch)
 
 
-def _stats_batches(batches: int, batch: int) -> list[int]:
+def stats_batches(batches: int, batch: int) -> list[int]:
     """Which batches of the grid set the `global` figures: enough to cover STATS_FRAMES
     frames, spread evenly over the whole walk (every batch of a short walk)."""
     wanted = min(batches, -(-STATS_FRAMES // batch))
@@ -277,7 +290,7 @@ def figure_batches(
     result = []
     for seeds, members in _by_seeds(jobs, lambda job: job.seeds).items():
         total = walk_frames(len(seeds), options)
-        result += [(members, i) for i in _stats_batches(len(_grid(total, batch)), batch)]
+        result += [(members, i) for i in stats_batches(len(batch_grid(total, batch)), batch)]
     return result
 
 
@@ -286,13 +299,25 @@ def figure_batches(
 
 def _compute(net: nn.Module, plan: Plan, group: SeedGroup, frames: list[int]) -> dict[str, torch.Tensor]:
     """The group's layers at `frames` of its walk (one forward pass)."""
-    options = plan.options
-    keys = key_ws(net, list(group.seeds), options)
-    mix = key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
-    ws, view = walk_ws(net, keys, mix, options, frames, group.total)
-    acts = capture(net, ws, group.layers, options.precision, view)
+    acts = walk_layers(net, group.seeds, plan.options, frames, group.total, group.layers)
     plan._ran(len(frames))
     return acts
+
+
+def walk_layers(
+    net: nn.Module,
+    seeds: Sequence[Keyframe],
+    options: MapsOptions,
+    frames: list[int],
+    total: int,
+    layers: Sequence[str],
+) -> dict[str, torch.Tensor]:
+    """`layers` at `frames` (0-based) of the walk through `seeds` of `total` frames: one
+    forward pass, every channel, margins included, {layer: [B, C, H, W] float32}."""
+    keys = key_ws(net, list(seeds), options)
+    mix = key_ws(net, list(options.mix_seeds), options) if options.mix_seeds else None
+    ws, view = walk_ws(net, keys, mix, options, frames, total)
+    return capture(net, ws, layers, options.precision, view)
 
 
 def _select(acts: dict[str, torch.Tensor], group: SeedGroup) -> dict[str, torch.Tensor]:
@@ -332,8 +357,10 @@ def choose_channels(net: nn.Module, plan: Plan) -> None:
 # --------------------------------------------------------------------------- 3. figures
 
 
-def _thin(x: torch.Tensor) -> np.ndarray:
-    """A strided view of [B, c, h, w] with at most STATS_PIXELS pixels a frame, as float16."""
+def thin_sample(x: torch.Tensor) -> np.ndarray:
+    """A strided view of [B, c, h, w] with at most STATS_PIXELS pixels a frame, as float16:
+    what the `global` figures are measured on (the stride depends on h and w only, so each
+    channel's sample is the same whichever channels are taken)."""
     step = max(1, int(np.ceil(np.sqrt(x.shape[-2] * x.shape[-1] / STATS_PIXELS))))
     return x[:, :, ::step, ::step].to(torch.float16).cpu().numpy()
 
@@ -345,7 +372,7 @@ def sample_batch(
     for the figures, and its selected channels (to write once the figures are known)."""
     group = plan.group(seeds)
     chosen = _select(_compute(net, plan, group, group.grid[index]), group)
-    return {name: _thin(x) for name, x in chosen.items()}, chosen
+    return {name: thin_sample(x) for name, x in chosen.items()}, chosen
 
 
 def figures_from_samples(samples: Sequence[np.ndarray]) -> NormStats:
@@ -429,15 +456,18 @@ def write_batches(
                         continue
                     x = chosen[c.job.name][rows].to(device)
                     picked = [frames[r] for r in rows]
-                    for f, rgb in zip(picked, _finish(x, c, options, picked), strict=True):
+                    for f, rgb in zip(picked, finish_frames(x, c.stats, options, picked), strict=True):
                         writer.submit(c.clip.frame_path(f + 1), rgb, _attributes(plan, c, f))
                         c.written += 1
         writer.close()
     return plan.written - before
 
 
-def _finish(x: torch.Tensor, clip: ClipState, options: MapsOptions, frames: Sequence[int]) -> np.ndarray:
-    """Normalise, upscale and colour a batch: [B, c, h, w] -> [B, H, W, 3] float16 on the CPU.
+def finish_frames(
+    x: torch.Tensor, stats: NormStats | None, options: MapsOptions, frames: Sequence[int]
+) -> np.ndarray:
+    """Normalise (`stats`: the clip's `global` figures), resize and colour a batch of a
+    clip's channels: [B, c, h, w] -> [B, H, W, 3] float16 on the CPU, the EXR frames' pixels.
 
     With `--audio-gain`, each frame (`frames`: their 0-based indices) gets its own gain."""
     if options.audio is not None and options.audio_gain:
@@ -446,12 +476,12 @@ def _finish(x: torch.Tensor, clip: ClipState, options: MapsOptions, frames: Sequ
         gains = gain_curve(analyse(options.audio, options.fps), options.gain_db, options.audio_gain)
         x = torch.cat(
             [
-                apply_norm(x[r : r + 1].float(), options.norm, clip.stats, float(gains[f]))
+                apply_norm(x[r : r + 1].float(), options.norm, stats, float(gains[f]))
                 for r, f in enumerate(frames)
             ]
         )
     else:
-        x = apply_norm(x.float(), options.norm, clip.stats, options.gain_db)
+        x = apply_norm(x.float(), options.norm, stats, options.gain_db)
     if options.size:
         x = reframe(x, options.size, options.size_mode)
     rgb = to_rgb(x).permute(0, 2, 3, 1).to(torch.float16)

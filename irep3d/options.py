@@ -50,6 +50,7 @@ __all__ = [
     "describe_options",
     "maps_options",
     "option_errors",
+    "typed_value",
 ]
 
 #: How frames are normalised (`irep3d.colour`).
@@ -616,6 +617,8 @@ def _check_value(key: str, declared: Option, value: Any) -> None:
             )
         low, high = declared.low, declared.high
         if not math.isfinite(item) or (low is not None and item < low) or (high is not None and item > high):
+            if low is None and high is None:
+                raise OptionError(key, f"must be a finite number, not {item}")
             if high is None:
                 raise OptionError(key, f"must be at least {low:g}, not {item}")
             if low is None:
@@ -716,12 +719,12 @@ def maps_options(**values: Any) -> MapsOptions:
     parsed: dict[str, Any] = {}
     given = [name for name in OPTIONS if values.get(name) is not None]
     for name in sorted(given, key=lambda n: bool(OPTIONS[n].needs)):  # field order, `needs` last
-        option = OPTIONS[name]
+        option, value = OPTIONS[name], typed_value(name, values[name])
         if option.parse is None:
-            parsed[name] = values[name]
+            parsed[name] = value
         else:
             with option_errors(option.key or name):
-                parsed.update(option.parse(values[name], parsed))
+                parsed.update(option.parse(value, parsed))
     options = MapsOptions(**parsed)
     options.check()
     if options.audio is not None:  # after the values: analysing a track needs a valid fps
@@ -730,6 +733,35 @@ def maps_options(**values: Any) -> MapsOptions:
         with option_errors("audio"):
             analyse(options.audio, options.fps)  # a file that is not audio: one line, now
     return options
+
+
+def typed_value(name: str, value: Any) -> Any:
+    """Option `name`'s value in the type its flag reads, from whatever a user wrote: a
+    form's text (`"15"` -> 15, `"true"` -> True), a file's whole number for a float (`fps =
+    30` -> 30.0, as clip.json records the flag's). Values an option parses stay as given.
+
+    Raises:
+        OptionError: text that is not a number (or a yes/no) where one is needed.
+    """
+    option = OPTIONS[name]
+    kind, key = option.cli_type, option.key or name
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str) or option.parse is not None or kind not in (int, float, bool):
+        return value
+    text = value.strip()
+    if kind is bool:
+        if text.lower() in ("true", "yes", "on", "1"):
+            return True
+        if text.lower() in ("false", "no", "off", "0"):
+            return False
+        raise OptionError(key, f"must be true or false, not {value!r}")
+    try:
+        return kind(text)
+    except ValueError:
+        raise OptionError(
+            key, f"must be {'a whole number' if kind is int else 'a number'}, not {value!r}"
+        ) from None
 
 
 @contextmanager

@@ -25,7 +25,15 @@ from .errors import UsageError
 from .files import write_bytes
 from .resize import resize
 
-__all__ = ["LABEL_HEIGHT", "TILE_GAP", "TITLE_HEIGHT", "contact_sheet", "loops_sheet", "sheet_size"]
+__all__ = [
+    "LABEL_HEIGHT",
+    "TILE_GAP",
+    "TITLE_HEIGHT",
+    "contact_sheet",
+    "loops_sheet",
+    "sheet_image",
+    "sheet_size",
+]
 
 #: Dark pixels between tiles.
 TILE_GAP = 2
@@ -74,6 +82,43 @@ def _tiles(acts: torch.Tensor, tile: int) -> np.ndarray:
     return (v * 255.0 + 0.5).to(torch.uint8).numpy()
 
 
+def sheet_image(
+    acts: torch.Tensor, tile: int = 128, columns: int | None = None, title: str = "", labels: bool = True
+) -> Image.Image:
+    """The contact sheet of one frame's activations acts [C, H, W] as a greyscale image:
+    tiles in a near-square grid (`columns`, default ceil(sqrt(C))), `TILE_GAP` apart, each
+    labelled with its channel index unless `labels` is False (a page that draws its own),
+    under an optional title line.
+
+    Raises:
+        UsageError: acts is not [C, H, W] with C >= 1, or tile or columns below 1.
+    """
+    if acts.ndim != 3 or acts.shape[0] < 1:
+        raise UsageError(f"a contact sheet needs one frame [C, H, W], got shape {list(acts.shape)}")
+    if tile < 1 or (columns is not None and columns < 1):
+        raise UsageError(f"contact sheet tile and columns must be at least 1, got {tile} and {columns}")
+    channels = acts.shape[0]
+    cols, _ = _grid(channels, columns)
+    width, height = sheet_size(channels, tile, columns, title=bool(title))
+    top = TITLE_HEIGHT if title else 0
+
+    image = Image.new("L", (width, height), _BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    label_font = _font(_LABEL_SIZE)
+    for index, pixels in enumerate(_tiles(acts, tile)):
+        row, col = divmod(index, cols)
+        x0 = col * (tile + TILE_GAP)
+        y0 = top + row * (tile + TILE_GAP)
+        image.paste(Image.fromarray(pixels), (x0, y0))  # uint8 [tile, tile] -> mode L
+        if labels:
+            _, _, right, lower = draw.textbbox((x0 + 3, y0 + 2), str(index), font=label_font)
+            draw.rectangle((x0, y0, right + 2, lower + 2), fill=0)
+            draw.text((x0 + 3, y0 + 2), str(index), fill=255, font=label_font)
+    if title:
+        draw.text((6, (TITLE_HEIGHT - _TITLE_SIZE) // 2), title, fill=235, font=_font(_TITLE_SIZE))
+    return image
+
+
 def contact_sheet(
     acts: torch.Tensor,
     layer: str,
@@ -102,31 +147,12 @@ def contact_sheet(
             does not end in .png.
     """
     out = Path(out)
-    if acts.ndim != 3 or acts.shape[0] < 1:
-        raise UsageError(f"contact sheet of {layer} needs one frame [C, H, W], got shape {list(acts.shape)}")
-    if tile < 1 or (columns is not None and columns < 1):
-        raise UsageError(f"contact sheet tile and columns must be at least 1, got {tile} and {columns}")
     if out.suffix.lower() != ".png":
         raise UsageError(f"contact sheet must be a .png file, got {out}")
-    channels = acts.shape[0]
-    cols, _ = _grid(channels, columns)
-    width, height = sheet_size(channels, tile, columns, title=bool(title))
-    top = TITLE_HEIGHT if title else 0
-
-    image = Image.new("L", (width, height), _BACKGROUND)
-    draw = ImageDraw.Draw(image)
-    label_font = _font(_LABEL_SIZE)
-    for index, pixels in enumerate(_tiles(acts, tile)):
-        row, col = divmod(index, cols)
-        x0 = col * (tile + TILE_GAP)
-        y0 = top + row * (tile + TILE_GAP)
-        image.paste(Image.fromarray(pixels), (x0, y0))  # uint8 [tile, tile] -> mode L
-        _, _, right, lower = draw.textbbox((x0 + 3, y0 + 2), str(index), font=label_font)
-        draw.rectangle((x0, y0, right + 2, lower + 2), fill=0)
-        draw.text((x0 + 3, y0 + 2), str(index), fill=255, font=label_font)
-    if title:
-        draw.text((6, (TITLE_HEIGHT - _TITLE_SIZE) // 2), title, fill=235, font=_font(_TITLE_SIZE))
-
+    try:
+        image = sheet_image(acts, tile, columns, title)
+    except UsageError as exc:
+        raise UsageError(f"contact sheet of {layer}: {exc}") from None
     info = PngImagePlugin.PngInfo()
     info.add_text("irep3d:layer", layer)
     return _save_png(image, out, info)

@@ -314,12 +314,12 @@ def test_channel_out_of_range_names_the_count(net, tmp_path):
         render_clips(net, "m", [ClipJob("c", LAYER, [0, 64, 1], [1])], tmp_path, MapsOptions())
 
 
-def test_stats_batches_are_bounded_and_spread():
-    from irep3d.maps_engine import STATS_FRAMES, _stats_batches
+def teststats_batches_are_bounded_and_spread():
+    from irep3d.maps_engine import STATS_FRAMES, stats_batches
 
-    chosen = _stats_batches(225, 4)  # a 900-frame walk in batches of 4
+    chosen = stats_batches(225, 4)  # a 900-frame walk in batches of 4
     assert len(chosen) * 4 == STATS_FRAMES and chosen[0] == 0 and chosen[-1] > 190
-    assert _stats_batches(3, 4) == [0, 1, 2]
+    assert stats_batches(3, 4) == [0, 1, 2]
 
 
 def test_long_walk_measures_a_sample_and_runs_each_frame_once(net, tmp_path, counted, monkeypatch):

@@ -139,6 +139,7 @@ def test_each_bound_is_one_line_naming_the_option():
         ({"class_idx": -1}, "class"),
         ({"audio_speed": 2.0}, "audio_speed"),
         ({"loop_start": 1.5}, "loop_start"),
+        ({"gain_db": float("nan")}, "gain_db"),  # no bounds, but a number
         ({"loop_start": 0.5, "loop": False}, "loop_start"),
     ]:
         with pytest.raises(OptionError) as caught:
@@ -170,3 +171,29 @@ def test_the_command_line_starts_without_torch():
         ).stdout.strip()
         == "False"
     )
+
+
+def test_a_forms_text_is_read_as_the_flag_reads_it():
+    """A page's form gives text: "15" is 15 frames, "true" a loop, "24" fps 24.0; text that
+    is no number is one line naming the option."""
+    from irep3d.options import maps_options
+
+    options = maps_options(frames_per_seed="15", loop="false", fps="24", gain_db=3, rotate="-1")
+    assert (options.frames_per_seed, options.loop, options.fps, options.gain_db, options.rotate) == (
+        15,
+        False,
+        24.0,
+        3.0,
+        -1,
+    )
+    assert isinstance(options.fps, float) and isinstance(
+        options.gain_db, float
+    )  # clip.json: 24.0, as the flag
+    for values, message in [
+        ({"frames_per_seed": "many"}, "--frames-per-seed must be a whole number, not 'many'"),
+        ({"loop": "maybe"}, "--loop must be true or false, not 'maybe'"),
+        ({"fps": "fast"}, "--fps must be a number, not 'fast'"),
+    ]:
+        with pytest.raises(OptionError) as caught:
+            maps_options(**values)
+        assert str(caught.value) == message

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from irep3d.cli import app
 from irep3d.errors import UsageError
 from irep3d.generator import load_generator
-from irep3d.release import load_release, plan_release
+from irep3d.release import append_clip, load_release, plan_release
 from irep3d.release.estimate import count_release
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -568,3 +568,375 @@ def test_a_size_no_codec_delivers_is_refused_before_any_work(tmp_path, change, e
         message = " ".join(result.output.split())
     assert expected in message, message
     assert not out.exists()  # nothing started
+
+
+# --------------------------------------------------------------------------- explicit clips: [[clips]]
+
+CLIPS = """
+model = "builtin:sg3t-256"
+
+[walk]
+seeds = "0-1"
+frames_per_seed = 3
+fps = 12.0
+
+[[clips]]
+name = "red"
+layer = "L3_52_64"
+channels = [1, 2, 3]
+size = 64
+
+[[clips]]
+name = "blue"
+layer = "L3_52_64"
+channels = "4,5,6"
+size = 64
+
+[[clips]]
+name = "sweep"
+layer = "L5_84_64"
+seeds = [7, 8, 9]
+psi = "0.5:1.0"
+fps = 24
+"""
+
+
+def clip_files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` by relative path: its bytes."""
+    return {k: v[0] for k, v in files(folder).items()}
+
+
+@pytest.mark.slow
+def test_a_release_clip_is_byte_for_byte_the_maps_clip(tmp_path):
+    """Each [[clips]] folder is what `irep3d maps` writes with the same layer, channels,
+    seeds and options (the file's [walk]/[pack] values, the table's over them): every
+    file, clip.json included, clips that share forward passes included."""
+    text = """
+model = "builtin:sg3t-256"
+[walk]
+seeds = "0-1"
+frames_per_seed = 3
+fps = 12.0
+[pack]
+layers = ["L3_52_64"]
+clips_per_layer = 1
+size = 64
+compression = "piz"
+[[clips]]
+name = "red"
+layer = "L3_52_64"
+channels = [1, 2, 3]
+[[clips]]
+name = "blue"
+layer = "L3_52_64"
+channels = [4, 5, 6]
+[[clips]]
+name = "grey.x"
+layer = "L3_52_64"
+channels = 9
+norm = "frame"
+translate = [0.1, 0.05]
+rotate = 1
+[[clips]]
+name = "sweep"
+layer = "L5_84_64"
+channels = "auto"
+seeds = "7,8,9"
+frames_per_seed = 2
+psi = "0.5:1.0"
+fps = 24
+size = "96x64:fill"
+"""
+    toml = write(tmp_path, text)
+    release = load_release(toml)
+    plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
+    # red and blue (one layer, walk and options, channels given) share their forward passes
+    assert [[job.name for job in r.jobs] for r in plan.clip_renders] == [
+        ["red", "blue"],
+        ["grey.x"],
+        ["sweep"],
+    ]
+    result = runner.invoke(app, ["release", str(toml), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+
+    common = ["--frames-per-seed", "3", "--fps", "12", "--size", "64", "--compression", "piz"]
+    commands = {
+        "red": ["--layer", "L3_52_64", "--channels", "1,2,3", "--seeds", "0-1", *common],
+        "blue": ["--layer", "L3_52_64", "--channels", "4,5,6", "--seeds", "0,1", *common],
+        "grey.x": ["--layer", "L3_52_64", "--channels", "9", "--seeds", "0-1", *common,
+                   "--norm", "frame", "--translate", "0.1,0.05", "--rotate", "1"],
+        "sweep": ["--layer", "L5_84_64", "--channels", "auto", "--seeds", "7,8,9", "--frames-per-seed", "2",
+                  "--psi", "0.5:1.0", "--fps", "24", "--size", "96x64:fill", "--compression", "piz"],
+    }  # fmt: skip
+    cli = tmp_path / "cli"
+    for name, args in commands.items():
+        made = runner.invoke(app, ["maps", "builtin:sg3t-256", *args, "--out", str(cli), "--name", name])
+        assert made.exit_code == 0, made.output
+        mine = clip_files(tmp_path / "out" / "maps" / "clips" / name)
+        theirs = clip_files(cli / name)
+        assert "clip.json" in mine and len(mine) == len(theirs) > 1
+        assert mine == theirs, name
+    sweep = json.loads((cli / "sweep" / "clip.json").read_text())
+    assert (sweep["fps"], sweep["frames"], sweep["resolution"]) == (24.0, 6, [96, 64])
+
+
+def test_a_release_of_explicit_clips_only(tmp_path):
+    """No [pack]: the [[clips]] alone, each with its own length and rate, named clips/<name>."""
+    text = CLIPS + '\n[[deliveries]]\ncodecs = ["h264"]\nloops = ["clips/*"]\n'
+    release = load_release(write(tmp_path, text))
+    assert (release.layers, release.modes) == ((), ())
+    assert [(c.name, c.channels, c.seeds) for c in release.clips] == [
+        ("red", (1, 2, 3), [0, 1]),
+        ("blue", (4, 5, 6), [0, 1]),
+        ("sweep", None, [7, 8, 9]),
+    ]
+    plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
+    assert plan.jobs == {}
+    assert {name: (c.kind, c.folder, c.frames, c.fps, c.resolution) for name, c in plan.clips.items()} == {
+        "clips/red": ("clip", tmp_path / "out" / "maps" / "clips" / "red", 6, 12.0, (64, 64)),
+        "clips/blue": ("clip", tmp_path / "out" / "maps" / "clips" / "blue", 6, 12.0, (64, 64)),
+        "clips/sweep": ("clip", tmp_path / "out" / "maps" / "clips" / "sweep", 9, 24.0, (84, 84)),
+    }
+    assert [(loop.path.name, loop.frames, loop.fps) for loop in plan.loops] == [
+        ("clips-red.h264.mp4", 6, 12.0),
+        ("clips-blue.h264.mp4", 6, 12.0),
+        ("clips-sweep.h264.mp4", 9, 24.0),  # encoded at its own rate
+    ]
+    counts = count_release(plan, batch=4)
+    # red and blue: one walk of 6 frames; sweep: 9 frames + its 3 keyframes for `auto`
+    assert (counts.clips, counts.walks, counts.network_frames) == (3, 2, 6 + 9 + 3)
+    assert counts.exr_files == 6 + 6 + 9 and counts.loops == 3
+
+
+def test_explicit_clips_feed_composites_scenes_and_deliveries(tmp_path):
+    """`clips/<name>` is a clip name like any other: composite inputs, scene clips and
+    colour clips, delivery patterns."""
+    text = (
+        CLIPS
+        + f"""
+[[composites]]
+name = "rb"
+recipe = "{RECIPES / "hardlight-pair.toml"}"
+inputs = {{ base = "clips/red", top = "clips/blue" }}
+
+[[scenes]]
+clips = "clips/red"
+colour_from = "comp/rb_01"
+presets = ["edge-point-light"]
+
+[[deliveries]]
+codecs = ["h264"]
+loops = ["clips/s*", "comp/*", "scene/*"]
+"""
+    )
+    release = load_release(write(tmp_path, text))
+    plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
+    assert plan.clips["comp/rb_01"].source == ("clips/red", "clips/blue")
+    assert (plan.clips["comp/rb_01"].frames, plan.clips["comp/rb_01"].fps) == (6, 12.0)
+    (scene,) = plan.scenes
+    assert scene.name == "scene/clips-red__edge-point-light__colour-comp-rb_01"
+    assert scene.job.clip_dir == tmp_path / "out" / "maps" / "clips" / "red"
+    assert [(loop.name, loop.kind, loop.fps) for loop in plan.loops] == [
+        ("clips/sweep", "clip", 24.0),
+        ("comp/rb_01", "composite", 12.0),
+        ("scene/clips-red__edge-point-light__colour-comp-rb_01", "scene", 12.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ('name = "blue"', 'name = "blue"\ncolour = 3'),
+            "rel.toml [[clips]] #2: unknown key 'colour'; valid: ",
+        ),
+        (('name = "blue"', 'name = "blue"\nlayers = ["L3_52_64"]'), "[[clips]] #2: unknown key 'layers'"),
+        (
+            ("channels = [1, 2, 3]", "channels = [1, 2]"),
+            "rel.toml [[clips]] #1.channels: bad channels [1, 2]: 2 ",
+        ),
+        (
+            ("channels = [1, 2, 3]", 'channels = "red"'),
+            "rel.toml [[clips]] #1.channels: bad channels 'red': use ",
+        ),
+        (
+            ("channels = [1, 2, 3]", "channels = [1, 2, 64]"),
+            "rel.toml [[clips]] #1.channels: channel 64 is out of range: layer L3_52_64 has 64 channels (0-63)",
+        ),
+        (
+            ('name = "blue"', 'name = "red"'),
+            "rel.toml [[clips]] #2.name: 'red' is the name of [[clips]] #1 too",
+        ),
+        (
+            ('name = "blue"', 'name = "../blue"'),
+            "rel.toml [[clips]] #2.name: '../blue' is not a clip name: use",
+        ),
+        (('name = "blue"', 'name = ".."'), "rel.toml [[clips]] #2.name: '..' is not a clip name"),
+        (
+            ('layer = "L5_84_64"', 'layer = "L5_84_46"'),
+            "rel.toml [[clips]] #3.layer: unknown layer 'L5_84_46'; this network has: input, L0_36_64,",
+        ),
+        (('name = "blue"\n', ""), "rel.toml [[clips]] #2.name: None is not a clip name"),
+        (('psi = "0.5:1.0"', 'psi = "0.5:3"'), "rel.toml [[clips]] #3.psi: bad psi '0.5:3': a ψ sweep runs"),
+        (("fps = 24", "fps = 0"), "rel.toml [[clips]] #3.fps: must be positive, not 0"),
+        (("seeds = [7, 8, 9]", 'seeds = "7-x"'), "rel.toml [[clips]] #3.seeds: "),
+        (("fps = 24", "cutoff = 99"), "rel.toml [[clips]] #3.cutoff: must be from 1 to 16"),
+        (
+            (
+                'layer = "L3_52_64"\nchannels = [1, 2, 3]\nsize = 64',
+                'layer = "L3_52_64"\nchannels = [1, 2, 3]',
+            ),
+            "rel.toml [[composites]] rb: its clips differ in size (clips/red 52x52, clips/blue 64x64)",
+        ),
+        (
+            ('inputs = { base = "clips/red"', 'inputs = { base = "clips/sweep"'),
+            "rel.toml [[composites]] rb: its clips differ in length or frame rate (clips/sweep 9 frames at 24 "
+            "fps, clips/blue 6 frames at 12 fps)",
+        ),
+        (
+            ('colour_from = "clips/blue"', 'colour_from = "clips/sweep"'),
+            "rel.toml [[scenes]] #1.colour_from: colour clip clips/sweep has 9 frames at 24 fps, height clip "
+            "clips/red 6 at 12; give a colour clip of the same length and rate",
+        ),
+    ],
+)
+def test_a_bad_clip_table_is_one_line_before_any_work(tmp_path, change, expected):
+    text = (
+        CLIPS
+        + f"""
+[[composites]]
+name = "rb"
+recipe = "{RECIPES / "hardlight-pair.toml"}"
+inputs = {{ base = "clips/red", top = "clips/blue" }}
+
+[[scenes]]
+clips = "clips/red"
+colour_from = "clips/blue"
+presets = ["edge-point-light"]
+"""
+    )
+    changed = text.replace(*change, 1)
+    assert changed != text
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["release", str(write(tmp_path, changed)), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    message = " ".join(result.output.split())
+    assert expected in message, message
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3
+    assert not out.exists()  # nothing started
+
+
+def test_a_release_needs_a_pack_or_clips(tmp_path):
+    text = 'model = "builtin:sg3t-256"\n[walk]\nseeds = "0-1"\n'
+    with pytest.raises(UsageError, match=r"^rel.toml: makes no clip: give \[pack\] with layers"):
+        load_release(write(tmp_path, text))
+    with pytest.raises(UsageError, match=r"^rel.toml \[pack\]: needs layers"):
+        load_release(write(tmp_path, text + "[pack]\nsize = 64\n" + CLIPS.split("\n\n", 2)[2]))
+
+
+def test_the_commented_clip_of_demo_toml_stays_valid(tmp_path):
+    """Uncommented, demo.toml's example line makes one more clip, delivered with the rest."""
+    text = (ROOT / "scenes" / "release" / "demo.toml").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("# clips = "))
+    release = load_release(write(tmp_path, text.replace(line, line.removeprefix("# "), 1), name="demo.toml"))
+    plan = plan_release(release, tmp_path / "out", load_generator(release.model, "cpu"))
+    assert plan.clips["clips/deep-red"].layer == "L9_148_64"
+    assert [loop.codec for loop in plan.loops if loop.name == "clips/deep-red"] == ["h264", "hap"]
+
+
+# --------------------------------------------------------------------------- append_clip
+
+ENTRY = {"name": "faces-red", "layer": "L3_52_64", "channels": [12, 40, 3], "seeds": "3,17",
+         "frames_per_seed": 3, "psi": "0.5:1.0", "size": 64, "fps": 12.0, "class_idx": None}  # fmt: skip
+
+
+def test_append_clip_makes_a_new_release_file(tmp_path):
+    path = tmp_path / "sub" / "release.toml"
+    table = append_clip(path, ENTRY, model="builtin:sg3t-256")
+    assert table.startswith('[[clips]]\nname = "faces-red"\nlayer = "L3_52_64"\n')
+    assert "class" not in table  # None: the file's value
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith(table) and 'model = "builtin:sg3t-256"' in text
+    release = load_release(path)
+    (clip,) = release.clips
+    assert (clip.name, clip.layer, clip.channels, clip.seeds) == (
+        "faces-red",
+        "L3_52_64",
+        (12, 40, 3),
+        [3, 17],
+    )
+    assert (clip.options.psi, clip.options.psi_to, clip.options.size) == (0.5, 1.0, 64)
+    with pytest.raises(UsageError, match=r"nope.toml: does not exist: give the model"):
+        append_clip(tmp_path / "nope.toml", ENTRY)
+    assert not (tmp_path / "nope.toml").exists()
+    empty = write(tmp_path, "\n", name="empty.toml")  # an empty file is a new one
+    append_clip(empty, ENTRY, model="builtin:sg3t-256")
+    assert empty.read_text(encoding="utf-8") == text.replace("release.toml", "empty.toml")
+
+
+def test_append_clip_keeps_the_users_text_and_refuses_what_would_not_load(tmp_path):
+    mine = '# my release: keep this\nmodel = "builtin:sg3t-256"  # the small one\n\n[walk]\nseeds = "0-1"\n'
+    mine += '[[clips]]\nname = "first"\nlayer = "L3_52_64"\nchannels = 5   # grey\n# the end, no newline'
+    path = write(tmp_path, mine, name="release.toml")
+    table = append_clip(path, ENTRY, model="builtin:sg3t-256")
+    text = path.read_text(encoding="utf-8")
+    assert text == mine + "\n\n" + table  # appended: every byte of the user's text kept
+    assert [c.name for c in load_release(path).clips] == ["first", "faces-red"]
+
+    refused = [
+        ({**ENTRY}, "release.toml [[clips]].name: 'faces-red' is the name of [[clips]] #2 too; give each clip "
+                    "its own name"),
+        ({**ENTRY, "name": "Faces-Red"}, "release.toml [[clips]].name: 'Faces-Red' is the name of [[clips]] #2 "
+                                         "too (as 'faces-red': folder names ignore case on macOS and Windows)"),
+        ({**ENTRY, "name": "x/y"}, "release.toml [[clips]].name: 'x/y' is not a clip name"),
+        ({**ENTRY, "name": "b", "psi": "0.5:3"}, "release.toml [[clips]] #3.psi: bad psi '0.5:3'"),
+        ({**ENTRY, "name": "b", "speed": 2}, "release.toml [[clips]] #3: unknown key 'speed'; valid: "),
+        ({**ENTRY, "name": "b", "channels": [1, 2]}, "release.toml [[clips]] #3.channels: bad channels [1, 2]"),
+        ({**ENTRY, "name": "b", "size": {"w": 2}}, "release.toml [[clips]].size: must be a number, text"),
+    ]  # fmt: skip
+    for entry, expected in refused:
+        with pytest.raises(UsageError) as caught:
+            append_clip(path, entry, model="builtin:sg3t-256")
+        assert str(caught.value).startswith(expected), str(caught.value)
+    with pytest.raises(
+        UsageError, match=r"^release.toml.model: this release makes builtin:sg3t-256, not buil"
+    ):
+        append_clip(path, {**ENTRY, "name": "b"}, model="builtin:sg2-256")
+    assert path.read_text(encoding="utf-8") == text  # nothing written by a refusal
+
+
+def test_appended_clips_make_a_release(tmp_path):
+    """What "Add to release" writes, `irep3d release` makes: a real run, resumed untouched."""
+    out = tmp_path / "out"
+    path = tmp_path / "out" / "release.toml"
+    append_clip(path, ENTRY, model="builtin:sg3t-256")
+    append_clip(path, {**ENTRY, "name": "faces-grey", "channels": [7], "psi": None}, model="builtin:sg3t-256")
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write('\n[[deliveries]]\ncodecs = ["h264"]\nloops = ["clips/faces-*"]\n')
+    result = runner.invoke(app, ["release", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    loops = json.loads((out / "release.json").read_text())["loops"]
+    assert [(x["name"], x["kind"], x["frames"], x["fps"], x["width"]) for x in loops] == [
+        ("clips/faces-red", "clip", 6, 12.0, 64),
+        ("clips/faces-grey", "clip", 6, 12.0, 64),
+    ]
+    made = json.loads((out / "maps" / "clips" / "faces-red" / "clip.json").read_text())
+    assert (made["channels"], made["seeds"], made["psi"], made["psi_to"]) == ([12, 40, 3], [3, 17], 0.5, 1.0)
+    before = files(out)
+    again = runner.invoke(app, ["release", str(path), "--out", str(out)])
+    assert again.exit_code == 0, again.output
+    assert files(out) == before  # resumed: same bytes, same mtimes
+
+
+def test_a_dry_run_counts_and_measures_explicit_clips(tmp_path):
+    """A release of [[clips]] alone: its dry run measures their layers and largest clip."""
+    text = CLIPS + '\n[[deliveries]]\ncodecs = ["h264"]\n'
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["release", str(write(tmp_path, text)), "--out", str(out), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.split())
+    assert re.search(r"network frames \(forward passes\) │ 18 │", shown)  # 6, and 9 + 3 keyframes
+    assert re.search(r"EXR files \(clips \+ composites\) │ 21 │", shown)
+    assert "network: one forward pass capturing L3_52_64, L5_84_64 at batch 1" in shown
+    assert "EXR: one 84x84 L5_84_64 frame" in shown
+    assert not out.exists()

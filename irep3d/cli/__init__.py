@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from . import blender, composite, encode, farm, maps, model, release
+from . import blender, composite, encode, explore, farm, live, maps, model, release
 
 __all__ = ["app", "main"]
 
@@ -28,6 +28,8 @@ blender.register(app)
 composite.register(app)
 farm.register(app)
 release.register(app)
+live.register(app)
+explore.register(app)
 
 
 def main() -> None:

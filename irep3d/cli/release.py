@@ -78,7 +78,7 @@ def _dry_run(plan, net, stand_in: str | None, blender: str | None) -> None:
     table.add_column("what", no_wrap=True)
     table.add_column("count", justify="right")
     for label, value in (
-        ("pack clips", c.clips),
+        ("clips (pack and [[clips]])", c.clips),
         ("walks (seed sequences)", c.walks),
         ("network frames (forward passes)", c.network_frames),
         ("EXR files (clips + composites)", c.exr_files),

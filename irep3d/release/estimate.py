@@ -4,9 +4,10 @@
 encoded loops). `measure_costs` times each kind of work once on this machine, in seconds
 rather than hours, on the plan's own network, layers, sizes, presets and codecs:
 
-* the network: one forward pass (batch 1) that captures every layer of the pack;
-* EXR: one real activation frame, normalised and resized to the clip size, written with
-  the pack's compression (time and bytes);
+* the network: one forward pass (batch 1) that captures every layer of the pack and of the
+  [[clips]] tables (the deepest sets its cost, so shallower walks are booked high);
+* EXR: one real activation frame of the largest clip, normalised and resized to its size,
+  written with the pack's compression (time and bytes);
 * composites: each recipe's steps on frames of its size, plus reading its inputs;
 * Cycles: a scene of the first 3D variant's preset built on that frame and rendered three
   times, small (two sample counts, two sizes), fitted to
@@ -31,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .file import CLIPS_MODE
+
 __all__ = ["Costs", "Counts", "Estimate", "count_release", "estimate_release", "measure_costs"]
 
 #: Rendered PNG frames are 16-bit RGB; a scene renders at its preset's resolution unless set.
@@ -43,8 +46,8 @@ MEASURE_SIDE = 512
 class Counts:
     """What a plan makes."""
 
-    clips: int = 0  # pack clips
-    walks: int = 0  # seed sequences walked (1 for a locked pack, one a clip for unique)
+    clips: int = 0  # clips the network makes: pack clips and [[clips]] tables
+    walks: int = 0  # walks run (1 for a locked pack, one a clip for unique, one a [[clips]] render)
     network_frames: int = 0  # forward passes, keyframe passes for automatic channels included
     exr_files: int = 0  # pack clips' frames + composites' frames
     composites: int = 0
@@ -116,25 +119,32 @@ def count_release(plan: Any, batch: int = 1) -> Counts:
         counts.walks += walks
         counts.network_frames += walks * (plan.frames + keys)
         counts.clips += len(jobs)
+    for render in plan.clip_renders:  # [[clips]]: a walk a render, keyframes for `auto` channels
+        clip = plan.clips[f"{CLIPS_MODE}/{render.jobs[0].name}"]
+        auto = any(job.channels is None for job in render.jobs)
+        counts.walks += 1
+        counts.network_frames += clip.frames + (min(len(render.jobs[0].seeds), batch) if auto else 0)
+        counts.clips += len(render.jobs)
     for clip in plan.clips.values():
-        counts.exr_files += plan.frames
-        counts.exr_pixels += plan.frames * clip.resolution[0] * clip.resolution[1]
+        counts.exr_files += clip.frames
+        counts.exr_pixels += clip.frames * clip.resolution[0] * clip.resolution[1]
     counts.composites = len(plan.composites)
     counts.scenes = len(plan.scenes)
     sizes: dict[str, tuple[int, int]] = {name: clip.resolution for name, clip in plan.clips.items()}
     for scene in plan.scenes:
         (w, h), samples = scene_look(scene.job)
+        frames = plan.clips[scene.source[0]].frames  # the height clip's
         sizes[scene.name] = (w, h)
-        counts.cycles_frames += plan.frames
-        counts.render_pixels += plan.frames * w * h
+        counts.cycles_frames += frames
+        counts.render_pixels += frames * w * h
         if scene.job.settings.get("output_format") == "EXR":
-            counts.render_exr_pixels += plan.frames * w * h
-        counts.render_pixel_samples += plan.frames * w * h * samples
-        counts.render_samples += plan.frames * samples
+            counts.render_exr_pixels += frames * w * h
+        counts.render_pixel_samples += frames * w * h * samples
+        counts.render_samples += frames * samples
     counts.loops = len(plan.loops)
     for loop in plan.loops:
         w, h = sizes[loop.name]
-        counts.loop_pixels[loop.codec] = counts.loop_pixels.get(loop.codec, 0) + plan.frames * w * h
+        counts.loop_pixels[loop.codec] = counts.loop_pixels.get(loop.codec, 0) + loop.frames * w * h
     return counts
 
 
@@ -159,7 +169,8 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
 
     costs = Costs()
     device = next(net.parameters()).device
-    layers = list(release.layers)
+    made = [clip for clip in plan.clips.values() if clip.layer is not None]  # by the network
+    layers = list(dict.fromkeys(clip.layer for clip in made))  # the pack's, then the [[clips]]'
     costs.batch = options.batch or default_batch(device, net, layers)
     with torch.no_grad():
         ws = keys_to_ws(net, release.seeds[:1], options.ws, options.psi, options.cutoff, options.class_idx)
@@ -171,11 +182,12 @@ def measure_costs(plan: Any, net: torch.nn.Module, blender: str | None = None) -
     costs.measured.append(
         f"network: one forward pass capturing {', '.join(layers)} at batch 1 on {device}: {costs.network_s:.2f} s"
     )
-    # One real frame of the widest layer, as the pack writes it.
-    layer = max(layers, key=lambda name: plan.layer_sizes[name][0] * plan.layer_sizes[name][1])
+    # One real frame of the largest clip, as the pack writes it.
+    largest = max(made, key=lambda clip: clip.resolution[0] * clip.resolution[1])
+    layer = largest.layer
     x = acts[layer][:, :3].float()
     x = to_rgb(apply_norm(x, "global", measure_global(x)))
-    w, h = plan.layer_sizes[layer]
+    w, h = largest.resolution
     frame = resize(x, (h, w))[0].permute(1, 2, 0).cpu().numpy()
     # Compositing, Cycles and encoding are measured on frames of at most MEASURE_SIDE px and
     # scaled by pixels (their cost is per pixel); the EXR frame is written at full size,
@@ -298,12 +310,12 @@ def estimate_release(plan: Any, costs: Costs | None = None) -> Estimate:
         "loops": sum(px * costs.encode_bytes_px.get(codec, 0.0) for codec, px in counts.loop_pixels.items()),
     }
     maps_pixels = sum(
-        plan.frames * c.resolution[0] * c.resolution[1] for c in plan.clips.values() if c.kind == "maps"
+        c.frames * c.resolution[0] * c.resolution[1] for c in plan.clips.values() if c.layer is not None
     )
     composite_s = 0.0
     for job in plan.composites:
         rate = costs.composite_s_px.get(job.clip.name.rsplit("_", 1)[0], 0.0)
-        pixels = plan.frames * job.clip.resolution[0] * job.clip.resolution[1]
+        pixels = job.clip.frames * job.clip.resolution[0] * job.clip.resolution[1]
         composite_s += pixels * (rate + costs.exr_write_s_px / cores)
     seconds = {
         # The EXR writer pool overlaps the network: the slower of the two sets the pace.

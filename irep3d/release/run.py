@@ -14,6 +14,7 @@ from ..encode import probe_video
 from ..files import file_sha256, write_text
 from ..progress import BUSY, Progress, silent
 from ..renders import RenderFolder
+from .file import CLIPS_MODE
 from .plan import Loop, ReleasePlan
 
 RELEASE_FORMAT = "irep3d-release"
@@ -31,43 +32,56 @@ def run_release(
 
     `net` is the loaded generator (on its device); with `ray` (a connected cluster's
     address) the packs and the Cycles frames are spread over the cluster. Returns the path
-    of release.json. `progress(stage, done, total)`: stage is "network <mode>", "EXR <mode>",
-    "composite", "build", "render" or "encode" (and the farm's `BUSY`).
+    of release.json. `progress(stage, done, total)`: stage is "network <mode>", "EXR <mode>"
+    (mode locked, unique, or clips for the [[clips]] tables), "composite", "build", "render" or
+    "encode" (and the farm's `BUSY`).
     """
     report = progress or silent
     _make_packs(plan, net, ray, report)
+    _make_clips(plan, net, ray, report)
     _make_composites(plan, net, report)
     _make_scenes(plan, ray, blender, report)
     _encode(plan, report)
     return _summarise(plan)
 
 
-def _make_packs(plan: ReleasePlan, net: Any, ray: str | None, report: Progress) -> None:
+def _render(
+    plan: ReleasePlan,
+    net: Any,
+    ray: str | None,
+    report: Progress,
+    mode: str,
+    jobs: list[Any],
+    options: Any,
+) -> list[Any]:
+    """Render clip jobs into `DIR/maps/<mode>/` as `irep3d maps`/`pack` do: `render_clips`
+    here, or the farm's `render_maps` (the same bytes); progress as "network <mode>" and
+    "EXR <mode>"."""
+    folder = plan.out / "maps" / mode
+    release = plan.release
+
+    def stage(name: str, done: int, total: int) -> None:
+        labels = {"render": "network", "write": "EXR", "EXR": "EXR"}  # local, local, farm
+        report(name if name == BUSY else f"{labels[name]} {mode}", done, total)
+
+    if ray is not None:
+        from ..farm import render_maps
+
+        return render_maps(
+            release.model, jobs, folder, options, device=release.device, shared_root=plan.out, progress=stage
+        )
     from ..maps_engine import render_clips
+
+    return render_clips(net, release.model, jobs, folder, options, progress=stage)
+
+
+def _make_packs(plan: ReleasePlan, net: Any, ray: str | None, report: Progress) -> None:
     from ..pack import write_pack
 
     release = plan.release
     for mode, jobs in plan.jobs.items():
         folder = plan.out / "maps" / mode
-
-        def stage(name: str, done: int, total: int, mode: str = mode) -> None:
-            labels = {"render": "network", "write": "EXR", "EXR": "EXR"}  # local, local, farm
-            report(name if name == BUSY else f"{labels[name]} {mode}", done, total)
-
-        if ray is not None:
-            from ..farm import render_maps
-
-            results = render_maps(
-                release.model,
-                jobs,
-                folder,
-                release.options,
-                device=release.device,
-                shared_root=plan.out,
-                progress=stage,
-            )
-        else:
-            results = render_clips(net, release.model, jobs, folder, release.options, progress=stage)
+        results = _render(plan, net, ray, report, mode, jobs, release.options)
         write_pack(
             folder,
             release.model,
@@ -80,16 +94,24 @@ def _make_packs(plan: ReleasePlan, net: Any, ray: str | None, report: Progress) 
         )
 
 
+def _make_clips(plan: ReleasePlan, net: Any, ray: str | None, report: Progress) -> None:
+    """The [[clips]] tables, each folder `DIR/maps/clips/<name>/` as `irep3d maps ... --out
+    DIR/maps/clips --name <name>` writes it (clips that share a render share its passes)."""
+    for render in plan.clip_renders:
+        _render(plan, net, ray, report, CLIPS_MODE, render.jobs, render.options)
+
+
 def _make_composites(plan: ReleasePlan, net: Any, report: Progress) -> None:
     from ..recipe import run_recipe
 
     device = next(net.parameters()).device
-    total = len(plan.composites) * plan.frames
-    for index, job in enumerate(plan.composites):
-        before = index * plan.frames
+    total = sum(job.clip.frames for job in plan.composites)
+    before = 0
+    for job in plan.composites:
+        frames = job.clip.frames
 
-        def step(_stage: str, done: int, todo: int, before: int = before) -> None:
-            report("composite", before + (plan.frames - todo) + done, total)
+        def step(_stage: str, done: int, todo: int, before: int = before, frames: int = frames) -> None:
+            report("composite", before + (frames - todo) + done, total)
 
         run_recipe(
             job.recipe,
@@ -98,6 +120,7 @@ def _make_composites(plan: ReleasePlan, net: Any, report: Progress) -> None:
             compression=plan.release.options.compression,
             progress=step,
         )
+        before += frames
     report("composite", total, total)
 
 
@@ -123,7 +146,7 @@ def _make_scenes(plan: ReleasePlan, ray: str | None, blender: str | None, report
         render_scenes(blends, renders, blender=blender, progress=report)
 
 
-def _fingerprint(loop: Loop, fps: float, audio: str | None = None) -> str:
+def _fingerprint(loop: Loop) -> str:
     """What an encoded loop was made from: codec, quality, fps, its frame files (names and
     sizes) and its manifest (a clip's clip.json, a render folder's render.json). No mtimes:
     a resumed release must write the same bytes."""
@@ -135,7 +158,7 @@ def _fingerprint(loop: Loop, fps: float, audio: str | None = None) -> str:
     )
     manifests = (Clip(folder).manifest_path, RenderFolder(folder).manifest_path)
     made_by = "".join(m.read_text(encoding="utf-8") for m in manifests if m.is_file())
-    data = json.dumps([loop.codec, loop.quality, fps, files, made_by, audio])
+    data = json.dumps([loop.codec, loop.quality, loop.fps, files, made_by, loop.audio])
     return hashlib.sha256(data.encode()).hexdigest()
 
 
@@ -156,7 +179,7 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
     except (OSError, ValueError):
         state = {}
     lock = threading.Lock()
-    total = len(plan.loops) * plan.frames
+    total = sum(loop.frames for loop in plan.loops)
     done = 0
 
     def advance(frames: int) -> None:
@@ -168,9 +191,9 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
     def make(loop: Loop, checkpoint: Checkpoint) -> None:
         checkpoint()
         key = loop.path.name
-        fingerprint = _fingerprint(loop, plan.fps, plan.release.options.audio)
+        fingerprint = _fingerprint(loop)
         if loop.path.is_file() and state.get(key) == fingerprint:
-            advance(plan.frames)
+            advance(loop.frames)
             return
 
         def frame_encoded(_stage: str, _done: int, _total: int) -> None:
@@ -181,9 +204,9 @@ def _encode(plan: ReleasePlan, report: Progress) -> None:
             loop.frames_dir,
             loop.path,
             loop.codec,
-            fps=plan.fps,
+            fps=loop.fps,
             quality=loop.quality,
-            audio=plan.release.options.audio,  # an audio-driven walk: its track goes along
+            audio=loop.audio,  # an audio-driven walk: its track goes along
             progress=frame_encoded,
         )
         with lock:
@@ -209,7 +232,7 @@ def _summarise(plan: ReleasePlan) -> Path:
                 "codec": loop.codec,
                 "path": str(loop.path.relative_to(plan.out)),
                 "frames": frames,
-                "fps": plan.fps,
+                "fps": loop.fps,
                 "width": width,
                 "height": height,
                 "sha256": file_sha256(loop.path),
