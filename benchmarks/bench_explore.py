@@ -13,7 +13,8 @@ For each layer, a new `WalkCache` (what choosing a layer on the page starts):
   seen; the network never runs for either (the targets: first image <= 0.3 s on
   builtin:sg3t-256, a channel change <= 50 ms).
 
-The network is warmed up once first, as `irep3d explore` does when it starts.
+The network is loaded and warmed up first, on the network thread, as `irep3d explore` does
+when it starts; the network-alone figure is measured on that thread too.
 """
 
 from __future__ import annotations
@@ -31,20 +32,26 @@ from irep3d.allocator import tune_allocator
 from irep3d.explore.engine import WalkCache, warm_up
 from irep3d.generator import build_generator, capture, load_generator, pick_device
 from irep3d.maps import default_batch
+from irep3d.network_thread import run_on_network
 from irep3d.options import maps_options
 
 DEFAULT_LAYERS = "L3_52_64,L5_84_64,L7_148_64,L9_148_64,L10_276_64"
 
 
 def network_rate(net, layer: str, batch: int, passes: int = 3) -> float:
-    """Frames per second of the network alone, capturing `layer` at `batch` frames a pass."""
-    ws = net.mapping(torch.randn(batch, net.z_dim, device=next(net.parameters()).device), None)
-    with torch.no_grad():
+    """Frames per second of the network alone, capturing `layer` at `batch` frames a pass,
+    on the thread the explorer runs it on (`irep3d.network_thread`)."""
+
+    @torch.no_grad()
+    def measure() -> float:
+        ws = net.mapping(torch.randn(batch, net.z_dim, device=next(net.parameters()).device), None)
         capture(net, ws, [layer])
         t0 = time.perf_counter()
         for _ in range(passes):
             capture(net, ws, [layer])
-    return passes * batch / (time.perf_counter() - t0)
+        return passes * batch / (time.perf_counter() - t0)
+
+    return run_on_network(measure)
 
 
 def served_png(cache: WalkCache, index: int, channels: list[int]) -> float:
@@ -94,9 +101,11 @@ def main() -> None:
     tune_allocator()
     device = pick_device(args.device)
     if args.released:
-        net, model = build_generator(released_spec(args.released), device), f"released:{args.released}"
+        model = f"released:{args.released}"
+        net = run_on_network(lambda: build_generator(released_spec(args.released), device))
     else:
-        net, model = load_generator(args.model, device), args.model
+        model = args.model
+        net = run_on_network(lambda: load_generator(args.model, device))
     layers = (args.layers or DEFAULT_LAYERS).split(",")
     warm_up(net)
     print(

@@ -169,9 +169,10 @@ def bench_model(seconds_limit: float = 300) -> None:
     from irep3d.generator import load_generator
     from irep3d.keyframes import parse_keyframes
     from irep3d.live.model import ModelFeed
+    from irep3d.network_thread import run_on_network
     from irep3d.options import maps_options
 
-    net = load_generator("builtin:sg3t-256", "cpu")
+    net = run_on_network(lambda: load_generator("builtin:sg3t-256", "cpu"))  # as irep3d live does
     options = maps_options(frames_per_seed=15)
     start = time.perf_counter()
     feed = ModelFeed.walk(net, "builtin:sg3t-256", "L7_148_64", parse_keyframes("0-3", None), options)
@@ -191,7 +192,7 @@ def bench_model(seconds_limit: float = 300) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--sizes", default="1920x1080,2048x2048")
+    parser.add_argument("--sizes", default="1920x1080,2048x2048", help="comma-separated; empty: none")
     parser.add_argument("--no-model", action="store_true")
     parser.add_argument("--inside", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
@@ -201,10 +202,13 @@ def main() -> None:
         return
     print(f"{os.cpu_count()} cores; NDI through cyndilib, inside a private network namespace")
     with tempfile.TemporaryDirectory(prefix="bench_live_") as scratch:
-        for size in args.sizes.split(","):
+        for size in filter(None, args.sizes.split(",")):
             width, height = map(int, size.split("x"))
             bench_clip(width, height, args.seconds, Path(scratch))
     if not args.no_model:
+        from irep3d.allocator import tune_allocator
+
+        tune_allocator()  # as the irep3d command does
         bench_model()
 
 

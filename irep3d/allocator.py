@@ -4,8 +4,12 @@ The synthesis network allocates and frees the same large temporaries for every l
 every frame. glibc serves large blocks with fresh `mmap` pages and unmaps them on free, so
 each layer pays page faults again (several times slower at batch 8: README.md, "Measured
 speed"). Turning `mmap` off for the heap and never trimming it lets the allocator recycle
-those blocks. This is for applications (the CLI, benchmarks), not
-for library code called inside someone else's process such as Blender.
+those blocks. Every thread allocates from the one main heap (`M_ARENA_MAX` 1): a thread
+of its own otherwise gets a separate arena, built of 64 MiB heaps that this tuning does not
+reach, and a network run from a thread (the explorer's walks, `live`, a render started from
+the page) ran at half the speed it runs at from the main thread. This is for applications
+(the CLI, benchmarks), not for library code called inside someone else's process such as
+Blender.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ __all__ = ["tune_allocator"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
+_M_ARENA_MAX = -8
 
 
 def tune_allocator() -> bool:
@@ -32,4 +37,5 @@ def tune_allocator() -> bool:
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     ok = mallopt(_M_MMAP_MAX, 0) == 1
     ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    ok &= mallopt(_M_ARENA_MAX, 1) == 1
     return bool(ok)

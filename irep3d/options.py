@@ -249,7 +249,14 @@ class MapsOptions:
     fps: float = field(
         default=30.0,
         metadata=_declared(
-            Option("Frame rate recorded in clip.json.", "walk", _NUMBER, cli_type=float, above=0, high=1000)
+            Option(
+                "Frames per second: recorded in clip.json; encode, preview and live play at it.",
+                "walk",
+                _NUMBER,
+                cli_type=float,
+                above=0,
+                high=1000,
+            )
         ),
     )
     psi: float = field(

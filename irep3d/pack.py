@@ -11,18 +11,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
-
-from .errors import UsageError
+from .errors import OutputError, UsageError
 from .files import write_text
-from .generator import layer_info
 from .options import ClipJob, ClipResult, MapsOptions
-from .walk import seed_sequences
 
-__all__ = ["PACK_FORMAT", "clip_name", "pack_jobs", "results_json", "write_pack"]
+if TYPE_CHECKING:  # reading a pack needs no torch: `blender build` and `live` read packs
+    from torch import nn
+
+__all__ = ["PACK_FORMAT", "PACK_NAME", "clip_name", "pack_jobs", "read_pack", "results_json", "write_pack"]
 
 PACK_FORMAT = "irep3d-pack"
+PACK_NAME = "pack.json"
 
 
 def clip_name(layer: str, index: int) -> str:
@@ -45,6 +46,9 @@ def pack_jobs(
         raise UsageError("no layers given; name comma-separated layers (see `irep3d layers MODEL`)")
     if clips_per_layer < 1:
         raise UsageError(f"--clips-per-layer must be at least 1, not {clips_per_layer}")
+    from .generator import layer_info
+    from .walk import seed_sequences
+
     sequences = seed_sequences(seeds, clips_per_layer * len(layers), seeds_mode)
     jobs = []
     for li, layer in enumerate(layers):
@@ -85,7 +89,7 @@ def write_pack(
         "norm": options.norm,
         "clips": results_json(results, out),
     }
-    return write_text(Path(out) / "pack.json", json.dumps(data, indent=2) + "\n")
+    return write_text(Path(out) / PACK_NAME, json.dumps(data, indent=2) + "\n")
 
 
 def results_json(results: Sequence[ClipResult], out_dir: Path) -> list[dict]:
@@ -98,3 +102,28 @@ def results_json(results: Sequence[ClipResult], out_dir: Path) -> list[dict]:
         row["stats"] = r.stats.to_json() if r.stats else None
         rows.append(row)
     return rows
+
+
+def read_pack(folder: str | Path) -> list[tuple[str, Path]]:
+    """(name, clip folder) of each clip a pack folder's `pack.json` lists, in its order.
+
+    The one reader of pack.json, for every command that takes a pack (`blender build`,
+    `live`). Raises `OutputError` in one line for a manifest that cannot be read or lists
+    no usable clips, saying how to remake it.
+    """
+    root = Path(folder)
+    path = root / PACK_NAME
+    remake = "rebuild the pack with `irep3d pack`"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"{path} is not valid JSON ({exc}); {remake}") from None
+    clips = data.get("clips") if isinstance(data, dict) else None
+    if not isinstance(clips, list) or not clips:
+        raise OutputError(f"{path} lists no clips; {remake}")
+    try:
+        return [(str(c["name"]), root / str(c["path"])) for c in clips]
+    except (KeyError, TypeError):
+        raise OutputError(f"{path}: each clip needs a name and a path; {remake}") from None

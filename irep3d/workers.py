@@ -26,6 +26,9 @@ __all__ = ["Checkpoint", "Stopped", "run_all"]
 T = TypeVar("T")
 R = TypeVar("R")
 
+WAKE_SECONDS = 0.1
+"""How often the caller wakes while it waits, to take a Ctrl-C that another thread received."""
+
 Checkpoint = Callable[[], None]
 """`checkpoint()`: raises `Stopped` once the pool is stopping; a task calls it between steps."""
 
@@ -51,10 +54,15 @@ def run_all(task: Callable[[T, Checkpoint], R], items: Iterable[T], workers: int
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="irep3d-task") as pool:
         try:
             futures = [pool.submit(task, item, checkpoint) for item in items]
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = next((f for f in futures if f in done and f.exception() is not None), None)
-            if failed is not None:
-                failed.result()  # raises the task's exception
+            while True:
+                # Never asleep for long: the kernel may give a Ctrl-C to a task's thread, and
+                # Python raises it in this thread only once this thread wakes.
+                done, pending = wait(futures, timeout=WAKE_SECONDS, return_when=FIRST_EXCEPTION)
+                failed = next((f for f in futures if f in done and f.exception() is not None), None)
+                if failed is not None:
+                    failed.result()  # raises the task's exception
+                if not pending:
+                    break
         except BaseException:
             stopping.set()
             for future in futures:

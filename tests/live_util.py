@@ -14,6 +14,7 @@ import numpy as np
 from irep3d.display import display_frame
 
 SCENARIO = Path(__file__).with_name("live_scenario.py")
+EXPLORE_SCENARIO = Path(__file__).with_name("explore_ndi_scenario.py")  # the explorer's "Send to NDI"
 #: Mean absolute error (8-bit levels) of a frame through NDI's 4:2:2 codec, at most: measured
 #: ~2-4 on clip frames; neighbouring frames of the test clips differ by 10 or more.
 CODEC_TOLERANCE = 6.0
@@ -70,6 +71,24 @@ def perform(tmp_path: Path, plan: dict, timeout: float = 180) -> dict:
     data["stdout"], data["stderr"] = str(data["stdout"]), str(data["stderr"])
     data["code"] = int(data["code"])
     return data
+
+
+def perform_explore(tmp_path: Path, plan: dict, timeout: float = 240) -> dict:
+    """Run `tests/explore_ndi_scenario.py` with `plan` in a namespace: what it saw (see there),
+    its `NTK_*` files removed."""
+    import pickle
+
+    out = tmp_path / "seen.pickle"
+    plan_path = tmp_path / "plan.json"
+    plan_path.write_text(json.dumps({"out": str(out), **plan}))
+    try:
+        result = in_namespace(
+            [sys.executable, str(EXPLORE_SCENARIO), str(plan_path)], ndi_env(tmp_path), timeout
+        )
+    finally:
+        remove_ndi_files(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return pickle.loads(out.read_bytes())
 
 
 def reference(folders: list[Path]) -> list[list[np.ndarray]]:

@@ -57,7 +57,8 @@ def test_a_clip_goes_out_in_order_looping_with_a_pulse_a_loop(tmp_path: Path, pa
             "seconds": 3.0,
         },
     )
-    assert data["code"] == 130, data["stderr"]  # stopped by Ctrl-C
+    assert data["code"] == 0, data["stderr"]  # Ctrl-C: the usual end of a show, not a failure
+    assert "live stopped" in data["stdout"] and "sent " in data["stdout"]
     assert "listens on every network interface" in data["stdout"]
     seen = _seen(data, reference([pack / "blob"]))
     steps = _steps(seen, 0.0, 3.0)
@@ -124,4 +125,4 @@ def test_osc_changes_clip_position_and_speed_and_bad_messages_change_nothing(
         "/irep3d/psi",
     ):
         assert sum(bad in line for line in log.splitlines()) == 1, log
-    assert data["code"] == 130
+    assert data["code"] == 0

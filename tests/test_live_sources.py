@@ -59,10 +59,20 @@ def test_a_release_plays_each_loop_once_from_the_frames_it_was_encoded_from(tmp_
     for i in range(1, 4):
         Image.fromarray(np.full((8, 12, 3), 40 * i, np.uint8)).save(renders / f"frame_{i:05d}.png")
     loops = [
-        {"name": "locked/L5_clip01", "kind": "maps", "codec": "h264"},
-        {"name": "locked/L5_clip01", "kind": "maps", "codec": "hap"},  # the same loop, twice delivered
-        {"name": "comp/hardlight_01", "kind": "composite", "codec": "h264"},
-        {"name": "scene/locked-L5_clip01__edge", "kind": "scene", "codec": "h264"},
+        {"name": "locked/L5_clip01", "kind": "maps", "codec": "h264", "folder": "maps/locked/L5_clip01"},
+        {
+            "name": "locked/L5_clip01",
+            "kind": "maps",
+            "codec": "hap",
+            "folder": "maps/locked/L5_clip01",
+        },  # twice delivered
+        {
+            "name": "comp/hardlight_01",
+            "kind": "composite",
+            "codec": "h264",
+            "folder": "composites/hardlight_01",
+        },
+        {"name": "scene/locked-L5_clip01__edge", "kind": "scene", "folder": "renders/locked-L5_clip01__edge"},
     ]
     (root / "release.json").write_text(json.dumps({"format": "irep3d-release", "loops": loops}))
     clips = read_source(root)
@@ -100,6 +110,13 @@ def test_sources_that_cannot_be_played_are_one_line(tmp_path: Path) -> None:
     (tmp_path / "pack.json").write_text('{"clips": []}')
     with pytest.raises(OutputError, match="lists no clips"):
         read_source(tmp_path)
+    older = tmp_path / "older"  # release.json of an irep3d that did not record the folders
+    older.mkdir()
+    (older / "release.json").write_text(json.dumps({"loops": [{"name": "locked/a", "kind": "maps"}]}))
+    with pytest.raises(
+        OutputError, match="does not say which frames loop locked/a was made of; run the same"
+    ):
+        read_source(older)
 
 
 def test_models_are_told_from_folders(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from typing import Any
 from .. import presets
 from ..clip import MANIFEST_NAME, Clip
 from ..errors import BlenderError, Irep3dError, OptionError, OutputError, UsageError
+from ..pack import PACK_NAME, read_pack
 from ..progress import Progress
 from .addon import REPO_ROOT, run_job
 from .process import find_blender
@@ -37,7 +38,6 @@ BUILD_SETTINGS = tuple(s for s in presets.SCENE_SETTINGS if s.type != "clip")
 folder of its own (`colour_dir`, `--colour-from`)."""
 SCENES_NAME = "scenes.json"
 SCENES_FORMAT = "irep3d-scenes"
-PACK_NAME = "pack.json"
 _CLIP_KEYS = {
     "name": None,
     "frames": None,
@@ -115,14 +115,7 @@ def pack_scene_jobs(
 def _source_clips(root: Path) -> list[tuple[str, Path]]:
     """(name, folder) of the clips of a pack folder, or of one clip folder."""
     if (root / PACK_NAME).is_file():
-        data = _read_json(root / PACK_NAME, "a pack.json written by `irep3d pack`")
-        clips = data.get("clips") if isinstance(data, dict) else None
-        if not isinstance(clips, list) or not clips:
-            raise OutputError(f"{root / PACK_NAME} lists no clips; rebuild the pack with `irep3d pack`")
-        try:
-            return [(str(c["name"]), root / str(c["path"])) for c in clips]
-        except (KeyError, TypeError):
-            raise OutputError(f"{root / PACK_NAME}: each clip needs a name and a path") from None
+        return read_pack(root)
     if (root / MANIFEST_NAME).is_file():
         return [(root.resolve().name, root)]
     if not root.is_dir():

@@ -41,6 +41,7 @@ def explore(
     from ..explore.engine import warm_up
     from ..explore.server import Explorer, create_app
     from ..generator import load_generator, pick_device
+    from ..network_thread import run_on_network
 
     if not 1 <= port <= 65535:
         raise UsageError(f"--port must be 1-65535, not {port}")
@@ -48,9 +49,10 @@ def explore(
         raise UsageError(f"--cache-gb must be from 0.05 to 1024, not {cache_gb}")
     _check_address(host, port)
     dev = pick_device(device)
-    net = load_generator(model, dev)
+    net = run_on_network(lambda: load_generator(model, dev))  # the thread every pass runs on
     warm_up(net)
     explorer = Explorer(net, model, out.expanduser().resolve(), str(dev), int(cache_gb * (1 << 30)))
+    explorer.log = lambda line: console.print(line, markup=False, soft_wrap=True)
     app = create_app(explorer, host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="critical", lifespan="off")
     server = uvicorn.Server(config)

@@ -119,27 +119,32 @@ def live(
         console.print(f"[yellow]{escape(text)}[/]", soft_wrap=True)
 
     console.print(f"[bold]irep3d live[/] {escape(source)} -> NDI {escape(ndi)}", soft_wrap=True)
-    with view if view is not None else contextlib.nullcontext():
-        last = run_live(
-            source,
-            ndi,
-            size=options.size if "size" in given else None,
-            size_mode=options.size_mode,
-            fps=options.fps if "fps" in given else None,
-            osc_port=osc,
-            osc_host=osc_host,
-            osc_reply=reply,
-            memory_bytes=int(memory * 2**30),
-            walk=walk,
-            duration=duration,
-            status=show,
-            log=note,
-        )
+    try:
+        with view if view is not None else contextlib.nullcontext():
+            last = run_live(
+                source,
+                ndi,
+                size=options.size if "size" in given else None,
+                size_mode=options.size_mode,
+                fps=options.fps if "fps" in given else None,
+                osc_port=osc,
+                osc_host=osc_host,
+                osc_reply=reply,
+                memory_bytes=int(memory * 2**30),
+                walk=walk,
+                duration=duration,
+                status=show,
+                log=note,
+            )
+    except KeyboardInterrupt:  # Ctrl-C while the first clip was read: nothing was sent
+        console.print("live stopped")
+        return
     if last.player is not None:
         p = last.player
         console.print(
             f"sent {p.sent} frames, dropped {p.dropped} ({p.late} late, {p.unready} not read in time)"
         )
+    console.print("live stopped")
 
 
 def _walk(

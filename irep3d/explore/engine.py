@@ -53,17 +53,14 @@ from ..maps_engine import (
     thin_sample,
     walk_layers,
 )
+from ..network_thread import run_on_network, single_threaded
 from ..options import ClipJob, MapsOptions
 from ..resize import crop
 
-__all__ = ["DEFAULT_BUDGET", "NETWORK_LOCK", "WalkCache", "coarse_to_fine", "warm_up"]
+__all__ = ["DEFAULT_BUDGET", "WalkCache", "coarse_to_fine", "warm_up"]
 
 DEFAULT_BUDGET = 4 << 30
 """Bytes the frames of one walk may take (`irep3d explore --cache-gb`)."""
-
-#: One forward pass at a time in this process: walks of several tabs (and a clip rendered
-#: from the page, which holds it for its whole run) take turns on the network.
-NETWORK_LOCK = threading.Lock()
 
 
 def warm_up(net: nn.Module) -> None:
@@ -71,8 +68,11 @@ def warm_up(net: nn.Module) -> None:
     speed, not at the first pass's (allocations, kernel selection)."""
     from ..generator import seeds_to_ws
 
-    with NETWORK_LOCK, torch.no_grad():
-        net.synthesis(seeds_to_ws(net, [0]))
+    def once() -> None:
+        with torch.no_grad():
+            net.synthesis(seeds_to_ws(net, [0]))
+
+    run_on_network(once)
 
 
 def coarse_to_fine(count: int, first: Sequence[int] = ()) -> list[int]:
@@ -145,7 +145,8 @@ class WalkCache:
         h, w = info.height - 2 * self.margin, info.width - 2 * self.margin
         self.storage = self._storage(budget_bytes, info.channels, h, w)
         self.height, self.width = self._display_size(h, w)
-        self._frames: list[torch.Tensor | None] = [None] * self.total
+        self._frames: list[torch.Tensor | None] = [None] * self.total  # views of `_store`
+        self._store: torch.Tensor | None = None  # every frame kept, allocated once (see `_keep`)
         self._exact = [False] * self.total  # computed in its grid batch (not provisional)
         self._samples: dict[int, np.ndarray] = {}  # figure batch -> thinned samples, every channel
         self._figures: dict[tuple[int, ...], NormStats] = {}  # by channels, until more samples come
@@ -181,7 +182,7 @@ class WalkCache:
     def kept_bytes(self) -> int:
         """Bytes the kept frames take (the budget's share of this walk)."""
         with self._lock:
-            frames = sum(f.numel() * f.element_size() for f in self._frames if f is not None)
+            frames = self._store.numel() * self._store.element_size() if self._store is not None else 0
             return frames + sum(s.nbytes for s in self._samples.values())
 
     # ------------------------------------------------------------------ computing
@@ -238,22 +239,37 @@ class WalkCache:
             self.error = exc
 
     def _compute(self, frames: list[int], exact: bool, index: int | None = None) -> None:
-        with NETWORK_LOCK, torch.no_grad():
-            x = walk_layers(self.net, self.seeds, self.options, frames, self.total, [self.layer])[self.layer]
+        """Compute and keep one batch, on the network thread (`irep3d.network_thread`): walks
+        of several tabs, and a clip rendered from the page, take turns there."""
+        run_on_network(lambda: self._compute_batch(frames, exact, index))
+
+    @torch.no_grad()
+    def _compute_batch(self, frames: list[int], exact: bool, index: int | None) -> None:
+        x = walk_layers(self.net, self.seeds, self.options, frames, self.total, [self.layer])[self.layer]
         if self.margin:
             x = crop(x, self.margin)
         sample = thin_sample(x) if index in self.figure_batches else None
         kept = x if self.storage.factor == 1 else F.avg_pool2d(x, self.storage.factor, ceil_mode=True)
-        kept = kept.to("cpu", self.storage.dtype)
+        store = self._keep(kept.shape[1:])
         with self._lock:
             for row, frame in enumerate(frames):
-                self._frames[frame] = kept[row]
+                store[frame].copy_(kept[row])
+                self._frames[frame] = store[frame]
                 self._exact[frame] = exact
             if sample is not None:
                 self._samples[index] = sample
                 self._figures.clear()  # measured again from more samples
             elif not self._samples:
                 self._figures.clear()  # provisional figures from the frames so far
+
+    def _keep(self, shape: torch.Size) -> torch.Tensor:
+        """The store of every kept frame, [total, C, h, w] in the storage dtype, made on the
+        first batch. Copying each batch into it, rather than keeping the batch's own output,
+        frees every tensor a pass allocated, so the next pass reuses that memory as the
+        network running alone does (`irep3d.allocator`)."""
+        if self._store is None:
+            self._store = torch.empty((self.total, *shape), dtype=self.storage.dtype)
+        return self._store
 
     # ------------------------------------------------------------------ showing
 
@@ -267,6 +283,7 @@ class WalkCache:
             return min(have, key=lambda i: (min(abs(i - index), self.total - abs(i - index)), i))
         return min(have, key=lambda i: (abs(i - index), i))
 
+    @single_threaded()
     def figures(self, channels: Sequence[int]) -> NormStats | None:
         """The `global` figures of `channels`: the clip's once `figures_final`, before that
         from the samples (or frames) computed so far; None for the other norms."""
@@ -289,8 +306,10 @@ class WalkCache:
             self._figures[key] = stats
         return stats
 
+    @single_threaded()
     def values(self, index: int, channels: Sequence[int]) -> np.ndarray | None:
-        """Frame `index` as the clip's EXR holds it: float16 [H, W, 3]; None when not computed."""
+        """Frame `index` as the clip's EXR holds it: float16 [H, W, 3]; None when not computed.
+        Mapped on one core of the calling thread (`irep3d.network_thread`), beside the walk."""
         check_channels(list(channels), self.channels, self.layer)
         with self._lock:
             kept = self._frames[index]
@@ -308,6 +327,7 @@ class WalkCache:
         values = self.values(index, channels)
         return None if values is None else quantise(code_values(values.astype(np.float32)), 8)
 
+    @single_threaded()
     def layer_frame(self, index: int) -> torch.Tensor | None:
         """Every channel of frame `index` as kept, float32 [C, h, w] (the live contact sheet)."""
         with self._lock:
@@ -318,9 +338,13 @@ class WalkCache:
         """The channels `irep3d maps --channels auto` picks for this walk: the 3 most active,
         distinct channels at its first keyframes, computed in one pass as it computes them."""
         frames = auto_frames(len(self.seeds), self.options, self.total, self.batch)
-        with NETWORK_LOCK, torch.no_grad():
+
+        @torch.no_grad()
+        def pick() -> list[int]:
             acts = walk_layers(self.net, self.seeds, self.options, frames, self.total, [self.layer])
-        return pick_channels(acts[self.layer], 3)
+            return pick_channels(acts[self.layer], 3)
+
+        return run_on_network(pick)
 
     def describe(self) -> dict[str, Any]:
         """What a page needs to know of the walk."""

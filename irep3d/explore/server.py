@@ -14,6 +14,14 @@ it.
 Tabs: a page names itself in the header `X-Irep3d-Tab`; each tab has one current walk
 (a new one cancels the old), and a tab that closes (`POST /api/tab/close`) or stops asking
 for `TAB_TIMEOUT` seconds has its computation dropped.
+
+Send to NDI: a tab's walk goes out as an NDI source through `irep3d live`'s own code
+(`irep3d.live.model.ModelFeed` over the tab's `WalkCache`, sent by
+`irep3d.live.stage.NdiStream`): at the walk's fps, looping, each frame `WalkCache.frame`,
+the preview's. The stream belongs to the tab and follows it: a channel change shows at
+once, a new walk of the tab is sent from then on (see `Explorer.follow_ndi`), and it stops
+when the tab turns it off or closes, or the explorer stops. A tab that sends is never
+dropped for being quiet (a hidden tab's timers are slowed; the show must go on).
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
@@ -40,12 +49,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import Irep3dError, OptionError, UsageError
-from .engine import DEFAULT_BUDGET, NETWORK_LOCK, WalkCache
+from ..network_thread import run_on_network, single_threaded
+from .engine import DEFAULT_BUDGET, WalkCache
 
-__all__ = ["STATIC", "TAB_TIMEOUT", "Explorer", "create_app"]
+__all__ = ["NDI_NAME", "STATIC", "TAB_TIMEOUT", "Explorer", "create_app"]
 
 STATIC = Path(__file__).resolve().parent / "static"
 TAB_TIMEOUT = 60.0  # seconds without a request before a tab's computation is dropped
+NDI_NAME = "irep3d explore"  # the NDI source's name when the page gives none
+NDI_NOTICE = (
+    "the NDI source {source!r} listens on every network interface (TCP 5960 and up): anyone who "
+    "can reach this machine can receive it"
+)
 _TILE = (16, 256)
 
 
@@ -66,6 +81,16 @@ class _Cancelled(Exception):
 
 
 @dataclass
+class _NdiOut:
+    """A tab's walk sent over NDI: the walk shown (`ModelFeed`) and its stream (`NdiStream`)."""
+
+    name: str  # the NDI source's name, as the page gave it (receivers see `HOST (name)`)
+    walk: str  # the id of the walk sent
+    feed: Any  # irep3d.live.model.ModelFeed over the tab's WalkCache
+    stream: Any  # irep3d.live.stage.NdiStream, started
+
+
+@dataclass
 class Explorer:
     """What one `irep3d explore` serves: a loaded model, where clips go, the walks of the
     open tabs and the renders started from them."""
@@ -75,27 +100,40 @@ class Explorer:
     out: Path
     device: str = "cpu"
     budget_bytes: int = DEFAULT_BUDGET
+    log: Any = None  # called with one line when a tab starts or stops sending NDI (the terminal)
     walks: dict[str, WalkCache] = field(default_factory=dict)
     tabs: dict[str, tuple[str, float]] = field(default_factory=dict)  # tab -> (walk id, last seen)
     jobs: dict[str, _Job] = field(default_factory=dict)
+    ndi: dict[str, _NdiOut] = field(default_factory=dict)  # tab -> its walk sent over NDI
+    ndi_errors: dict[str, str] = field(default_factory=dict)  # tab -> why its stream stopped
     _ids: Any = field(default_factory=lambda: iter(range(1, 1 << 62)))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _ndi_lock: threading.RLock = field(default_factory=threading.RLock)  # one NDI change at a time
 
     def new_id(self, prefix: str) -> str:
         with self._lock:
             return f"{prefix}{next(self._ids)}"
 
     def seen(self, tab: str | None) -> None:
-        """Note that `tab` asked now; drop the walks of tabs gone quiet."""
+        """Note that `tab` asked now; drop the walks of tabs gone quiet (but of those sending
+        NDI: a performance outlasts a browser's slowed timers)."""
         now = time.monotonic()
         with self._lock:
             if tab and tab in self.tabs:
                 self.tabs[tab] = (self.tabs[tab][0], now)
-            quiet = [t for t, (_, last) in self.tabs.items() if now - last > TAB_TIMEOUT]
+            quiet = [
+                t for t, (_, last) in self.tabs.items() if now - last > TAB_TIMEOUT and t not in self.ndi
+            ]
         for t in quiet:
             self.close_tab(t)
 
     def close_tab(self, tab: str) -> None:
+        """The tab is gone: stop its NDI stream, drop its walk."""
+        self.stop_ndi(tab)
+        self.ndi_errors.pop(tab, None)
+        self._drop_walk(tab)
+
+    def _drop_walk(self, tab: str) -> None:
         with self._lock:
             walk_id, _ = self.tabs.pop(tab, (None, 0.0))
             cache = self.walks.pop(walk_id, None) if walk_id else None
@@ -103,17 +141,152 @@ class Explorer:
             cache.cancel()
 
     def set_walk(self, tab: str, cache: WalkCache) -> str:
-        """Make `cache` the tab's walk (its previous one is cancelled and dropped)."""
+        """Make `cache` the tab's walk (its previous one is cancelled and dropped); the tab's
+        NDI stream, if it sends, follows it."""
         walk_id = self.new_id("w")
-        self.close_tab(tab)
+        self._drop_walk(tab)
         with self._lock:
             self.walks[walk_id] = cache
             self.tabs[tab] = (walk_id, time.monotonic())
         cache.start()
+        self.follow_ndi(tab, walk_id, cache)
         return walk_id
 
+    def tab_of_walk(self, walk_id: str) -> str:
+        """The tab whose current walk `walk_id` is (KeyError when none)."""
+        with self._lock:
+            for tab, (current, _) in self.tabs.items():
+                if current == walk_id:
+                    return tab
+        raise KeyError(walk_id)
+
+    # ------------------------------------------------------------------ Send to NDI
+
+    def send_ndi(self, walk_id: str, name: str, channels: list[int]) -> _NdiOut:
+        """Send walk `walk_id` (its tab's current walk) as the NDI source `name`, showing
+        `channels`. A tab that sends already changes what it sends: the channels at once; a
+        new name opens the source again under it. (It sends this walk already: a tab's new
+        walk is followed by `set_walk`, through `follow_ndi`.)
+
+        Raises:
+            UsageError: no NDI runtime (as `irep3d live` says it), no name, a name another
+                tab sends under, channels outside the layer.
+            OutputError: the NDI source cannot start.
+        """
+        from ..colour import check_channels
+        from ..live.ndi import require_ndi
+
+        require_ndi()
+        if not name.strip():
+            raise UsageError(f"give the NDI source a name, e.g. {NDI_NAME}")
+        cache, tab = self.walk(walk_id), self.tab_of_walk(walk_id)
+        channels = check_channels(channels, cache.channels, cache.layer)
+        with self._ndi_lock:
+            taken = next((t for t, out in self.ndi.items() if out.name == name and t != tab), None)
+            if taken is not None:
+                raise UsageError(f"another tab sends as the NDI source {name!r}: give this one another name")
+            out = self.ndi.get(tab)
+            if out is not None and out.name != name:  # a source's name is fixed: open it again
+                self.stop_ndi(tab)
+                out = None
+            if out is None:
+                self.ndi_errors.pop(tab, None)
+                out = self.ndi[tab] = self._start_ndi(name, walk_id, cache, channels)
+            else:  # it sends this walk already (`set_walk` moved it here)
+                out.feed.set_channels(channels)
+            return out
+
+    def ndi_status(self, walk_id: str) -> dict[str, Any]:
+        """What the tab of walk `walk_id` sends over NDI now (`{"sending": false}` when
+        nothing; with `"error"` when its stream stopped by itself, said once)."""
+        tab = self.tab_of_walk(walk_id)
+        with self._ndi_lock:
+            out = self.ndi.get(tab)
+            if out is not None and not out.stream.player.running:  # the walk failed: it stopped
+                error = out.stream.player.error or out.feed.error
+                self.stop_ndi(tab)
+                said = " ".join(f"NDI stopped: {error}".split()) if error else "NDI stopped"
+                self.ndi_errors[tab] = said
+                out = None
+            if out is None:
+                return {"sending": False, "error": self.ndi_errors.pop(tab, None)}
+            status = out.stream.status()
+            player = status.player
+            width, height = out.feed.frame_size
+            return {
+                "sending": True,
+                "name": out.name,
+                "source": out.stream.sender.source_name,
+                "walk": out.walk,
+                "channels": list(out.feed.channels),
+                "width": width,
+                "height": height,
+                "fps": out.stream.player.fps,
+                "fps_out": player.fps_out,
+                "sent": player.sent,
+                "dropped": player.dropped,
+                "receivers": status.receivers,
+                "error": None,
+            }
+
+    def follow_ndi(self, tab: str, walk_id: str, cache: WalkCache) -> None:
+        """The tab walked again (`cache`, its walk `walk_id`): if it sends, send the new walk
+        from now on, as a VJ expects of a live preview, with the channels sent now where the
+        new layer has them, else its first three (or its first: the page's choice too, until
+        it sends its own). Frames of the same size and rate: the stream goes on
+        (`ModelFeed.show`: the old walk plays until the new one has a frame); else the NDI
+        source is opened again under its name at the new size (an NDI source's size is fixed
+        while it is open; receivers reconnect by themselves)."""
+        from ..live.sources import output_size
+
+        with self._ndi_lock:
+            out = self.ndi.get(tab)
+            if out is None:
+                return
+            channels = list(out.feed.channels)
+            if max(channels) >= cache.channels:
+                channels = [0, 1, 2] if cache.channels >= 3 else [0]
+            size = output_size(int(cache.width), int(cache.height))
+            if size == tuple(out.feed.frame_size) and float(cache.fps) == out.stream.player.fps:
+                out.feed.show(cache, channels)
+                out.walk = walk_id
+                return
+            self.stop_ndi(tab)
+            try:
+                self.ndi[tab] = self._start_ndi(out.name, walk_id, cache, channels)
+            except Irep3dError as exc:  # the walk stands; the page hears of it when it asks
+                self.ndi_errors[tab] = str(exc)
+
+    def _start_ndi(self, name: str, walk_id: str, cache: WalkCache, channels: list[int]) -> _NdiOut:
+        from ..live.model import ModelFeed
+        from ..live.stage import NdiStream
+
+        feed = ModelFeed(cache, channels, self.budget_bytes)
+        stream = NdiStream(feed, name, float(cache.fps))
+        stream.start()
+        if self.log is not None:
+            self.log(
+                f"NDI: sending {walk_id} ({cache.layer}); "
+                + NDI_NOTICE.format(source=stream.sender.source_name)
+            )
+        return _NdiOut(name, walk_id, feed, stream)
+
+    def stop_ndi(self, tab: str) -> _NdiOut | None:
+        """Stop the tab's NDI stream (the source closes; the walk goes on); what it was."""
+        with self._ndi_lock:
+            out = self.ndi.pop(tab, None)
+            if out is not None:
+                out.stream.close()  # not the feed: the walk is the tab's, its computation goes on
+                if self.log is not None:
+                    self.log(f"NDI: {out.name!r} stopped")
+            return out
+
     def close(self) -> None:
-        """Stop every walk (the server is stopping): their threads end within a batch."""
+        """Stop every NDI stream and every walk (the server is stopping): the walks' threads
+        end within a batch."""
+        with self._ndi_lock:
+            for tab in list(self.ndi):
+                self.stop_ndi(tab)
         with self._lock:
             caches = list(self.walks.values())
             self.walks.clear()
@@ -377,10 +550,11 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) ->
         if not _TILE[0] <= tile <= _TILE[1]:
             raise UsageError(f"tile must be {_TILE[0]}-{_TILE[1]} px, not {tile}")
         shown = cache.nearest(index)
-        acts = cache.layer_frame(shown) if shown is not None else None
-        if acts is None:
-            return _error("no frame is computed yet", 404)
-        image = sheet_image(acts, tile, labels=False)
+        with single_threaded():  # beside the walk's passes (irep3d.network_thread)
+            acts = cache.layer_frame(shown) if shown is not None else None
+            if acts is None:
+                return _error("no frame is computed yet", 404)
+            image = sheet_image(acts, tile, labels=False)
         return _png(np.asarray(image), {"X-Irep3d-Frame": str(shown)})
 
     def auto(request: Request) -> Response:
@@ -442,6 +616,28 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) ->
         table = append_clip(path, entry, model=explorer.model)
         return JSONResponse({"path": str(path), "table": table})
 
+    async def ndi(request: Request) -> Response:
+        walk_id, cache = walk_of(request)
+        body = await _json(request)
+        on = body.get("on")
+        if not isinstance(on, bool):
+            raise UsageError(f"on must be true (send) or false (stop), not {on!r}")
+        if not on:
+            out = await run_in_threadpool(explorer.stop_ndi, explorer.tab_of_walk(walk_id))
+            return JSONResponse({"sending": False, "name": out.name if out is not None else None})
+        name = body.get("name", NDI_NAME)
+        if not isinstance(name, str):
+            raise UsageError(f"the NDI source's name is text, like {NDI_NAME!r}, not {name!r}")
+        channels = _channels(",".join(map(str, body.get("channels") or [])), cache)
+        await run_in_threadpool(explorer.send_ndi, walk_id, name.strip(), channels)
+        answer = explorer.ndi_status(walk_id)
+        answer["notice"] = NDI_NOTICE.format(source=answer.get("source"))
+        return JSONResponse(answer)
+
+    def ndi_status(request: Request) -> Response:
+        walk_id, _ = walk_of(request)
+        return JSONResponse(explorer.ndi_status(walk_id))
+
     def close(request: Request) -> Response:
         explorer.close_tab(
             request.query_params.get("tab") or request.headers.get("x-irep3d-tab") or "default"
@@ -461,6 +657,8 @@ def create_app(explorer: Explorer, host: str = "127.0.0.1", port: int = 8765) ->
         Route("/api/walk/{walk}/command", command),
         Route("/api/walk/{walk}/render", render, methods=["POST"]),
         Route("/api/walk/{walk}/release", release, methods=["POST"]),
+        Route("/api/walk/{walk}/ndi", ndi, methods=["POST"]),
+        Route("/api/walk/{walk}/ndi", ndi_status, methods=["GET"]),
         Route("/api/jobs/{job}", job_status),
         Route("/api/jobs/{job}/cancel", job_cancel, methods=["POST"]),
         Route("/api/tab/close", close, methods=["POST"]),
@@ -563,8 +761,12 @@ def _render_job(explorer: Explorer, job: _Job, cache: WalkCache, channels: list[
 
     try:
         clip = ClipJob(name=name, layer=cache.layer, channels=channels, seeds=list(cache.seeds))
-        with NETWORK_LOCK:  # the walks wait: the network is not shared by two threads at once
-            render_clips(explorer.net, explorer.model, [clip], explorer.out, cache.options, progress=progress)
+        # On the network thread (`irep3d.network_thread`): the walks wait for it.
+        run_on_network(
+            lambda: render_clips(
+                explorer.net, explorer.model, [clip], explorer.out, cache.options, progress=progress
+            )
+        )
         job.state = "done"
     except _Cancelled:
         job.state = "cancelled"

@@ -200,11 +200,32 @@ class ModelFeed:
         self._restart(keys, self.options)
 
     def _restart(self, seeds: list[Any], options: MapsOptions) -> None:
-        cache = self._walk(seeds, options).start()
+        self.show(self._walk(seeds, options))
+
+    def show(self, cache: Any, channels: Sequence[int] | None = None) -> None:
+        """Play `cache` (a `WalkCache` of frames of this feed's `frame_size`) from the next
+        frame on, with `channels` (default: those shown now): a new walk of the same
+        stream, as ψ and the seeds make one, or the explorer's tab walked again. The walk
+        shown now plays on until `cache` has its first frame; it is started if it is not yet.
+
+        Raises:
+            UsageError: `channels` outside `cache`'s layer.
+            ValueError: `cache`'s frames are of another size (a stream's size is fixed).
+        """
+        if output_size(int(cache.width), int(cache.height)) != self.frame_size:
+            width, height = self.frame_size
+            raise ValueError(
+                f"a walk of {cache.width}×{cache.height} cannot play in a {width}×{height} stream"
+            )
+        picked = check_channels(
+            list(self.channels if channels is None else channels), int(cache.channels), cache.layer
+        )
+        cache.start()
         with self._lock:
             old, older = self._cache, self._previous
             self._cache, self._previous = cache, old
-            self.seeds, self.options = seeds, options
+            self.net, self.model, self.layer = cache.net, cache.model, cache.layer
+            self.seeds, self.options, self.channels = list(cache.seeds), cache.options, picked
             self._generation += 1
             self._sent.clear()
         if older is not None:

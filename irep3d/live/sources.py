@@ -31,10 +31,10 @@ import numpy as np
 from ..clip import Clip
 from ..display import code_values, display_frames, folder_frames, folder_manifest, pad, quantise
 from ..errors import OutputError
+from ..pack import PACK_NAME, read_pack
 from ..preview import clip_fps
 
 __all__ = [
-    "PACK_MANIFEST",
     "RELEASE_MANIFEST",
     "FolderClip",
     "even_width",
@@ -44,15 +44,7 @@ __all__ = [
     "reframe_pixels",
 ]
 
-PACK_MANIFEST = "pack.json"
 RELEASE_MANIFEST = "release.json"
-#: Where a release keeps the frames of each kind of loop (`irep3d.release.plan`): pack clips
-#: under maps/<mode>/<clip>, composites under composites/<name>, scenes under renders/<stem>.
-_RELEASE_FOLDERS = {
-    "maps": ("maps", ""),
-    "composite": ("composites", "comp/"),
-    "scene": ("renders", "scene/"),
-}
 _MODEL_SUFFIXES = (".pkl", ".safetensors")
 _SOURCE_HELP = (
     "give a clip folder (clip.json), a render folder (render.json), a pack folder (pack.json), a release "
@@ -171,10 +163,12 @@ def reframe_pixels(values: np.ndarray, size: tuple[int, int], mode: str = "fit")
     if (width, height) != tuple(size):
         import torch
 
+        from ..network_thread import single_threaded
         from ..resize import reframe
 
         x = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).permute(2, 0, 1)[None]
-        values = reframe(x, (int(size[0]), int(size[1])), mode)[0].permute(1, 2, 0).numpy()
+        with single_threaded():  # a reader or the player, beside a live model's passes
+            values = reframe(x, (int(size[0]), int(size[1])), mode)[0].permute(1, 2, 0).numpy()
     return quantise(np.clip(values, 0.0, 1.0), 8)
 
 
@@ -211,8 +205,8 @@ def read_source(source: str | os.PathLike[str], fps: float | None = None) -> lis
         raise OutputError(f"SOURCE {root} is not a folder; {_SOURCE_HELP}")
     if (root / RELEASE_MANIFEST).is_file():
         entries = _release_clips(root)
-    elif (root / PACK_MANIFEST).is_file():
-        entries = _pack_clips(root)
+    elif (root / PACK_NAME).is_file():
+        entries = read_pack(root)
     else:
         return [FolderClip.open(root, fps=fps)]
     return [FolderClip.open(folder, name, fps) for name, folder in entries]
@@ -231,25 +225,11 @@ def _read_manifest(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
-def _pack_clips(root: Path) -> list[tuple[str, Path]]:
-    """(name, folder) of each clip `pack.json` lists, in its order."""
-    path = root / PACK_MANIFEST
-    remake = "rebuild the pack with `irep3d pack`"
-    clips = _read_manifest(path, remake).get("clips")
-    if not isinstance(clips, list) or not clips:
-        raise OutputError(f"{path} lists no clips; {remake}")
-    try:
-        return [(str(c["name"]), root / str(c["path"])) for c in clips]
-    except (KeyError, TypeError):
-        raise OutputError(f"{path}: each clip needs a name and a path; {remake}") from None
-
-
 def _release_clips(root: Path) -> list[tuple[str, Path]]:
     """(name, frames folder) of each loop `release.json` lists, in its order, once a name:
-    the folder the loop was encoded from (`frames`, where recorded, else where a release
-    keeps that kind of loop's frames)."""
+    the folder the loop was encoded from (its `folder`)."""
     path = root / RELEASE_MANIFEST
-    remake = "run the same `irep3d release` command again"
+    remake = "run the same `irep3d release` command again (it rewrites release.json)"
     loops = _read_manifest(path, remake).get("loops")
     if not isinstance(loops, list) or not loops:
         raise OutputError(f"{path} lists no loops; {remake}")
@@ -257,20 +237,9 @@ def _release_clips(root: Path) -> list[tuple[str, Path]]:
     for loop in loops:
         if not isinstance(loop, dict) or not isinstance(loop.get("name"), str):
             raise OutputError(f"{path}: each loop needs a name; {remake}")
-        name = loop["name"]
-        if name in seen:
-            continue
-        if isinstance(loop.get("frames"), str):
-            seen[name] = root / loop["frames"]
-            continue
-        kind = loop.get("kind")
-        if kind not in _RELEASE_FOLDERS:
-            raise OutputError(
-                f"{path}: loop {name} is of kind {kind!r}; a release's loops are of kind "
-                f"{', '.join(_RELEASE_FOLDERS)}"
-            )
-        folder, prefix = _RELEASE_FOLDERS[kind]
-        seen[name] = root / folder / name.removeprefix(prefix)
+        if not isinstance(loop.get("folder"), str):
+            raise OutputError(f"{path} does not say which frames loop {loop['name']} was made of; {remake}")
+        seen.setdefault(loop["name"], root / loop["folder"])
     return list(seen.items())
 
 

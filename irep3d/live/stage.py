@@ -138,11 +138,14 @@ def run_live(
         closers.append(stream.close)
         say(LISTENS.format(name=stream.sender.source_name))
         ends = None if duration is None else time.monotonic() + duration
-        while not stop.is_set() and stream.player.running:
-            remaining = STATUS_INTERVAL if ends is None else min(STATUS_INTERVAL, ends - time.monotonic())
-            if remaining <= 0 or stop.wait(remaining):
-                break
-            report(stream.status(str(source), pulse))
+        try:
+            while not stop.is_set() and stream.player.running:
+                remaining = STATUS_INTERVAL if ends is None else min(STATUS_INTERVAL, ends - time.monotonic())
+                if remaining <= 0 or stop.wait(remaining):
+                    break
+                report(stream.status(str(source), pulse))
+        except KeyboardInterrupt:  # Ctrl-C is how a show ends: stop, and say what was sent
+            pass
         stream.close()
         if stream.player.error is not None:
             raise stream.player.error
@@ -201,9 +204,10 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
 def _model_feed(model: str, walk: ModelWalk, memory_bytes: int) -> Any:
     """The walk of a model SOURCE, computing (`irep3d.live.model.ModelFeed`)."""
     from ..generator import load_generator
+    from ..network_thread import run_on_network
     from .model import ModelFeed
 
-    net = load_generator(model, walk.device)
+    net = run_on_network(lambda: load_generator(model, walk.device))  # where its walks run
     return ModelFeed.walk(net, model, walk.layer, walk.seeds, walk.options, walk.channels, memory_bytes)
 
 

@@ -231,6 +231,7 @@ def _summarise(plan: ReleasePlan) -> Path:
                 "source": list(loop.source),
                 "codec": loop.codec,
                 "path": str(loop.path.relative_to(plan.out)),
+                "folder": str(loop.frames_dir.relative_to(plan.out)),  # what it was encoded from
                 "frames": frames,
                 "fps": loop.fps,
                 "width": width,

@@ -105,6 +105,10 @@ const state = {
   walkRequest: 0, // counts walks asked for: a late answer to an older one is dropped
 };
 
+// Send to NDI, as the server last answered: sending?, requests asked (a late answer to an
+// older one is dropped), the timer of the next status request.
+const ndi = { sending: false, asked: 0, timer: 0 };
+
 // ------------------------------------------------------------------ 1. model and layers
 
 function showModel(model) {
@@ -295,6 +299,9 @@ async function startWalk(layer, asked = null) {
   poll();
   clearInterval(heartbeat);
   heartbeat = setInterval(keepAlive, 20000);
+  // The server sends the tab's new walk already; this gives it the channels shown (and
+  // starts it again if the server had dropped this tab).
+  if (ndi.sending) sendNdi(true);
 }
 
 async function poll() {
@@ -377,6 +384,7 @@ function channelsChanged() {
   showChannels();
   frames?.pump(shownChannels(), state.frame); // the current frame first
   updateCommand();
+  if (ndi.sending) sendNdi(true); // what goes out follows the preview
 }
 
 /** The channels the preview shows: three, or one in grey. */
@@ -1201,6 +1209,71 @@ $("add-to-release").addEventListener("click", async () => {
   } catch (exc) {
     showError(exc);
   }
+});
+
+// ------------------------------------------------------------------ Send to NDI
+
+// The tab's walk goes out as an NDI source, as the preview shows it (the server sends it
+// with `irep3d live`'s code). The switch shows what the server answers, never a hope: the
+// state it says after each request, and once a second while it sends (receivers, rate).
+// (`ndi`, its state, is declared with `state` above.)
+
+async function sendNdi(on) {
+  const walk = state.walk;
+  if (!walk) return showError("choose a layer first (click one in the list)");
+  const asked = ++ndi.asked;
+  const body = on
+    ? { on: true, name: $("ndi-name").value.trim(), channels: shownChannels() }
+    : { on: false };
+  try {
+    const answer = await api(`/api/walk/${walk.walk}/ndi`, { method: "POST", body });
+    if (asked === ndi.asked && walk === state.walk) showNdi(answer);
+  } catch (exc) {
+    if (asked !== ndi.asked) return;
+    showError(exc);
+    if (exc.status === 410) return keepAlive(); // the walk was dropped: it is walked again
+    refreshNdi(); // what does it send now?
+  }
+}
+
+async function refreshNdi() {
+  const walk = state.walk;
+  const asked = ndi.asked;
+  if (!walk) return;
+  try {
+    const answer = await api(`/api/walk/${walk.walk}/ndi`);
+    if (asked === ndi.asked && walk === state.walk) showNdi(answer);
+  } catch (exc) {
+    if (walk === state.walk && exc.status === 410) keepAlive();
+  }
+}
+
+function showNdi(answer) {
+  ndi.sending = Boolean(answer.sending);
+  const button = $("send-ndi");
+  button.setAttribute("aria-checked", String(ndi.sending));
+  let text = "";
+  if (ndi.sending) {
+    const receivers = `${answer.receivers} receiver${answer.receivers === 1 ? "" : "s"}`;
+    const rate = `${Math.round(answer.fps_out)}/${answer.fps} frames/s`;
+    text = `sending as ${answer.source} · ${receivers} · ${rate}`;
+    if (answer.dropped) text += ` · ${answer.dropped} dropped`;
+  }
+  $("ndi-status").textContent = text;
+  const notice = $("ndi-notice");
+  if (answer.notice) notice.textContent = answer.notice;
+  notice.hidden = !ndi.sending;
+  if (answer.error) showError(answer.error);
+  clearTimeout(ndi.timer);
+  if (ndi.sending) ndi.timer = setTimeout(refreshNdi, 1000);
+}
+
+$("send-ndi").addEventListener("click", () => {
+  clearError();
+  sendNdi(!ndi.sending);
+});
+$("ndi-name").addEventListener("change", () => {
+  if (ndi.sending) sendNdi(true); // the source opens again under the new name
 });
 
 // ------------------------------------------------------------------ tabs
