@@ -102,11 +102,16 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Tests paced by the clock (NDI streams, the browser, Ctrl-C timings) run alone first; the
+# rest on two processes (pytest-xdist, whole files to one process: fixtures stay shared).
+XDIST := -n 2 --dist loadfile
+
 test: lint sysdeps
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -m realtime --durations=5
+	$(PY) -m pytest -q -m "not realtime" $(XDIST) --durations=15
 
 test-fast: lint sysdeps
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" $(XDIST)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_generator.py

@@ -20,6 +20,9 @@ import pytest
 from tests.clip_util import make_clip
 from tests.proc_util import run_cli, start_cli, tagged_processes, wait_for
 
+# Real time (frames paced by the clock, Ctrl-C timings): `make test` runs these alone.
+pytestmark = pytest.mark.realtime
+
 LINE = "interrupted; run the same command again to resume"
 
 # 16 loops (one layer, 4 clips, locked and unique, ProRes and H.264) of 32 frames at 384 px:

@@ -20,6 +20,9 @@ from starlette.testclient import TestClient
 from irep3d.explore.server import Explorer, create_app
 from tests.test_explore_page import CHROMIUM, CHROMIUM_ARGS
 
+# Real time (frames paced by the clock, Ctrl-C timings): `make test` runs these alone.
+pytestmark = pytest.mark.realtime
+
 MODEL = "builtin:sg3t-256"
 LAYER = "L5_84_64"  # 84 px, 64 channels: a walk of 12 frames in under half a second
 OTHER = "L3_52_64"  # another size: 52 px

@@ -27,6 +27,9 @@ from irep3d.explore.server import Explorer, create_app
 from irep3d.exr_clip import read_exr
 from tests.proc_util import free_ports, run_cli
 
+# Real time (frames paced by the clock, Ctrl-C timings): `make test` runs these alone.
+pytestmark = pytest.mark.realtime
+
 MODEL = "builtin:sg3t-256"
 LAYER = "L5_84_64"  # an early layer: 84 px, 64 channels, a walk of 9 frames in about a second
 CHROMIUM = "/usr/bin/chromium"

@@ -17,6 +17,9 @@ from irep3d.live.ndi import from_uyvy
 from irep3d.maps_engine import render_clips
 from irep3d.options import ClipJob, maps_options
 
+# Real time (frames paced by the clock, Ctrl-C timings): `make test` runs these alone.
+pytestmark = pytest.mark.realtime
+
 MODEL = "builtin:sg3t-256"
 LAYER = "L5_84_64"  # 84 px: small and quick on a CPU
 

@@ -15,6 +15,9 @@ from clip_util import make_clip
 from live_util import CODEC_TOLERANCE, identify, perform, reference, stripes_clip, write_pack
 from proc_util import free_ports
 
+# Real time (frames paced by the clock, Ctrl-C timings): `make test` runs these alone.
+pytestmark = pytest.mark.realtime
+
 FPS = 30.0
 FRAMES = 12
 

@@ -19,6 +19,9 @@ from irep3d.live.osc import LoopPulse, OscControl
 from irep3d.live.player import Player
 from irep3d.live.sources import FolderFeed, read_source
 
+# Real time (frames paced by the clock, Ctrl-C timings): `make test` runs these alone.
+pytestmark = pytest.mark.realtime
+
 
 @pytest.fixture
 def steered(tmp_path: Path):

@@ -18,6 +18,9 @@ from irep3d.live.ndi import black_uyvy
 from irep3d.live.player import Player
 from irep3d.live.sources import FolderFeed, read_source
 
+# Real time (frames paced by the clock, Ctrl-C timings): `make test` runs these alone.
+pytestmark = pytest.mark.realtime
+
 FPS = 60.0
 
 
