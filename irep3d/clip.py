@@ -37,7 +37,7 @@ import numpy as np
 
 from .errors import OutputError, UsageError
 from .exr_clip import read_exr
-from .files import remove_temps, write_text
+from .files import read_json_object, remove_temps, write_text
 from .integrity import exr_problem, first_damage
 
 __all__ = ["CLIP_FORMAT", "CLIP_VERSION", "MANIFEST_NAME", "Clip", "frame_name"]
@@ -183,22 +183,9 @@ class Clip:
 
     def read_manifest(self) -> dict[str, Any] | None:
         """The manifest, or None when there is none (OutputError if it is unreadable)."""
-        path = self.manifest_path
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not self.manifest_path.exists():
             return None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise OutputError(f"cannot read {path}: {exc}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise OutputError(
-                f"{path} is not valid JSON ({exc}); delete it to start the clip afresh"
-            ) from None
-        if not isinstance(data, dict):
-            raise OutputError(f"{path} is not a clip manifest (a JSON object was expected)")
-        return data
+        return read_json_object(self.manifest_path, "delete it to start the clip afresh", "clip manifest")
 
     def write_manifest(self, fields: Mapping[str, Any]) -> Path:
         """Write clip.json: `format`, `version` and `name` first, then `fields` in their order.

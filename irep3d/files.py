@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputError
 
@@ -26,6 +28,7 @@ __all__ = [
     "atomic_output",
     "file_sha256",
     "final_path",
+    "read_json_object",
     "remove_temps",
     "temp_file",
     "write_bytes",
@@ -157,3 +160,19 @@ def remove_temps(
             raise OutputError(f"cannot remove {entry.path}: {exc.strerror or exc}") from None
         removed += 1
     return removed
+
+
+def read_json_object(path: Path, remedy: str, what: str = "manifest") -> dict[str, Any]:
+    """A JSON manifest (clip.json, pack.json, release.json) as a dict, or `OutputError` in one
+    line that names the file and ends with `remedy` (what remakes it)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"cannot read {path}: {exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OutputError(f"{path} is not valid JSON ({exc}); {remedy}") from None
+    if not isinstance(data, dict):
+        raise OutputError(f"{path} is not a {what} (a JSON object was expected); {remedy}")
+    return data

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import OutputError, UsageError
-from .files import write_text
+from .files import read_json_object, write_text
 from .options import ClipJob, ClipResult, MapsOptions
 
 if TYPE_CHECKING:  # reading a pack needs no torch: `blender build` and `live` read packs
@@ -114,13 +114,7 @@ def read_pack(folder: str | Path) -> list[tuple[str, Path]]:
     root = Path(folder)
     path = root / PACK_NAME
     remake = "rebuild the pack with `irep3d pack`"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OutputError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise OutputError(f"{path} is not valid JSON ({exc}); {remake}") from None
-    clips = data.get("clips") if isinstance(data, dict) else None
+    clips = read_json_object(path, remake, "pack manifest").get("clips")
     if not isinstance(clips, list) or not clips:
         raise OutputError(f"{path} lists no clips; {remake}")
     try:

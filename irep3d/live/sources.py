@@ -19,7 +19,6 @@ A model SOURCE (a walk computed live) is `irep3d.live.model`.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ import numpy as np
 from ..clip import Clip
 from ..display import code_values, display_frames, folder_frames, folder_manifest, pad, quantise
 from ..errors import OutputError
+from ..files import read_json_object
 from ..pack import PACK_NAME, read_pack
 from ..preview import clip_fps
 
@@ -212,25 +212,12 @@ def read_source(source: str | os.PathLike[str], fps: float | None = None) -> lis
     return [FolderClip.open(folder, name, fps) for name, folder in entries]
 
 
-def _read_manifest(path: Path, what: str) -> dict[str, Any]:
-    """A JSON manifest (pack.json, release.json) as a dict, or OutputError in one line."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OutputError(f"cannot read {path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise OutputError(f"{path} is not valid JSON ({exc}); {what}") from None
-    if not isinstance(data, dict):
-        raise OutputError(f"{path} is not a manifest (a JSON object was expected); {what}")
-    return data
-
-
 def _release_clips(root: Path) -> list[tuple[str, Path]]:
     """(name, frames folder) of each loop `release.json` lists, in its order, once a name:
     the folder the loop was encoded from (its `folder`)."""
     path = root / RELEASE_MANIFEST
     remake = "run the same `irep3d release` command again (it rewrites release.json)"
-    loops = _read_manifest(path, remake).get("loops")
+    loops = read_json_object(path, remake, "release manifest").get("loops")
     if not isinstance(loops, list) or not loops:
         raise OutputError(f"{path} lists no loops; {remake}")
     seen: dict[str, Path] = {}
