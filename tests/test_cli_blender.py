@@ -431,7 +431,7 @@ def test_render_shards_together_render_the_range(blend, tmp_path):
         (["build", "{clip}", "--preset", PRESET, "--out", "{tmp}/x.blend", "--format", "tiff"],
          "--format 'tiff' is invalid: expected one of png, exr, video"),
         (["build", "{clip}", "--preset", PRESET, "--out", "{tmp}/x.blend", "--resolution", "2x2"],
-         "--resolution (2, 2) is invalid: expected [width, height] in pixels, each side in 4..65536"),
+         "--resolution 2x2 is invalid: expected [width, height] in pixels, each side in 4..65536"),
         (["render", "{blend}", "--samples", "0", "--out", "{tmp}/r"], "--samples 0 is invalid"),
         (["render", "{blend}", "--device", "tpu", "--out", "{tmp}/r"], "unknown device 'tpu'"),
         (["render", "{blend}", "--shard", "2/2", "--out", "{tmp}/r"], "bad --shard '2/2'"),

@@ -208,8 +208,17 @@ def preset_errors() -> Iterator[None]:
         yield
     except presets.PresetError as exc:
         if exc.setting is not None and exc.setting.name:
-            raise OptionError(exc.setting.name, f"{exc.value!r} is invalid: {exc.reason}") from None
+            raise OptionError(
+                exc.setting.name, f"{_shown(exc.setting, exc.value)} is invalid: {exc.reason}"
+            ) from None
         raise UsageError(str(exc)) from None
+
+
+def _shown(setting: presets.Setting, value: Any) -> str:
+    """A refused value as users write it: a size as WIDTHxHEIGHT (not Python's tuple)."""
+    if setting.type == "size" and isinstance(value, tuple | list) and len(value) == 2:
+        return "x".join(map(str, value))
+    return repr(value)
 
 
 def scene_settings(given: Mapping[str, Any]) -> dict[str, Any]:
