@@ -30,9 +30,9 @@ def make_clip(
     """
     if path not in PATHS:
         raise ValueError(f"path must be one of {PATHS}, not {path!r}")
-    folder.mkdir(parents=True, exist_ok=True)
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    pictures = []
     for i in range(frames):
         if path == "line":
             cx, cy = w * (0.2 + 0.6 * i / max(1, frames - 1)), h / 2
@@ -43,21 +43,38 @@ def make_clip(
         rgb_frame = np.stack([blob, 0.6 * blob, 0.3 * (1 - blob)], axis=-1)
         if rgb is not None:
             rgb_frame = np.broadcast_to(np.asarray(rgb, dtype=np.float32), (h, w, 3))
-        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-        OpenEXR.File(header, {"RGB": np.ascontiguousarray(rgb_frame, dtype=np.float16)}).write(
+        pictures.append(rgb_frame)
+    return write_clip(folder, name, pictures, fps=fps, loop=loop, norm="percentile")
+
+
+def write_clip(
+    folder: Path,
+    name: str,
+    pictures: list[np.ndarray],
+    fps: float = 24.0,
+    loop: bool = True,
+    **manifest: object,
+) -> Path:
+    """`pictures` ([h, w, 3] each) as a clip folder: half-float ZIP EXRs named as `irep3d maps`
+    names them, and its clip.json (`manifest` adds or overrides keys)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = pictures[0].shape[:2]
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    for i, rgb in enumerate(pictures):
+        OpenEXR.File(header, {"RGB": np.ascontiguousarray(rgb, dtype=np.float16)}).write(
             str(folder / f"{name}_{i + 1:05d}.exr")
         )
-    manifest = {
+    fields = {
         "format": "irep3d-clip",
         "version": 1,
         "name": name,
-        "frames": frames,
+        "frames": len(pictures),
         "fps": fps,
         "loop": loop,
         "resolution": [w, h],
         "files": f"{name}_#####.exr",
         "first_frame": 1,
-        "norm": "percentile",
+        **manifest,
     }
-    (folder / "clip.json").write_text(json.dumps(manifest, indent=2))
+    (folder / "clip.json").write_text(json.dumps(fields, indent=2))
     return folder

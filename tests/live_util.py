@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from clip_util import write_clip
 
 from irep3d.display import display_frame
 
@@ -118,35 +119,15 @@ def stripes_clip(
 ) -> Path:
     """A clip unlike `clip_util.make_clip`'s blobs: a bright bar that moves down the frame and
     wraps round, green on violet, so no frame of it resembles a blob's."""
-    import OpenEXR
-
-    folder.mkdir(parents=True, exist_ok=True)
     w, h = size
     rows = np.arange(h, dtype=np.float32)[:, None]
+    pictures = []
     for i in range(frames):
         centre = h * i / frames
         distance = np.minimum(np.abs(rows - centre), h - np.abs(rows - centre))
         bar = np.broadcast_to(np.exp(-(distance**2) / (2 * (h / 10) ** 2)), (h, w))
-        rgb = np.stack([0.3 * (1 - bar), bar, 0.4 * (1 - bar)], axis=-1)
-        header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
-        OpenEXR.File(header, {"RGB": np.ascontiguousarray(rgb, dtype=np.float16)}).write(
-            str(folder / f"{name}_{i + 1:05d}.exr")
-        )
-    manifest = {
-        "format": "irep3d-clip",
-        "version": 1,
-        "name": name,
-        "frames": frames,
-        "fps": fps,
-        "loop": True,
-        "resolution": [w, h],
-        "files": f"{name}_#####.exr",
-        "first_frame": 1,
-        "norm": "global",
-        "complete": True,
-    }
-    (folder / "clip.json").write_text(json.dumps(manifest, indent=2))
-    return folder
+        pictures.append(np.stack([0.3 * (1 - bar), bar, 0.4 * (1 - bar)], axis=-1))
+    return write_clip(folder, name, pictures, fps=fps, norm="global", complete=True)
 
 
 def write_pack(root: Path, clips: list[tuple[str, Path]]) -> Path:
